@@ -1,0 +1,276 @@
+"""The YAML configuration: file -> validated `Settings` (pydantic), with `${ENV}` substitution.
+
+Every problem is reported with its YAML path (`watch.codefresh[0].account_id: field required`) so
+that `rekorwatch check-config` can list them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_ENV = "REKORWATCH_CONFIG"
+DEFAULT_CONFIG_FILE = "rekorwatch.yaml"
+CODEFRESH_ISSUER = "https://oidc.codefresh.io"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one `path: message` line per error."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> float:
+    """`10s`, `5m`, `1.5h`, `250ms` or a bare number of seconds -> seconds (float > 0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 10s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 10s, 5m, 1h)")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _full_match_pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+    return value
+
+
+Regexp = Annotated[str, BeforeValidator(_full_match_pattern)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrustSettings(_Strict):
+    root: str = "public-good"
+    refresh: bool = True
+    signing_config: str = "public-good"
+
+
+class LogSettings(_Strict):
+    url: str
+    api: Literal["v1", "tiles"] = "v1"
+    start: Literal["head"] | int = "head"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("start")
+    @classmethod
+    def _non_negative(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("start must be 'head' or a global index >= 0")
+        return value
+
+
+class CodefreshPipeline(_Strict):
+    id: str = Field(min_length=1)
+    name: str | None = None
+
+
+class CodefreshAccount(_Strict):
+    account_id: str = Field(min_length=1)
+    account_name: str | None = None
+    platform_url: str = "https://g.codefresh.io"
+    pipelines: list[CodefreshPipeline] = Field(default_factory=list)
+    all_pipelines: bool = False
+    """Set by writing `pipelines: "*"` (or a "*" item): every pipeline of the account is allowed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _star_means_all(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            pipelines = data.get("pipelines")
+            if pipelines == "*" or (isinstance(pipelines, list) and "*" in pipelines):
+                rest = [] if pipelines == "*" else [p for p in pipelines if p != "*"]
+                data = {**data, "pipelines": rest, "all_pipelines": True}
+        return data
+
+    @field_validator("platform_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class IdentityRule(_Strict):
+    issuer: str
+    identity_regexp: Regexp
+    allow: list[Regexp] = Field(default_factory=list)
+
+
+class WatchSettings(_Strict):
+    issuers: list[str] = Field(default_factory=lambda: [CODEFRESH_ISSUER])
+    codefresh: list[CodefreshAccount] = Field(default_factory=list)
+    identities: list[IdentityRule] = Field(default_factory=list)
+
+    def watched_issuers(self) -> frozenset[str]:
+        """Issuers whose certificates are looked at: `issuers` plus those the rules name."""
+        names = set(self.issuers) | {rule.issuer for rule in self.identities}
+        if self.codefresh:
+            names.add(CODEFRESH_ISSUER)
+        return frozenset(names)
+
+
+class AlertSink(_Strict):
+    type: Literal["webhook", "slack", "pagerduty", "alertmanager", "log"]
+    name: str | None = None
+    url: str | None = None
+    secret: SecretStr | None = None
+    routing_key: SecretStr | None = None
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> AlertSink:
+        if self.type in ("webhook", "slack", "alertmanager") and not self.url:
+            raise ValueError(f"a {self.type} sink needs a url")
+        if self.type == "pagerduty" and not self.routing_key:
+            raise ValueError("a pagerduty sink needs a routing_key")
+        return self
+
+    @property
+    def sink_name(self) -> str:
+        """Stable name used in delivery rows and metrics."""
+        return self.name or self.type
+
+
+class ServerSettings(_Strict):
+    listen: str = "127.0.0.1:9464"
+    api_token: SecretStr | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class Settings(_Strict):
+    database: str = "sqlite+aiosqlite:///rekorwatch.db"
+    trust: TrustSettings = Field(default_factory=TrustSettings)
+    logs: list[LogSettings] | None = None
+    poll_interval: Duration = 10.0
+    watch: WatchSettings = Field(default_factory=WatchSettings)
+    alerts: list[AlertSink] = Field(default_factory=list)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @field_validator("database")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+
+def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
+    """Replace `${NAME}` (or `${NAME:-default}`) with the environment's value; unset -> empty."""
+    env = os.environ if environ is None else environ
+    return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), text)
+
+
+def _yaml_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-", "literal[", "list[", "int", "str")):
+            continue  # pydantic's union-branch labels, not YAML keys
+        else:
+            path += f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{_yaml_path(error['loc'])}: {message}")
+    return sorted(set(lines), key=lines.index)
+
+
+def parse_settings(text: str, environ: dict[str, str] | None = None) -> Settings:
+    try:
+        raw = yaml.safe_load(substitute_env(text, environ))
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"(file): not valid YAML: {exc}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping of settings"])
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from exc
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """The file to read: `-c`, else $REKORWATCH_CONFIG, else ./rekorwatch.yaml, else None (defaults)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.exists() else None
+
+
+def load_settings(explicit: str | None = None) -> Settings:
+    path = config_path(explicit)
+    if path is None:
+        return Settings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {path}: {exc.strerror or exc}"]) from exc
+    return parse_settings(text)
