@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/rekorwatch run
+	$(BIN)/rekorwatch run -c $${REKORWATCH_CONFIG:-config/rekorwatch.yaml}
 
 test: $(STAMP)
 	$(BIN)/ruff check monitor tests bench migrations

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+from typing import BinaryIO
 
 import click
 
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.daemon import run_forever, run_once
+from monitor.logging import configure_logging
+from monitor.report import log_status, render_table
+from monitor.store.db import upgrade_sync
 
 EXIT_CONFIG = 2
 
@@ -42,3 +49,107 @@ def check_config(config_file: str | None) -> None:
     """Validate the config; exit 2 listing every problem with its YAML path."""
     settings_or_exit(config_file)
     click.echo("config ok")
+
+
+def _run_async(coro) -> int:  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+@main.command()
+@config_option
+@click.option("--once", is_flag=True, help="One full cycle per log, then exit (0 ok, 3 inconsistent, 1 error).")
+def run(config_file: str | None, once: bool) -> None:
+    """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
+    settings = settings_or_exit(config_file)
+    configure_logging()
+    sys.exit(_run_async(run_once(settings) if once else run_forever(settings)))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@config_option
+def db_upgrade(config_file: str | None) -> None:
+    """Migrate the database schema to the newest revision (Alembic)."""
+    settings = settings_or_exit(config_file)
+    upgrade_sync(settings.database)
+    click.echo("database at head")
+
+
+@main.command()
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(config_file: str | None, fmt: str) -> None:
+    """Per log (or shard): verified tree size, next index, lag, last checkpoint time."""
+    settings = settings_or_exit(config_file)
+    rows = _run_async(log_status(settings.database))
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(render_table(rows, ["url", "tree_id", "api", "verified_size", "next_index", "lag", "state",
+                                       "last_checkpoint_at"]))
+
+
+@main.command("inspect")
+@config_option
+@click.argument("source", metavar="FILE|-", type=click.File("rb"))
+def inspect_command(config_file: str | None, source: BinaryIO) -> None:
+    """Decode and verify a Rekor v1 LogEntry or a sigstore bundle (v0.1-v0.3), offline; print JSON.
+
+    Checks what the input carries against the config's trust root (never refreshed here):
+    inclusion proof, checkpoint, signed entry timestamp, and each certificate's chain to a Fulcio
+    CA valid at its notBefore. A check is null when the input has nothing to check. `verdict` is
+    what `run` would store under the config's watch rules, null when the issuer is not watched
+    (such certificates are not stored at all).
+    """
+    from monitor.inspect import InspectError, inspect_input
+
+    settings = settings_or_exit(config_file)
+    try:
+        report = inspect_input(source.read(), settings)
+    except InspectError as exc:
+        click.echo(f"inspect: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(report, indent=2))
+
+
+@main.command()
+@click.option(
+    "--listen",
+    default="127.0.0.1:3000",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to serve; port 0 picks a free one.",
+)
+@click.option("--api", type=click.Choice(["v1", "tiles"]), default="v1", show_default=True)
+@click.option(
+    "--dir",
+    "directory",
+    default="simulator",
+    show_default=True,
+    metavar="DIR",
+    help="Where to write trusted_root.json and signing_config.json.",
+)
+@click.option("--rate", type=float, default=0.0, show_default=True, help="Unwatched entries per second.")
+@click.option("--prefill", type=int, default=0, show_default=True, help="Entries to generate before serving.")
+def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -> None:
+    """Run a local Rekor-compatible log with its own CA, for tests, demos and benchmarks."""
+    from pathlib import Path
+
+    from monitor.simulate.server import parse_listen, run_until_signalled
+
+    if api == "tiles":
+        click.echo("tiles mode not implemented yet", err=True)
+        sys.exit(2)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    asyncio.run(
+        run_until_signalled(
+            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo
+        )
+    )

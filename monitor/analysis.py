@@ -1,0 +1,64 @@
+"""One log entry -> the findings the pipeline stores: decode, cheap issuer filter, then (only for
+watched issuers) full parse, identity, chain check and verdict.
+
+Pure: no I/O, no shared state beyond the chain verifier's caches; every argument and result
+pickles, so it can run in a worker process.
+
+A certificate whose issuer is watched but that cannot be parsed makes the whole entry
+undecodable (`EntryDecodeError`, reason `bad_certificate`): the pipeline records and alerts it as
+`entry_undecodable` instead of dropping a certificate that claims a watched issuer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monitor.entries import DecodedEntry, EntryDecodeError, decode_entry
+from monitor.identity import SigningIdentity, identify
+from monitor.identity.fulcio import (
+    CertificateError,
+    ChainVerifier,
+    FulcioCertificate,
+    certificate_issuer,
+    parse_fulcio_certificate,
+)
+from monitor.policy import Judgement, Policy
+
+
+@dataclass(frozen=True)
+class Finding:
+    certificate: FulcioCertificate
+    identity: SigningIdentity
+    chain_verified: bool
+    judgement: Judgement
+
+
+@dataclass(frozen=True)
+class EntryAnalysis:
+    decoded: DecodedEntry
+    findings: tuple[Finding, ...]  # one per certificate whose issuer is watched
+
+
+def analyse_entry(body: bytes, policy: Policy, chains: ChainVerifier) -> EntryAnalysis:
+    """Raises EntryDecodeError for an undecodable body (or an unparseable watched certificate)."""
+    decoded = decode_entry(body)
+    findings = []
+    for der in decoded.certificates:
+        if policy.watches_issuer(certificate_issuer(der)):
+            finding = _examine(der, policy, chains)
+            if finding is not None:
+                findings.append(finding)
+    return EntryAnalysis(decoded, tuple(findings))
+
+
+def _examine(der: bytes, policy: Policy, chains: ChainVerifier) -> Finding | None:
+    try:
+        certificate = parse_fulcio_certificate(der)
+    except CertificateError as exc:
+        raise EntryDecodeError("bad_certificate", f"a certificate of a watched issuer: {exc}") from None
+    identity = identify(certificate)
+    chain_verified = chains.verify(certificate)
+    judgement = policy.judge(identity, chain_verified)
+    if judgement is None:  # only if the full parse reads another issuer than the cheap one did
+        return None
+    return Finding(certificate, identity, chain_verified, judgement)

@@ -1,0 +1,333 @@
+"""Rekor entry body -> the certificates (or public keys) it carries and the artifact digest.
+
+Every entry kind of FORMATS.md §2 is decoded, Rekor v1 (`body`) and v2 (the canonical entry in an
+entry bundle) alike. Nothing here parses X.509: certificates come out as DER bytes, and deciding
+whose they are is `monitor.identity`'s job. Hostile input raises `EntryDecodeError` only, with a
+short `reason` token fit for a metrics label.
+
+When key material is a PEM bundle, only its first certificate is reported: it holds the key that
+Rekor verified the signature with; the rest is a chain, which is checked against the trust root
+instead.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY_BYTES = 8 << 20
+
+_PEM_BEGIN = b"-----BEGIN "
+_PEM_DASHES = b"-----"
+_PEM_WHITESPACE = b" \t\r\n"
+_CERTIFICATE_PEM_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE"}
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32,128}")
+_V2_DIGEST_ALGORITHMS = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
+
+
+class EntryDecodeError(Exception):
+    """An entry body that cannot be decoded; `reason` is a stable token, `detail` says more."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedEntry:
+    kind: str
+    api_version: str
+    certificates: tuple[bytes, ...]  # DER, signing certificates only, without duplicates
+    public_keys: int  # key material that is not a certificate (PEM keys, PGP, ssh, minisign, TUF)
+    artifact_digest: str | None  # "<algorithm>:<hex>", e.g. "sha256:..."
+
+
+@dataclass
+class _KeyMaterial:
+    certificates: list[bytes]
+    public_keys: int = 0
+
+    def add_certificate(self, der: bytes) -> None:
+        if der not in self.certificates:
+            self.certificates.append(der)
+
+
+def decode_entry(body: bytes) -> DecodedEntry:
+    """Decode a canonical Rekor entry body (the leaf bytes)."""
+    entry = _load_json(body)
+    kind = _string(entry, "kind")
+    api_version = _string(entry, "apiVersion")
+    spec = _mapping(entry, "spec")
+    decoder = _DECODERS.get((kind, api_version))
+    if decoder is None:
+        known_kind = any(known == kind for known, _ in _DECODERS)
+        raise EntryDecodeError(
+            "unknown_version" if known_kind else "unknown_kind", f"{kind[:40]!r} {api_version[:20]!r}"
+        )
+    keys = _KeyMaterial(certificates=[])
+    digest = decoder(spec, keys)
+    return DecodedEntry(kind, api_version, tuple(keys.certificates), keys.public_keys, digest)
+
+
+# -- JSON access ---------------------------------------------------------------------------------
+
+
+def _load_json(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        raise EntryDecodeError("too_large", f"{len(body)} bytes")
+    try:
+        entry = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise EntryDecodeError("not_json", str(exc)[:120]) from None
+    if not isinstance(entry, dict):
+        raise EntryDecodeError("not_json", "the body is not a JSON object")
+    return entry
+
+
+def _field(obj: dict[str, Any], key: str) -> Any:
+    if key not in obj:
+        raise EntryDecodeError("missing_field", key)
+    return obj[key]
+
+
+def _mapping(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = _field(obj, key)
+    if not isinstance(value, dict):
+        raise EntryDecodeError("bad_field", f"{key} is not an object")
+    return value
+
+
+def _string(obj: dict[str, Any], key: str) -> str:
+    value = _field(obj, key)
+    if not isinstance(value, str):
+        raise EntryDecodeError("bad_field", f"{key} is not a string")
+    return value
+
+
+def _list(obj: dict[str, Any], key: str) -> list[Any]:
+    value = _field(obj, key)
+    if not isinstance(value, list):
+        raise EntryDecodeError("bad_field", f"{key} is not a list")
+    return value
+
+
+def _path(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        obj = _mapping(obj, key)
+    return obj
+
+
+def _objects(items: Iterable[Any], what: str) -> Iterable[dict[str, Any]]:
+    for item in items:
+        if not isinstance(item, dict):
+            raise EntryDecodeError("bad_field", f"{what} item is not an object")
+        yield item
+
+
+def _optional_mapping(obj: dict[str, Any], *keys: str) -> dict[str, Any] | None:
+    """The object at `keys`, None when any level is absent (a present non-object is an error)."""
+    for key in keys:
+        if key not in obj:
+            return None
+        obj = _mapping(obj, key)
+    return obj
+
+
+# -- key material ----------------------------------------------------------------------------------
+
+
+def _base64(value: str, what: str) -> bytes:
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        raise EntryDecodeError("bad_base64", what) from None
+
+
+def _first_pem_block(pem: bytes, what: str) -> tuple[bytes, bytes]:
+    """(label, base64 content without whitespace) of the first PEM block."""
+    begin = pem.find(_PEM_BEGIN)
+    if begin >= 0:
+        label_start = begin + len(_PEM_BEGIN)
+        label_end = pem.find(_PEM_DASHES, label_start)
+        label = pem[label_start:label_end]
+        if label_end > label_start and b"\n" not in label:
+            content_start = label_end + len(_PEM_DASHES)
+            end = pem.find(b"-----END " + label + _PEM_DASHES, content_start)
+            if end >= 0:
+                return label, pem[content_start:end].translate(None, _PEM_WHITESPACE)
+    raise EntryDecodeError("bad_pem", f"{what} holds no PEM block")
+
+
+def _add_pem_key_material(b64_pem: str, keys: _KeyMaterial, what: str) -> None:
+    """base64 of PEM text: its first block is a CERTIFICATE (kept as DER) or a public key (counted)."""
+    label, content = _first_pem_block(_base64(b64_pem, what), what)
+    if label not in _CERTIFICATE_PEM_LABELS:
+        keys.public_keys += 1
+        return
+    try:
+        der = binascii.a2b_base64(content, strict_mode=True)
+    except binascii.Error:
+        raise EntryDecodeError("bad_pem", f"{what}: the certificate is not base64") from None
+    if not der:
+        raise EntryDecodeError("bad_pem", f"{what}: empty certificate")
+    keys.add_certificate(der)
+
+
+def _add_v2_verifier(verifier: dict[str, Any], keys: _KeyMaterial, what: str) -> None:
+    """A Rekor v2 verifier: `x509Certificate.rawBytes` (DER) or `publicKey.rawBytes` (DER SPKI)."""
+    certificate = _optional_mapping(verifier, "x509Certificate")
+    if certificate is not None:
+        der = _base64(_string(certificate, "rawBytes"), f"{what}.x509Certificate")
+        if not der:
+            raise EntryDecodeError("bad_certificate", f"{what}: empty certificate")
+        keys.add_certificate(der)
+        return
+    public_key = _optional_mapping(verifier, "publicKey")
+    if public_key is None:
+        raise EntryDecodeError("missing_field", f"{what}.x509Certificate or {what}.publicKey")
+    _base64(_string(public_key, "rawBytes"), f"{what}.publicKey")
+    keys.public_keys += 1
+
+
+# -- digests ---------------------------------------------------------------------------------------
+
+
+def _v1_digest(hash_object: dict[str, Any] | None) -> str | None:
+    """`{algorithm: "sha256", value: hex}` -> "sha256:<hex>"; None when the entry has no hash."""
+    if hash_object is None:
+        return None
+    algorithm = _string(hash_object, "algorithm")
+    value = _string(hash_object, "value")
+    if not algorithm.isalnum() or not _HEX_DIGEST.fullmatch(value):
+        raise EntryDecodeError("bad_digest", f"{algorithm[:20]!r}:{value[:80]!r}")
+    return f"{algorithm.lower()}:{value.lower()}"
+
+
+def _v2_digest(hash_object: dict[str, Any] | None) -> str | None:
+    """`{algorithm: "SHA2_256", digest: base64}` -> "sha256:<hex>"."""
+    if hash_object is None:
+        return None
+    algorithm = _V2_DIGEST_ALGORITHMS.get(_string(hash_object, "algorithm"))
+    digest = _base64(_string(hash_object, "digest"), "digest")
+    if algorithm is None or not 16 <= len(digest) <= 64:
+        raise EntryDecodeError("bad_digest", f"{hash_object.get('algorithm')!r}, {len(digest)} bytes")
+    return f"{algorithm}:{digest.hex()}"
+
+
+# -- one decoder per kind: spec -> digest, filling the key material --------------------------------
+
+
+def _hashedrekord_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    key = _path(spec, "signature", "publicKey")
+    _add_pem_key_material(_string(key, "content"), keys, "signature.publicKey.content")
+    return _v1_digest(_optional_mapping(spec, "data", "hash"))
+
+
+def _rekord_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    signature = _mapping(spec, "signature")
+    content = _string(_mapping(signature, "publicKey"), "content")
+    if signature.get("format") == "x509":
+        _add_pem_key_material(content, keys, "signature.publicKey.content")
+    else:  # pgp, ssh, minisign: never X.509
+        _base64(content, "signature.publicKey.content")
+        keys.public_keys += 1
+    return _v1_digest(_optional_mapping(spec, "data", "hash"))
+
+
+def _intoto_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _add_pem_key_material(_string(spec, "publicKey"), keys, "publicKey")
+    return _v1_digest(_optional_mapping(spec, "content", "payloadHash"))
+
+
+def _intoto_v002(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    envelope = _path(spec, "content", "envelope")
+    signatures = _list(envelope, "signatures")
+    for signature in _objects(signatures, "envelope.signatures"):
+        _add_pem_key_material(_string(signature, "publicKey"), keys, "envelope.signatures[].publicKey")
+    return _v1_digest(_optional_mapping(spec, "content", "payloadHash"))
+
+
+def _dsse_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    for signature in _objects(_list(spec, "signatures"), "signatures"):
+        _add_pem_key_material(_string(signature, "verifier"), keys, "signatures[].verifier")
+    return _v1_digest(_optional_mapping(spec, "payloadHash"))
+
+
+def _cose_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _add_pem_key_material(_string(spec, "publicKey"), keys, "publicKey")
+    return _v1_digest(_optional_mapping(spec, "data", "payloadHash"))
+
+
+def _jar_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    key = _path(spec, "signature", "publicKey")
+    _add_pem_key_material(_string(key, "content"), keys, "signature.publicKey.content")
+    return _v1_digest(_optional_mapping(spec, "archive", "hash"))
+
+
+def _alpine_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _add_pem_key_material(_string(_mapping(spec, "publicKey"), "content"), keys, "publicKey.content")
+    return _v1_digest(_optional_mapping(spec, "package", "hash"))
+
+
+def _add_pgp_key(spec: dict[str, Any], keys: _KeyMaterial) -> None:
+    _base64(_string(_mapping(spec, "publicKey"), "content"), "publicKey.content")
+    keys.public_keys += 1
+
+
+def _helm_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _add_pgp_key(spec, keys)
+    return _v1_digest(_optional_mapping(spec, "chart", "hash"))
+
+
+def _rpm_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _add_pgp_key(spec, keys)
+    return _v1_digest(_optional_mapping(spec, "package", "hash"))
+
+
+def _tuf_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    root = _mapping(spec, "root")
+    signed = _optional_mapping(root, "content", "signed")
+    root_keys = signed.get("keys") if signed is not None else None
+    keys.public_keys += len(root_keys) if isinstance(root_keys, dict) else 0
+    return None
+
+
+def _rfc3161_v001(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    _base64(_string(_mapping(spec, "tsr"), "content"), "tsr.content")
+    return None
+
+
+def _hashedrekord_v002(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    body = _mapping(spec, "hashedRekordV002")
+    _add_v2_verifier(_path(body, "signature", "verifier"), keys, "signature.verifier")
+    return _v2_digest(_optional_mapping(body, "data"))
+
+
+def _dsse_v002(spec: dict[str, Any], keys: _KeyMaterial) -> str | None:
+    body = _mapping(spec, "dsseV002")
+    for signature in _objects(_list(body, "signatures"), "signatures"):
+        _add_v2_verifier(_mapping(signature, "verifier"), keys, "signatures[].verifier")
+    return _v2_digest(_optional_mapping(body, "payloadHash"))
+
+
+_DECODERS: dict[tuple[str, str], Callable[[dict[str, Any], _KeyMaterial], str | None]] = {
+    ("hashedrekord", "0.0.1"): _hashedrekord_v001,
+    ("rekord", "0.0.1"): _rekord_v001,
+    ("intoto", "0.0.1"): _intoto_v001,
+    ("intoto", "0.0.2"): _intoto_v002,
+    ("dsse", "0.0.1"): _dsse_v001,
+    ("cose", "0.0.1"): _cose_v001,
+    ("jar", "0.0.1"): _jar_v001,
+    ("alpine", "0.0.1"): _alpine_v001,
+    ("helm", "0.0.1"): _helm_v001,
+    ("rpm", "0.0.1"): _rpm_v001,
+    ("tuf", "0.0.1"): _tuf_v001,
+    ("rfc3161", "0.0.1"): _rfc3161_v001,
+    ("hashedrekord", "0.0.2"): _hashedrekord_v002,
+    ("dsse", "0.0.2"): _dsse_v002,
+}

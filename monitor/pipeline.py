@@ -1,0 +1,408 @@
+"""The tailer: follow a log, prove it append-only, read every entry, commit in index order.
+
+Per log, per shard (a row of `logs`), each cycle:
+
+1. verify the newest checkpoint: signature by a trust-root key of this log, origin, then
+   consistency with the last verified one (RFC 6962 proof). Any failure is `log_inconsistent`:
+   the alert is raised and that shard's cursor stops for good.
+2. read the entries [next_index, checkpoint size) in parallel, fold their leaf hashes into the
+   shard's compact range (certspotter's collapsed tree) in index order, and prove each chunk is a
+   prefix of the verified tree (consistency proof from the chunk's end, or the root itself at the
+   checkpoint's size) BEFORE the chunk is handed on and the cursor moves with it.
+3. hand the verified chunk to the `BatchHandler` (decode, judge, store) and move the cursor in the
+   same transaction (the store's `commit_batch`).
+
+Shards: a v1 log lists its retired shards in `inactiveShards`. A shard that was active and turns
+inactive is read to its final size and marked retired; a new active shard is followed from 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from monitor.config import LogSettings
+from monitor.store.models import LogRow
+from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint
+from monitor.tlog.http import LogProtocolError, LogUnavailableError
+from monitor.tlog.merkle import CompactRange, ProofError, leaf_hash, verify_consistency
+from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
+from monitor.tlog.rekor_v1 import LogInfo, RekorEntry, RekorV1Client, ShardInfo
+from monitor.trust import TrustRoot
+
+log = structlog.get_logger(__name__)
+
+CHUNK_SIZE = 1000
+PREFETCH_CHUNKS = 3
+MISSING_ENTRY_RETRIES = 5
+
+
+class LogInconsistent(Exception):
+    """The log broke its append-only promise (or signed with a key it should not have)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class BatchHandler(Protocol):
+    """Turns a verified chunk of entries into stored rows, committed with the cursor."""
+
+    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None: ...
+
+
+class CursorOnly:
+    """The handler of a tail that stores nothing but its verified position."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None:
+        await self.store.commit_batch(batch)
+
+
+@dataclass(frozen=True)
+class ShardView:
+    """A shard as the newest LogInfo lists it, with its global offset."""
+
+    info: ShardInfo
+    offset: int
+    active: bool
+
+
+def shard_views(info: LogInfo) -> dict[str, ShardView]:
+    views: dict[str, ShardView] = {}
+    offset = 0
+    for shard in info.inactive:
+        views[shard.tree_id] = ShardView(shard, offset, active=False)
+        offset += shard.tree_size
+    views[info.active.tree_id] = ShardView(info.active, offset, active=True)
+    return views
+
+
+@dataclass
+class CycleResult:
+    entries: int = 0
+    inconsistent: bool = False
+
+
+class LogFollower:
+    """Follows one Rekor v1 log (every shard from the configured start on)."""
+
+    def __init__(
+        self,
+        settings: LogSettings,
+        trust: TrustRoot,
+        store: Store,
+        client: RekorV1Client,
+        handler: BatchHandler | None = None,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_checkpoint: Callable[[LogRow, Checkpoint], Awaitable[None]] | None = None,
+    ):
+        self.url = settings.url
+        self.start = settings.start
+        self.trust = trust
+        self.store = store
+        self.client = client
+        self.handler = handler or CursorOnly(store)
+        self.chunk_size = chunk_size
+        self.on_checkpoint = on_checkpoint
+        self.stopping = asyncio.Event()
+        """Set on shutdown: the chunk in flight is committed, no new one is started."""
+        self.log = log.bind(log_url=self.url)
+
+    # keys and checkpoints ---------------------------------------------------------------------
+
+    def _verifiers(self) -> list[NoteVerifier]:
+        now = datetime.now(UTC)
+        keys = [key for key in self.trust.log_keys_for_url(self.url) if key.validity.start <= now]
+        if not keys:
+            raise LogInconsistent("no_trusted_key", f"the trust root ({self.trust.source}) has no key for {self.url}")
+        return [verifier_for_key(key.name, key.spki_der) for key in keys]
+
+    def _origin(self, tree_id: str) -> str:
+        name = self.url.split("://", 1)[-1]
+        return f"{name} - {tree_id}"
+
+    def open_note(self, note: str, tree_id: str) -> Checkpoint:
+        try:
+            return open_checkpoint(note, self._verifiers(), origin=self._origin(tree_id))
+        except NoteError as exc:
+            raise LogInconsistent("bad_checkpoint", f"shard {tree_id}: {exc}") from exc
+
+    async def verify_checkpoint(self, row: LogRow, shard: ShardView) -> Checkpoint:
+        """Verify the shard's newest checkpoint against the stored one, and store it."""
+        checkpoint = self.open_note(shard.info.signed_tree_head, shard.info.tree_id)
+        if row.verified_root is not None:
+            await self._prove_append_only(row, checkpoint)
+        await self.store.save_checkpoint(
+            row.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note)
+        )
+        await self.store.set_tree_size(row.id, checkpoint.size)
+        row.verified_size, row.verified_root = checkpoint.size, checkpoint.root_hash.hex()
+        if self.on_checkpoint:
+            await self.on_checkpoint(row, checkpoint)
+        return checkpoint
+
+    async def _prove_append_only(self, row: LogRow, checkpoint: Checkpoint) -> None:
+        old_size, old_root = row.verified_size, bytes.fromhex(row.verified_root or "")
+        if checkpoint.size < old_size:
+            raise LogInconsistent("tree_shrank", f"shard {row.tree_id}: size {checkpoint.size} < verified {old_size}")
+        if checkpoint.size == old_size:
+            if checkpoint.root_hash != old_root:
+                raise LogInconsistent("root_changed", f"shard {row.tree_id}: size {old_size} has another root")
+            return
+        proof = await self.client.get_consistency_proof(old_size, checkpoint.size, row.tree_id)
+        try:
+            verify_consistency(old_size, checkpoint.size, proof, old_root, checkpoint.root_hash)
+        except ProofError as exc:
+            raise LogInconsistent(
+                "consistency_failed", f"shard {row.tree_id}: {old_size} -> {checkpoint.size}: {exc}"
+            ) from exc
+
+    # starting points --------------------------------------------------------------------------
+
+    async def rows_to_follow(self, views: dict[str, ShardView]) -> list[LogRow]:
+        """The stored shard rows, plus rows for shards that appeared since (or for the first start)."""
+        rows = await self.store.logs(self.url)
+        if not rows:
+            return [await self._add_row(view, start) for view, start in self._first_start(views)]
+        newest = max(row.shard_offset for row in rows)
+        known = {row.tree_id for row in rows}
+        for view in sorted(views.values(), key=lambda v: v.offset):
+            if view.info.tree_id not in known and view.offset > newest:
+                self.log.info("shard_discovered", tree_id=view.info.tree_id, offset=view.offset)
+                rows.append(await self._add_row(view, 0))
+        return rows
+
+    def _first_start(self, views: dict[str, ShardView]) -> list[tuple[ShardView, int]]:
+        ordered = sorted(views.values(), key=lambda v: v.offset)
+        active = ordered[-1]
+        if self.start == "head":
+            return [(active, active.info.tree_size)]
+        start = int(self.start)
+        for position, view in enumerate(ordered):
+            if view.active or start < view.offset + view.info.tree_size:
+                local = max(start - view.offset, 0)
+                return [(view, local), *((later, 0) for later in ordered[position + 1 :])]
+        raise AssertionError("the active shard always matches")
+
+    async def _add_row(self, view: ShardView, local_start: int) -> LogRow:
+        row = LogRow(
+            url=self.url,
+            api="v1",
+            origin=self._origin(view.info.tree_id),
+            tree_id=view.info.tree_id,
+            shard_offset=view.offset,
+            next_index=view.offset + local_start,
+            compact_range=b"",
+            tree_size=0,
+            verified_size=0,
+        )
+        return await self.store.add_log(row)
+
+    # reading entries --------------------------------------------------------------------------
+
+    async def bootstrap_range(self, row: LogRow, checkpoint: Checkpoint) -> CompactRange:
+        """The compact range of [0, next) from the inclusion proof of entry next-1 (start mid-log)."""
+        local = row.shard_next
+        if local == 0:
+            return CompactRange()
+        entry = await self.client.get_entry(row.shard_offset + local - 1)
+        if entry is None or entry.inclusion_proof is None:
+            raise LogProtocolError(f"{self.url}: entry {row.shard_offset + local - 1} has no inclusion proof")
+        proof = entry.inclusion_proof
+        size, root = checkpoint.size, checkpoint.root_hash
+        if proof.tree_size > checkpoint.size:
+            newer = self.open_note(proof.checkpoint or "", row.tree_id)
+            if newer.size != proof.tree_size:
+                raise LogProtocolError(f"{self.url}: inclusion proof and its checkpoint disagree on the size")
+            await self._prove_append_only(row, newer)
+            size, root = newer.size, newer.root_hash
+        elif proof.tree_size < checkpoint.size:
+            raise LogProtocolError(f"{self.url}: inclusion proof for an older tree ({proof.tree_size}); retrying")
+        try:
+            return CompactRange.from_inclusion_proof(leaf_hash(entry.body), local - 1, size, proof.hashes, root)
+        except ProofError as exc:
+            raise LogInconsistent("inclusion_failed", f"entry {entry.log_index}: {exc}") from exc
+
+    def compact_range(self, row: LogRow) -> CompactRange | None:
+        if row.shard_next > 0 and not row.compact_range:
+            return None
+        return CompactRange.from_bytes(row.shard_next, row.compact_range)
+
+    async def fetch_chunk(self, first: int, end: int) -> list[RekorEntry]:
+        """Entries [first, end) (global indexes), all of them, in order."""
+        wanted = list(range(first, end))
+        found: dict[int, RekorEntry] = {}
+        for attempt in range(MISSING_ENTRY_RETRIES):
+            found.update(await self.client.get_entries([i for i in wanted if i not in found]))
+            if len(found) == len(wanted):
+                return [found[i] for i in wanted]
+            await asyncio.sleep(0.2 * 2**attempt)
+        missing = [i for i in wanted if i not in found]
+        raise LogProtocolError(f"{self.url}: the log does not serve entries {missing[:5]}... below its verified size")
+
+    async def catch_up(self, row: LogRow, checkpoint: Checkpoint, *, final: bool) -> int:
+        """Read, verify and commit every entry up to the checkpoint; returns how many."""
+        compact = self.compact_range(row) or await self.bootstrap_range(row, checkpoint)
+        target = checkpoint.size
+        start = row.shard_next
+        if start >= target:
+            if final and start == target and not row.retired:
+                await self.handler.commit(row, [], self._batch(row, row.next_index, compact, retired=True))
+                row.retired = True
+            return 0
+        bounds = [(b, min(b + self.chunk_size, target)) for b in range(start, target, self.chunk_size)]
+        pending: deque[asyncio.Task[list[RekorEntry]]] = deque()
+        chunks = iter(bounds)
+        try:
+            for _ in range(PREFETCH_CHUNKS):
+                self._prefetch(pending, chunks, row.shard_offset)
+            for begin, end in bounds:
+                if self.stopping.is_set():
+                    return begin - start
+                entries = await pending.popleft()
+                self._prefetch(pending, chunks, row.shard_offset)
+                compact.extend(leaf_hash(entry.body) for entry in entries)
+                await self._prove_prefix(row, compact, checkpoint)
+                batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
+                await self.handler.commit(row, entries, batch)
+                row.next_index, row.compact_range = batch.next_index, batch.compact_range
+        finally:
+            for task in pending:
+                task.cancel()
+        return target - start
+
+    @staticmethod
+    def _batch(row: LogRow, next_index: int, compact: CompactRange, *, retired: bool) -> Batch:
+        return Batch(
+            log_id=row.id,
+            expected_next=row.next_index,
+            next_index=next_index,
+            compact_range=compact.to_bytes(),
+            retired=retired,
+        )
+
+    def _prefetch(self, pending: deque[asyncio.Task[list[RekorEntry]]], chunks, offset: int) -> None:  # type: ignore[no-untyped-def]
+        bounds = next(chunks, None)
+        if bounds is not None:
+            pending.append(asyncio.create_task(self.fetch_chunk(offset + bounds[0], offset + bounds[1])))
+
+    async def _prove_prefix(self, row: LogRow, compact: CompactRange, checkpoint: Checkpoint) -> None:
+        """The entries read so far, [0, compact.size), are exactly the start of the verified tree."""
+        if compact.size == checkpoint.size:
+            if compact.root() != checkpoint.root_hash:
+                raise LogInconsistent("entries_mismatch", f"shard {row.tree_id}: entries do not hash to the root")
+            return
+        proof = await self.client.get_consistency_proof(compact.size, checkpoint.size, row.tree_id)
+        try:
+            verify_consistency(compact.size, checkpoint.size, proof, compact.root(), checkpoint.root_hash)
+        except ProofError as exc:
+            raise LogInconsistent(
+                "entries_mismatch", f"shard {row.tree_id}: entries before {compact.size} are not in the tree: {exc}"
+            ) from exc
+
+    # one cycle --------------------------------------------------------------------------------
+
+    async def cycle(self) -> CycleResult:
+        """Verify the newest checkpoint of every followed shard and catch up to it."""
+        info = await self.client.get_log_info()
+        views = shard_views(info)
+        result = CycleResult()
+        for row in await self.rows_to_follow(views):
+            if row.state == "inconsistent":
+                result.inconsistent = True
+                continue
+            if row.retired:
+                continue
+            try:
+                result.entries += await self._follow_shard(row, views)
+            except LogInconsistent as exc:
+                await self._record_inconsistency(row, exc)
+                result.inconsistent = True
+        return result
+
+    async def _follow_shard(self, row: LogRow, views: dict[str, ShardView]) -> int:
+        view = views.get(row.tree_id)
+        if view is None:
+            raise LogInconsistent("shard_vanished", f"shard {row.tree_id} is no longer listed by the log")
+        if view.offset != row.shard_offset:
+            raise LogInconsistent(
+                "shard_moved", f"shard {row.tree_id} starts at {view.offset}, was {row.shard_offset}"
+            )
+        checkpoint = await self.verify_checkpoint(row, view)
+        bound = self.log.bind(tree_id=row.tree_id, size=checkpoint.size)
+        count = await self.catch_up(row, checkpoint, final=not view.active)
+        if count:
+            bound.info("caught_up", entries=count, next_index=row.next_index)
+        if not view.active and row.retired:
+            bound.info("shard_retired", final_size=checkpoint.size)
+        return count
+
+    async def _record_inconsistency(self, row: LogRow, exc: LogInconsistent) -> None:
+        self.log.error("log_inconsistent", tree_id=row.tree_id, reason=exc.reason, detail=exc.detail)
+        alert = NewAlert(
+            dedup_key=f"log_inconsistent:{self.url}:{row.tree_id}:{exc.reason}:{row.verified_size}",
+            kind="log_inconsistent",
+            severity="critical",
+            summary=f"log {self.url} (shard {row.tree_id}) is inconsistent: {exc.detail}",
+            payload={"reason": exc.reason, "detail": exc.detail, "tree_id": row.tree_id},
+            log_id=row.id,
+        )
+        await self.store.mark_inconsistent(row.id, exc.detail, alert)
+        row.state = "inconsistent"
+
+
+class Backoff:
+    """Delays between failed cycles: doubling from the poll interval up to a cap, reset on success."""
+
+    def __init__(self, base: float, cap: float = 300.0):
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def failed(self) -> float:
+        self.failures += 1
+        return min(self.cap, self.base * 2 ** (self.failures - 1))
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyncio.Event) -> None:
+    """Cycle until `stop`; an unreachable log is reported once per backoff step, never skipped."""
+    backoff = Backoff(poll_interval)
+    follower.stopping = stop
+    while not stop.is_set():
+        delay = poll_interval
+        try:
+            result = await follower.cycle()
+            if backoff.failures:
+                follower.log.info("log_reachable_again")
+                await _mark_rows(follower, "ok")
+            backoff.succeeded()
+            if result.entries:
+                delay = 0  # more may have arrived while we were catching up
+        except (LogUnavailableError, LogProtocolError) as exc:
+            delay = backoff.failed()
+            follower.log.warning("log_unreachable", error=str(exc)[:300], retry_in=round(delay, 1))
+            await _mark_rows(follower, "unreachable", str(exc)[:500])
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+
+async def _mark_rows(follower: LogFollower, state: str, detail: str | None = None) -> None:
+    for row in await follower.store.logs(follower.url):
+        if row.state != "inconsistent":
+            await follower.store.mark_log(row.id, state, detail)

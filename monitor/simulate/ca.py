@@ -1,0 +1,357 @@
+"""A Fulcio-like local certificate authority: a root, an intermediate and short-lived leaf certificates.
+
+Leaves look like Fulcio's: 10-minute validity, an empty subject, the identity in a critical SAN, and
+the Fulcio extensions under OID 1.3.6.1.4.1.57264.1.N encoded as Fulcio does (N 1..6 raw bytes,
+N >= 8 DER UTF8String). EC P-256 everywhere, so issuing a certificate takes well under a millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+FULCIO_OID_PREFIX = "1.3.6.1.4.1.57264.1"
+RAW_EXTENSIONS = range(1, 7)
+ISSUER_V1 = 1
+ISSUER_V2 = 8
+USERNAME_SAN = 7
+LEAF_VALIDITY = timedelta(minutes=10)
+CA_VALIDITY = timedelta(days=3650)
+BACKDATE = timedelta(days=1)
+DER_UTF8_STRING_TAG = 0x0C
+
+CODEFRESH_ISSUER = "https://oidc.codefresh.io"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+GOOGLE_ISSUER = "https://accounts.google.com"
+
+
+@dataclass(frozen=True)
+class CertIdentity:
+    """What a leaf certificate asserts: the OIDC issuer, the SAN, and Fulcio extensions by N.
+
+    The issuer is always written as both 1.1 and 1.8, so `extensions` must not hold 1, 7 or 8.
+    """
+
+    issuer: str
+    san_uri: str | None = None
+    san_email: str | None = None
+    extensions: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    certificate: x509.Certificate
+    der: bytes
+    pem: bytes
+    private_key: ec.EllipticCurvePrivateKey
+
+
+def fulcio_oid(n: int) -> x509.ObjectIdentifier:
+    return x509.ObjectIdentifier(f"{FULCIO_OID_PREFIX}.{n}")
+
+
+def der_utf8_string(value: str) -> bytes:
+    """DER encoding of an ASN.1 UTF8String: tag 0x0C, definite length, the UTF-8 bytes."""
+    content = value.encode()
+    return bytes([DER_UTF8_STRING_TAG]) + der_length(len(content)) + content
+
+
+def der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def fulcio_extension_value(n: int, value: str) -> bytes:
+    """Fulcio's encoding of extension 1.N: raw bytes for N 1..6, a DER UTF8String from N 8 on."""
+    return value.encode() if n in RAW_EXTENSIONS else der_utf8_string(value)
+
+
+def fulcio_extensions(identity: CertIdentity) -> list[x509.UnrecognizedExtension]:
+    """The issuer as 1.1 and 1.8, then the identity's extensions in OID order; empty values omitted."""
+    reserved = {ISSUER_V1, USERNAME_SAN, ISSUER_V2} & set(identity.extensions)
+    if reserved:
+        raise ValueError(f"extensions {sorted(reserved)} are written by the CA, not by the identity")
+    values = {ISSUER_V1: identity.issuer, ISSUER_V2: identity.issuer, **identity.extensions}
+    return [
+        x509.UnrecognizedExtension(fulcio_oid(n), fulcio_extension_value(n, values[n]))
+        for n in sorted(values)
+        if values[n]
+    ]
+
+
+def subject_alternative_name(identity: CertIdentity) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    if identity.san_uri:
+        names.append(x509.UniformResourceIdentifier(identity.san_uri))
+    if identity.san_email:
+        names.append(x509.RFC822Name(identity.san_email))
+    if not names:
+        raise ValueError("a certificate identity needs a SAN URI or email")
+    return x509.SubjectAlternativeName(names)
+
+
+def extension(value: x509.ExtensionType, *, critical: bool = False) -> x509.Extension[x509.ExtensionType]:
+    return x509.Extension(value.oid, critical, value)
+
+
+def new_p256_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def pem_of(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def issued(certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey) -> IssuedCert:
+    return IssuedCert(
+        certificate=certificate,
+        der=certificate.public_bytes(serialization.Encoding.DER),
+        pem=pem_of(certificate),
+        private_key=private_key,
+    )
+
+
+def ca_certificate(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    path_length: int | None,
+) -> x509.Certificate:
+    """A CA certificate (CA:TRUE, keyCertSign), valid from a day ago for ten years."""
+    start = utc_now() - BACKDATE
+    public_key = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(key_usage(digital_signature=False, key_cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+def key_usage(*, digital_signature: bool, key_cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=key_cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def organization_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "rekorwatch"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+LEAF_KEY_USAGE = key_usage(digital_signature=True, key_cert_sign=False)
+CODE_SIGNING = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
+
+
+@dataclass(frozen=True)
+class LocalCA:
+    """A root and an intermediate; the intermediate issues Fulcio-like leaves."""
+
+    name: str
+    root_cert: x509.Certificate
+    intermediate_cert: x509.Certificate
+    intermediate_key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def generate(cls, name: str = "rekorwatch-sim") -> LocalCA:
+        root_key, intermediate_key = new_p256_key(), new_p256_key()
+        root_name = organization_name(name)
+        intermediate_name = organization_name(f"{name}-intermediate")
+        root = ca_certificate(root_name, root_key, root_name, root_key, path_length=None)
+        intermediate = ca_certificate(intermediate_name, intermediate_key, root_name, root_key, path_length=0)
+        return cls(name, root, intermediate, intermediate_key)
+
+    def to_pem(self) -> bytes:
+        """Root, intermediate and the intermediate's key as PEM, so another process can issue leaves."""
+        key = self.intermediate_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return pem_of(self.root_cert) + pem_of(self.intermediate_cert) + key
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> LocalCA:
+        """The CA that `to_pem` wrote."""
+        root, intermediate = x509.load_pem_x509_certificates(pem)
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key is not an EC key")
+        name = root.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        return cls(str(name), root, intermediate, key)
+
+    def chain_der(self) -> list[bytes]:
+        """The CA certificates, intermediate first then root (a trusted_root certChain's order)."""
+        return [
+            certificate.public_bytes(serialization.Encoding.DER)
+            for certificate in (self.intermediate_cert, self.root_cert)
+        ]
+
+    def issue(
+        self,
+        identity: CertIdentity,
+        *,
+        not_before: datetime | None = None,
+        key: ec.EllipticCurvePrivateKey | None = None,
+    ) -> IssuedCert:
+        """A Fulcio-like leaf for `identity`; pass `key` to reuse one leaf key across many certificates."""
+        leaf_key = key or new_p256_key()
+        start = not_before or utc_now()
+        public_key = leaf_key.public_key()
+        extensions = [
+            extension(LEAF_KEY_USAGE, critical=True),
+            extension(CODE_SIGNING),
+            extension(x509.SubjectKeyIdentifier.from_public_key(public_key)),
+            extension(self.authority_key_identifier),
+            extension(subject_alternative_name(identity), critical=True),
+            *(extension(value) for value in fulcio_extensions(identity)),
+        ]
+        # Passing the extensions whole skips the builder's per-extension duplicate scan (quadratic).
+        certificate = (
+            x509.CertificateBuilder(extensions=extensions)
+            .subject_name(x509.Name([]))
+            .issuer_name(self.intermediate_cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + LEAF_VALIDITY)
+            .sign(self.intermediate_key, hashes.SHA256())
+        )
+        return issued(certificate, leaf_key)
+
+    @cached_property
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def self_signed_test_certificate() -> IssuedCert:
+    """A self-signed `CN=test` code-signing certificate like docker/attest's fixture: chains to nothing."""
+    key = new_p256_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    start = utc_now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=365))
+        .add_extension(LEAF_KEY_USAGE, critical=True)
+        .add_extension(CODE_SIGNING, critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return issued(certificate, key)
+
+
+def codefresh_identity(
+    *,
+    account_id: str,
+    account_name: str,
+    pipeline_id: str,
+    pipeline_name: str,
+    workflow_id: str,
+    platform_url: str = "https://g.codefresh.io",
+    scm_repo_url: str = "",
+    scm_ref: str = "",
+    runner_environment: str = "",
+    build_config_pipeline_id: str | None = None,
+) -> CertIdentity:
+    """Fulcio's Codefresh mapping (FORMATS.md §5).
+
+    `build_config_pipeline_id` forges a 1.18 BuildConfigURI that disagrees with the SAN's pipeline id.
+    """
+    build_url = f"{platform_url}/build/{workflow_id}"
+    config_pipeline_id = build_config_pipeline_id or pipeline_id
+    extensions = {
+        9: build_url,
+        11: runner_environment,
+        12: scm_repo_url,
+        14: scm_ref,
+        18: f"{platform_url}/api/pipelines/{config_pipeline_id}",
+        21: build_url,
+        24: f"account:{account_id}:pipeline:{pipeline_id}",
+    }
+    return CertIdentity(
+        issuer=CODEFRESH_ISSUER,
+        san_uri=f"{platform_url}/{account_name}/{pipeline_name}:{account_id}/{pipeline_id}",
+        extensions={n: value for n, value in extensions.items() if value},
+    )
+
+
+def github_identity(
+    *,
+    repository: str = "myorg/app",
+    workflow_path: str = ".github/workflows/release.yml",
+    ref: str = "refs/heads/main",
+    sha: str = "0" * 40,
+    trigger: str = "push",
+    run_id: str = "1",
+) -> CertIdentity:
+    """Fulcio's GitHub Actions mapping: the deprecated raw 1.2-1.6 and the 1.9-1.22 set."""
+    repository_url = f"https://github.com/{repository}"
+    workflow_ref = f"{repository_url}/{workflow_path}@{ref}"
+    owner = repository.split("/", 1)[0]
+    return CertIdentity(
+        issuer=GITHUB_ISSUER,
+        san_uri=workflow_ref,
+        extensions={
+            2: trigger,
+            3: sha,
+            4: workflow_path.rsplit("/", 1)[-1].removesuffix(".yml").removesuffix(".yaml"),
+            5: repository,
+            6: ref,
+            9: workflow_ref,
+            10: sha,
+            11: "github-hosted",
+            12: repository_url,
+            13: sha,
+            14: ref,
+            16: f"https://github.com/{owner}",
+            18: workflow_ref,
+            19: sha,
+            20: trigger,
+            21: f"{repository_url}/actions/runs/{run_id}/attempts/1",
+            22: "public",
+            24: f"repo:{repository}:ref:{ref}",
+        },
+    )
+
+
+def email_identity(email: str, issuer: str = GOOGLE_ISSUER) -> CertIdentity:
+    return CertIdentity(issuer=issuer, san_email=email)

@@ -1,0 +1,143 @@
+"""Canonical Rekor entry bodies, built as Rekor builds them: JCS (RFC 8785) JSON, as bytes.
+
+The shapes follow the real leaves in fixtures/sigstore (decode a bundle's `canonicalizedBody`).
+Every signature is a real ECDSA P-256 / SHA-256 signature made with the given private key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import rfc8785
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sign(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    """An ASN.1 ECDSA-SHA256 signature."""
+    return private_key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    return rfc8785.dumps(entry)
+
+
+def public_key_pem(private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The PEM `PUBLIC KEY` of a key, for entries signed with a plain key instead of a certificate."""
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def pre_authentication_encoding(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's PAE: what a DSSE signature signs."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def hashedrekord_body(cert_pem_or_key_pem: bytes, artifact: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """hashedrekord v0.0.1: the artifact's SHA-256, a signature over the artifact, and the b64 PEM."""
+    return canonical(
+        {
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": sha256_hex(artifact)}},
+                "signature": {
+                    "content": b64(sign(private_key, artifact)),
+                    "publicKey": {"content": b64(cert_pem_or_key_pem)},
+                },
+            },
+        }
+    )
+
+
+def dsse_envelope(payload_type: str, payload: bytes, signature: bytes) -> dict[str, Any]:
+    return {
+        "payload": b64(payload),
+        "payloadType": payload_type,
+        "signatures": [{"sig": b64(signature)}],
+    }
+
+
+def dsse_body(
+    cert_pem_or_key_pem: bytes,
+    payload: bytes,
+    private_key: ec.EllipticCurvePrivateKey,
+    payload_type: str = IN_TOTO_PAYLOAD_TYPE,
+) -> bytes:
+    """dsse v0.0.1: envelope and payload hashes, and one signature over the PAE with its b64 PEM verifier."""
+    signature = sign(private_key, pre_authentication_encoding(payload_type, payload))
+    envelope = canonical(dsse_envelope(payload_type, payload, signature))
+    return canonical(
+        {
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": sha256_hex(envelope)},
+                "payloadHash": {"algorithm": "sha256", "value": sha256_hex(payload)},
+                "signatures": [{"signature": b64(signature), "verifier": b64(cert_pem_or_key_pem)}],
+            },
+        }
+    )
+
+
+def intoto_v002_body(
+    key_pem: bytes,
+    payload: bytes,
+    private_key: ec.EllipticCurvePrivateKey,
+    payload_type: str = IN_TOTO_PAYLOAD_TYPE,
+) -> bytes:
+    """intoto v0.0.2: the envelope without its payload; `sig` is base64 twice, as Rekor stores it."""
+    signature = sign(private_key, pre_authentication_encoding(payload_type, payload))
+    envelope = canonical(dsse_envelope(payload_type, payload, signature))
+    return canonical(
+        {
+            "apiVersion": "0.0.2",
+            "kind": "intoto",
+            "spec": {
+                "content": {
+                    "envelope": {
+                        "payloadType": payload_type,
+                        "signatures": [{"publicKey": b64(key_pem), "sig": b64(b64(signature).encode())}],
+                    },
+                    "hash": {"algorithm": "sha256", "value": sha256_hex(envelope)},
+                    "payloadHash": {"algorithm": "sha256", "value": sha256_hex(payload)},
+                }
+            },
+        }
+    )
+
+
+def hashedrekord_v002_body(cert_der: bytes, artifact: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Rekor v2 hashedrekord v0.0.2: base64 digest and a DER certificate verifier."""
+    return canonical(
+        {
+            "apiVersion": "0.0.2",
+            "kind": "hashedrekord",
+            "spec": {
+                "hashedRekordV002": {
+                    "data": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(artifact).digest())},
+                    "signature": {
+                        "content": b64(sign(private_key, artifact)),
+                        "verifier": {
+                            "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                            "x509Certificate": {"rawBytes": b64(cert_der)},
+                        },
+                    },
+                }
+            },
+        }
+    )

@@ -1,0 +1,281 @@
+"""An in-memory, sharded RFC 6962 log that builds its own proofs and signs its own checkpoints.
+
+A `Shard` stores every complete perfect subtree hash, level by level, as leaves arrive, so the root
+at any size, inclusion proofs and consistency proofs cost O(log n) stored hashes plus at most
+O(log² n) node hashes. `SimLog` is Rekor v1's view: a chain of shards addressed by global index, a
+P-256 log key, signed checkpoints and signed entry timestamps.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import rfc8785
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from monitor.tlog.merkle import leaf_hash, node_hash
+from monitor.tlog.note import format_checkpoint_body, sign_note
+
+
+def largest_power_of_two_below(n: int) -> int:
+    """The largest power of two strictly smaller than n (n >= 2): RFC 6962's split point."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+@dataclass
+class Shard:
+    """One Merkle tree (a Trillian tree in Rekor terms).
+
+    `levels[k][i]` is the hash of the perfect subtree over leaves [i·2^k, (i+1)·2^k); only complete
+    subtrees are stored, so level k holds size >> k hashes.
+    """
+
+    tree_id: int
+    levels: list[list[bytes]] = field(default_factory=lambda: [[]])
+    bodies: list[bytes] = field(default_factory=list)
+    integrated_times: list[int] = field(default_factory=list)
+    index_by_leaf_hash: dict[bytes, int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.bodies)
+
+    def append(self, body: bytes, integrated_time: int) -> int:
+        """Add a leaf; returns its index in this shard."""
+        index = self.size
+        hashed = leaf_hash(body)
+        self.bodies.append(body)
+        self.integrated_times.append(integrated_time)
+        self.index_by_leaf_hash.setdefault(hashed, index)
+        self.levels[0].append(hashed)
+        self.complete_subtrees_ending_at(index)
+        return index
+
+    def complete_subtrees_ending_at(self, index: int) -> None:
+        """After leaf `index` arrives, store each perfect subtree it completes, bottom up."""
+        level = 0
+        while index % 2 == 1:
+            if len(self.levels) == level + 1:
+                self.levels.append([])
+            below = self.levels[level]
+            self.levels[level + 1].append(node_hash(below[index - 1], below[index]))
+            level, index = level + 1, index // 2
+
+    def replace(self, index: int, body: bytes) -> None:
+        """Rewrite history: put another body at `index` and recompute the stored hashes above it."""
+        old = self.levels[0][index]
+        if self.index_by_leaf_hash.get(old) == index:
+            del self.index_by_leaf_hash[old]
+        self.bodies[index] = body
+        self.levels[0][index] = leaf_hash(body)
+        self.index_by_leaf_hash.setdefault(self.levels[0][index], index)
+        for level in range(1, len(self.levels)):
+            node = index >> level
+            if node >= len(self.levels[level]):
+                break
+            below = self.levels[level - 1]
+            self.levels[level][node] = node_hash(below[2 * node], below[2 * node + 1])
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        return self.levels[0][index]
+
+    def root(self, size: int | None = None) -> bytes:
+        """The RFC 6962 root of the first `size` leaves (default: all)."""
+        size = self.size if size is None else size
+        self.check_size(size)
+        if size == 0:
+            return hashlib.sha256(b"").digest()
+        return self.range_hash(0, size)
+
+    def range_hash(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end), where start is a multiple of a power of two >= end - start."""
+        width = end - start
+        if width & (width - 1) == 0:
+            level = width.bit_length() - 1
+            return self.levels[level][start >> level]
+        split = start + largest_power_of_two_below(width)
+        return node_hash(self.range_hash(start, split), self.range_hash(split, end))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root."""
+        self.check_size(size)
+        if not 0 <= index < size:
+            raise ValueError(f"leaf {index} is not in a tree of size {size}")
+        return self.path(index, 0, size)
+
+    def path(self, index: int, start: int, end: int) -> list[bytes]:
+        if end - start == 1:
+            return []
+        split = start + largest_power_of_two_below(end - start)
+        if index < split:
+            return [*self.path(index, start, split), self.range_hash(split, end)]
+        return [*self.path(index, split, end), self.range_hash(start, split)]
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 PROOF(size1, D[0:size2]); empty when the sizes are equal."""
+        self.check_size(size2)
+        if not 0 < size1 <= size2:
+            raise ValueError(f"no consistency proof from size {size1} to {size2}")
+        return self.subproof(size1, 0, size2, complete=True)
+
+    def subproof(self, size1: int, start: int, end: int, *, complete: bool) -> list[bytes]:
+        """SUBPROOF(size1, D[start:end], complete): `complete` means [start, start+size1) is a known root."""
+        if start + size1 == end:
+            return [] if complete else [self.range_hash(start, end)]
+        split = start + largest_power_of_two_below(end - start)
+        if start + size1 <= split:
+            return [*self.subproof(size1, start, split, complete=complete), self.range_hash(split, end)]
+        tail = self.subproof(size1 - (split - start), split, end, complete=False)
+        return [*tail, self.range_hash(start, split)]
+
+    def check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise ValueError(f"tree {self.tree_id} has {self.size} leaves, not {size}")
+
+
+@dataclass(frozen=True)
+class LeafLocation:
+    shard: Shard
+    index: int
+    global_index: int
+
+
+def new_tree_id() -> int:
+    """A positive signed 64-bit id, as Trillian allocates them."""
+    return secrets.randbelow(2**63 - 1) + 1
+
+
+def spki_der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass
+class SimLog:
+    """A Rekor v1 log: inactive shards (oldest first) then the active one, all signed by one key.
+
+    `name` is the scheme-less base URL; it is the checkpoint key name and the origin's prefix.
+    """
+
+    name: str
+    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    inactive: list[Shard] = field(default_factory=list)
+    active: Shard = field(default_factory=lambda: Shard(new_tree_id()))
+    final_checkpoints: dict[int, str] = field(default_factory=dict)
+    checkpoint_key: ec.EllipticCurvePrivateKey | None = None
+
+    @property
+    def shards(self) -> list[Shard]:
+        return [*self.inactive, self.active]
+
+    @property
+    def size(self) -> int:
+        """The global size: every leaf of every shard."""
+        return sum(shard.size for shard in self.shards)
+
+    @property
+    def spki_der(self) -> bytes:
+        return spki_der(self.key)
+
+    @property
+    def log_id(self) -> bytes:
+        """SHA-256 of the log key's SPKI DER: Rekor's logID and the trusted root's keyId."""
+        return hashlib.sha256(self.spki_der).digest()
+
+    def public_key_pem(self) -> bytes:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def append(self, body: bytes, integrated_time: int | None = None) -> int:
+        """Add an entry to the active shard; returns its global index."""
+        offset = self.size - self.active.size
+        when = int(time.time()) if integrated_time is None else integrated_time
+        return offset + self.active.append(body, when)
+
+    def append_many(self, bodies: Iterable[bytes]) -> range:
+        """Add entries in order, all with the current time; returns their global indexes."""
+        first = self.size
+        now = int(time.time())
+        for body in bodies:
+            self.active.append(body, now)
+        return range(first, self.size)
+
+    def rotate_shard(self) -> Shard:
+        """Freeze the active shard (its final checkpoint is cached) and start a new, empty tree."""
+        frozen = self.active
+        self.final_checkpoints[frozen.tree_id] = self.checkpoint(frozen)
+        self.inactive.append(frozen)
+        taken = {shard.tree_id for shard in self.shards}
+        tree_id = new_tree_id()
+        while tree_id in taken:
+            tree_id = new_tree_id()
+        self.active = Shard(tree_id)
+        return self.active
+
+    def fork(self, at: int, body: bytes | None = None) -> None:
+        """Rewrite the active shard's leaf at global index `at`, so later checkpoints are inconsistent.
+
+        The default replacement is the same entry with a trailing newline: still decodable JSON, but
+        another leaf hash.
+        """
+        location = self.locate(at)
+        if location is None or location.shard is not self.active:
+            raise ValueError(f"global index {at} is not in the active shard")
+        original = location.shard.bodies[location.index]
+        location.shard.replace(location.index, body if body is not None else original + b"\n")
+
+    def sign_with_wrong_key(self, enabled: bool) -> None:
+        """Sign checkpoints (under the same key name) with a key that is not in the trust root."""
+        self.checkpoint_key = ec.generate_private_key(ec.SECP256R1()) if enabled else None
+
+    def shard_by_tree_id(self, tree_id: int) -> Shard | None:
+        return next((shard for shard in self.shards if shard.tree_id == tree_id), None)
+
+    def locate(self, global_index: int) -> LeafLocation | None:
+        """Rekor's ResolveVirtualIndex: walk the shards oldest first, subtracting their lengths."""
+        if global_index < 0:
+            return None
+        index = global_index
+        for shard in self.shards:
+            if index < shard.size:
+                return LeafLocation(shard, index, global_index)
+            index -= shard.size
+        return None
+
+    def find_leaf(self, hashed: bytes, tree_id: int | None = None) -> LeafLocation | None:
+        """The entry with this leaf hash, in the given tree or in any."""
+        offset = 0
+        for shard in self.shards:
+            index = shard.index_by_leaf_hash.get(hashed)
+            if index is not None and tree_id in (None, shard.tree_id):
+                return LeafLocation(shard, index, offset + index)
+            offset += shard.size
+        return None
+
+    def origin(self, shard: Shard) -> str:
+        return f"{self.name} - {shard.tree_id}"
+
+    def checkpoint(self, shard: Shard, size: int | None = None) -> str:
+        """The signed note for `shard` at `size` (default: now). A frozen shard's final one is cached."""
+        size = shard.size if size is None else size
+        cached = self.final_checkpoints.get(shard.tree_id)
+        if cached is not None and size == shard.size:
+            return cached
+        body = format_checkpoint_body(self.origin(shard), size, shard.root(size))
+        return sign_note(body, self.name, self.checkpoint_key or self.key)
+
+    def signed_entry_timestamp(self, location: LeafLocation) -> bytes:
+        """ASN.1 ECDSA over the JCS form of {body, integratedTime, logID, logIndex (global)}."""
+        payload = {
+            "body": base64.b64encode(location.shard.bodies[location.index]).decode(),
+            "integratedTime": location.shard.integrated_times[location.index],
+            "logID": self.log_id.hex(),
+            "logIndex": location.global_index,
+        }
+        return self.key.sign(rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))

@@ -1,0 +1,192 @@
+"""Synthetic signings: entries with real certificates for watched and random unwatched identities.
+
+Most of a real log is signings nobody watches: GitHub workflows of other organisations, email
+identities, and entries signed with a plain public key. `EntryFactory` makes those and the watched
+Codefresh ones; `populate` fills a log with many of them quickly for benchmarks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from monitor.simulate.ca import (
+    CertIdentity,
+    IssuedCert,
+    LocalCA,
+    codefresh_identity,
+    email_identity,
+    github_identity,
+    new_p256_key,
+)
+from monitor.simulate.entries import dsse_body, hashedrekord_body, intoto_v002_body, public_key_pem
+from monitor.simulate.log import SimLog
+
+# Fulcio's own Codefresh test identity (FORMATS.md §5), the default watched pipeline.
+FULCIO_TEST_CODEFRESH: dict[str, str] = {
+    "account_id": "628a80b693a15c0f9c13ab75",
+    "account_name": "test-codefresh",
+    "pipeline_id": "65e6d5551e47e5bc243ca93f",
+    "pipeline_name": "oidc-test/oidc-test-2",
+    "scm_repo_url": "https://github.com/test-codefresh/fulcio",
+    "scm_ref": "feat/codefresh-issuer",
+    "runner_environment": "hybrid",
+}
+
+IN_TOTO_STATEMENT = (
+    b'{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"https://slsa.dev/provenance/v1"}'
+)
+OTHER_ORGS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")
+EMAIL_ISSUERS = ("https://accounts.google.com", "https://github.com/login/oauth")
+POPULATE_CHUNK = 2_000
+
+
+def object_id(rng: random.Random) -> str:
+    """A 24-hex id like the MongoDB ObjectIds Codefresh uses for accounts, pipelines and builds."""
+    return rng.randbytes(12).hex()
+
+
+@dataclass
+class EntryFactory:
+    """Entry bodies signed by certificates from `ca`; `rng` decides every random choice.
+
+    With `leaf_key` set, every certificate reuses that key (much faster); otherwise each gets its own.
+    """
+
+    ca: LocalCA
+    rng: random.Random = field(default_factory=random.Random)
+    leaf_key: ec.EllipticCurvePrivateKey | None = None
+
+    def issue(self, identity: CertIdentity, ca: LocalCA | None = None) -> IssuedCert:
+        return (ca or self.ca).issue(identity, key=self.leaf_key)
+
+    def artifact(self) -> bytes:
+        return b"artifact " + self.rng.randbytes(16).hex().encode()
+
+    def hashedrekord(self, identity: CertIdentity, ca: LocalCA | None = None) -> bytes:
+        issued = self.issue(identity, ca)
+        return hashedrekord_body(issued.pem, self.artifact(), issued.private_key)
+
+    def dsse(self, identity: CertIdentity) -> bytes:
+        issued = self.issue(identity)
+        return dsse_body(issued.pem, IN_TOTO_STATEMENT, issued.private_key)
+
+    def codefresh(self, ca: LocalCA | None = None, **identity: Any) -> bytes:
+        """A Codefresh signing; `identity` holds codefresh_identity's arguments, workflow_id optional."""
+        identity.setdefault("workflow_id", object_id(self.rng))
+        return self.hashedrekord(codefresh_identity(**identity), ca)
+
+    def github(self, **identity: Any) -> bytes:
+        return self.hashedrekord(github_identity(**identity))
+
+    def unwatched(self) -> bytes:
+        """A random signing of nobody's concern, of a random kind."""
+        make: Callable[[], bytes] = self.rng.choices(
+            (self.other_github, self.other_github_dsse, self.email, self.public_key_only),
+            weights=(60, 10, 20, 10),
+        )[0]
+        return make()
+
+    def unwatched_many(self, count: int) -> list[bytes]:
+        return [self.unwatched() for _ in range(count)]
+
+    def other_github_identity(self) -> CertIdentity:
+        org = f"{self.rng.choice(OTHER_ORGS)}-{self.rng.randrange(10_000)}"
+        return github_identity(
+            repository=f"{org}/service-{self.rng.randrange(100)}",
+            sha=self.rng.randbytes(20).hex(),
+            run_id=str(self.rng.randrange(10**9, 10**10)),
+        )
+
+    def other_github(self) -> bytes:
+        return self.hashedrekord(self.other_github_identity())
+
+    def other_github_dsse(self) -> bytes:
+        return self.dsse(self.other_github_identity())
+
+    def email(self) -> bytes:
+        address = f"dev{self.rng.randrange(10**6)}@example.com"
+        return self.hashedrekord(email_identity(address, issuer=self.rng.choice(EMAIL_ISSUERS)))
+
+    def public_key_only(self) -> bytes:
+        """Signed with a plain key, no certificate: hashedrekord or intoto v0.0.2."""
+        key = self.leaf_key or new_p256_key()
+        if self.rng.random() < 0.5:
+            return hashedrekord_body(public_key_pem(key), self.artifact(), key)
+        return intoto_v002_body(public_key_pem(key), IN_TOTO_STATEMENT, key)
+
+
+@dataclass(frozen=True)
+class PopulateReport:
+    count: int
+    watched: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PopulateChunk:
+    """One process's share of `populate`: `count` bodies from the CA in `ca_pem`, seeded by `seed`."""
+
+    ca_pem: bytes
+    count: int
+    watched_fraction: float
+    pipeline: dict[str, str]
+    seed: int
+
+
+def populate_chunk(chunk: PopulateChunk) -> tuple[list[bytes], int]:
+    """The chunk's bodies and how many of them are watched Codefresh signings."""
+    factory = EntryFactory(LocalCA.from_pem(chunk.ca_pem), random.Random(chunk.seed), leaf_key=new_p256_key())
+    bodies, watched = [], 0
+    for _ in range(chunk.count):
+        if factory.rng.random() < chunk.watched_fraction:
+            bodies.append(factory.codefresh(**chunk.pipeline))
+            watched += 1
+        else:
+            bodies.append(factory.unwatched())
+    return bodies, watched
+
+
+def chunk_results(chunks: list[PopulateChunk], workers: int) -> Iterator[tuple[list[bytes], int]]:
+    """The chunks' results in order, made here or, with several workers, in fresh (spawned) processes."""
+    if workers <= 1:
+        yield from map(populate_chunk, chunks)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(populate_chunk, chunks)
+
+
+def populate(
+    log: SimLog,
+    ca: LocalCA,
+    count: int,
+    watched_fraction: float = 0.01,
+    *,
+    watched: dict[str, str] | None = None,
+    seed: int | None = None,
+    workers: int = 1,
+) -> PopulateReport:
+    """Append `count` entries, each with its own certificate; about `watched_fraction` are Codefresh
+    signings of the `watched` pipeline (default: Fulcio's test identity), the rest unwatched.
+
+    With `workers` > 1 the bodies are made in that many processes; they are appended in order here.
+    """
+    started = time.perf_counter()
+    seeds = random.Random(seed)
+    pem, pipeline = ca.to_pem(), watched or FULCIO_TEST_CODEFRESH
+    chunks = [
+        PopulateChunk(pem, min(POPULATE_CHUNK, count - first), watched_fraction, pipeline, seeds.getrandbits(64))
+        for first in range(0, count, POPULATE_CHUNK)
+    ]
+    total_watched = 0
+    for bodies, chunk_watched in chunk_results(chunks, min(workers, len(chunks))):
+        log.append_many(bodies)
+        total_watched += chunk_watched
+    return PopulateReport(count, total_watched, time.perf_counter() - started)

@@ -1,0 +1,169 @@
+"""SQLAlchemy 2 models of the tables users may query directly (DESIGN.md "Database").
+
+Alembic (migrations/) owns the schema: these classes describe it for the ORM, they never create it.
+Hashes are stored as lowercase hex so that plain SQL shows them as the logs and tools print them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LogRow(Base):
+    """One row per log, or per shard of a sharded v1 log: its verified state and cursor."""
+
+    __tablename__ = "logs"
+    __table_args__ = (UniqueConstraint("url", "tree_id", name="uq_logs_url_tree"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    api: Mapped[str] = mapped_column(String(10))
+    origin: Mapped[str] = mapped_column(String(500))
+    tree_id: Mapped[str] = mapped_column(String(40), default="")
+    shard_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Global index of this shard's leaf 0: next_index - shard_offset is the per-shard index."""
+    tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Newest size the log announced (verified or not): for lag."""
+    verified_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    verified_root: Mapped[str | None] = mapped_column(String(64))
+    last_checkpoint: Mapped[str | None] = mapped_column(Text)
+    last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_index: Mapped[int] = mapped_column(BigInteger, default=0)
+    compact_range: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    """Roots of the perfect subtrees covering [0, next_index - shard_offset): moves with the cursor."""
+    state: Mapped[str] = mapped_column(String(20), default="ok")
+    state_detail: Mapped[str | None] = mapped_column(Text)
+    retired: Mapped[bool] = mapped_column(default=False)
+    """The shard is inactive and was read to its final size: nothing more to fetch."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def shard_next(self) -> int:
+        return self.next_index - self.shard_offset
+
+
+class CheckpointRow(Base):
+    """Every verified checkpoint."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("log_id", "tree_size", name="uq_checkpoints_log_size"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"), index=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertRow(Base):
+    """An alert; `dedup_key` makes the same event alert once, across restarts and replicas."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    severity: Mapped[str] = mapped_column(String(10))
+    signing_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    log_id: Mapped[int | None] = mapped_column(ForeignKey("logs.id", ondelete="SET NULL"))
+    summary: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class SigningRow(Base):
+    """A certificate from a watched issuer found in a log entry, with its verdict."""
+
+    __tablename__ = "signings"
+    __table_args__ = (
+        UniqueConstraint("log_id", "log_index", "certificate_sha256", name="uq_signings_entry_cert"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
+    log_url: Mapped[str] = mapped_column(String(500))
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    entry_uuid: Mapped[str | None] = mapped_column(String(80))
+    integrated_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    """integrated_time, or the certificate's not_before where the log has no time (Rekor v2)."""
+    kind: Mapped[str] = mapped_column(String(40))
+    issuer: Mapped[str] = mapped_column(String(500), index=True)
+    identity: Mapped[str | None] = mapped_column(Text)
+    provider: Mapped[str | None] = mapped_column(String(40))
+    account_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    account_name: Mapped[str | None] = mapped_column(String(200), index=True)
+    pipeline_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    pipeline_name: Mapped[str | None] = mapped_column(String(500), index=True)
+    run_url: Mapped[str | None] = mapped_column(Text)
+    source_repository: Mapped[str | None] = mapped_column(Text)
+    source_ref: Mapped[str | None] = mapped_column(Text)
+    artifact_digest: Mapped[str | None] = mapped_column(String(200))
+    certificate_sha256: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    chain_verified: Mapped[bool]
+    verdict: Mapped[str] = mapped_column(String(30), index=True)
+    extensions: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AlertDeliveryRow(Base):
+    """The outbox: one row per (alert, sink), until delivered."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "sink", name="uq_deliveries_alert_sink"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    sink: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EntryErrorRow(Base):
+    """An entry that could not be decoded: recorded, alerted, then passed (never blocks the log)."""
+
+    __tablename__ = "entry_errors"
+    __table_args__ = (UniqueConstraint("log_id", "log_index", name="uq_entry_errors_entry"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
+    log_index: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(60), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

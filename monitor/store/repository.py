@@ -1,0 +1,247 @@
+"""The store: every read and write the daemon, the CLI and the API make. Passive: it never calls up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from monitor.store.db import create_engine
+from monitor.store.models import (
+    AlertDeliveryRow,
+    AlertRow,
+    CheckpointRow,
+    EntryErrorRow,
+    LogRow,
+    SigningRow,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    dedup_key: str
+    kind: str
+    severity: str
+    summary: str
+    payload: dict[str, Any]
+    log_id: int | None = None
+    signing_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SignedAlert:
+    """A signing and the alert it raises (if any): stored together, the alert pointing at it."""
+
+    signing: SigningRow
+    alert: NewAlert | None
+
+
+@dataclass(frozen=True)
+class EntryError:
+    log_index: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class Batch:
+    """Everything one verified chunk of a log produces; committed in ONE transaction with the cursor."""
+
+    log_id: int
+    expected_next: int
+    next_index: int
+    compact_range: bytes
+    retired: bool = False
+    signings: list[SignedAlert] = field(default_factory=list)
+    errors: list[EntryError] = field(default_factory=list)
+    alerts: list[NewAlert] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+def severity_reaches(severity: str, minimum: str) -> bool:
+    return SEVERITIES.index(severity) >= SEVERITIES.index(minimum)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine):
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(create_engine(url))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.sessions() as session:
+            await session.execute(select(1))
+
+    # logs -------------------------------------------------------------------------------------
+
+    async def logs(self, url: str | None = None) -> list[LogRow]:
+        """Every log/shard row (or those of one URL), oldest shard first."""
+        query = select(LogRow).order_by(LogRow.url, LogRow.shard_offset, LogRow.id)
+        if url is not None:
+            query = query.where(LogRow.url == url)
+        async with self.sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def add_log(self, row: LogRow) -> LogRow:
+        async with self.sessions.begin() as session:
+            session.add(row)
+        return row
+
+    async def set_tree_size(self, log_id: int, tree_size: int) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(update(LogRow).where(LogRow.id == log_id).values(tree_size=tree_size))
+
+    async def save_checkpoint(self, log_id: int, checkpoint: VerifiedCheckpoint) -> None:
+        """Record a checkpoint that verified (signature and consistency) as the log's newest."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(LogRow)
+                .where(LogRow.id == log_id)
+                .values(
+                    verified_size=checkpoint.tree_size,
+                    verified_root=checkpoint.root_hash.hex(),
+                    last_checkpoint=checkpoint.note,
+                    last_checkpoint_at=now,
+                    state="ok",
+                    state_detail=None,
+                )
+            )
+            exists = await session.scalar(
+                select(CheckpointRow.id).where(
+                    CheckpointRow.log_id == log_id, CheckpointRow.tree_size == checkpoint.tree_size
+                )
+            )
+            if exists is None:
+                session.add(
+                    CheckpointRow(
+                        log_id=log_id,
+                        tree_size=checkpoint.tree_size,
+                        root_hash=checkpoint.root_hash.hex(),
+                        note=checkpoint.note,
+                        verified_at=now,
+                    )
+                )
+
+    async def commit_batch(self, batch: Batch, sinks: Sequence[tuple[str, str]] = ()) -> list[AlertRow]:
+        """Store a chunk's signings, errors and alerts (with one outbox row per matching sink) and
+        move the cursor, atomically. Refuses (RuntimeError) if the cursor moved since it was read.
+
+        `sinks` are (name, min_severity) pairs. Returns the alerts that were new.
+        """
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(LogRow)
+                .where(LogRow.id == batch.log_id, LogRow.next_index == batch.expected_next)
+                .values(next_index=batch.next_index, compact_range=batch.compact_range, retired=batch.retired)
+            )
+            if result.rowcount != 1:
+                raise RuntimeError(f"cursor of log {batch.log_id} moved under us (expected {batch.expected_next})")
+            alerts = list(batch.alerts)
+            if batch.signings:
+                session.add_all([item.signing for item in batch.signings])
+                await session.flush()
+                alerts += [
+                    replace(item.alert, signing_id=item.signing.id)
+                    for item in batch.signings
+                    if item.alert is not None
+                ]
+            session.add_all(
+                EntryErrorRow(log_id=batch.log_id, log_index=e.log_index, reason=e.reason, detail=e.detail)
+                for e in batch.errors
+            )
+            new_alerts = await self._insert_alerts(session, alerts, sinks)
+        return new_alerts
+
+    async def mark_log(self, log_id: int, state: str, detail: str | None) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(LogRow).where(LogRow.id == log_id).values(state=state, state_detail=detail)
+            )
+
+    async def mark_inconsistent(
+        self, log_id: int, detail: str, alert: NewAlert, sinks: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Stop the log's cursor and raise the alert, in one transaction."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(LogRow).where(LogRow.id == log_id).values(state="inconsistent", state_detail=detail)
+            )
+            await self._insert_alerts(session, [alert], sinks)
+
+    # alerts -----------------------------------------------------------------------------------
+
+    async def _insert_alerts(
+        self, session: AsyncSession, alerts: Sequence[NewAlert], sinks: Sequence[tuple[str, str]] = ()
+    ) -> list[AlertRow]:
+        """Insert alerts whose dedup_key is new (an event already raised is not repeated), each with
+        a pending delivery per sink whose min_severity it reaches."""
+        if not alerts:
+            return []
+        keys = [alert.dedup_key for alert in alerts]
+        known = set((await session.scalars(select(AlertRow.dedup_key).where(AlertRow.dedup_key.in_(keys)))).all())
+        rows = []
+        for alert in alerts:
+            if alert.dedup_key in known:
+                continue
+            known.add(alert.dedup_key)
+            row = AlertRow(
+                dedup_key=alert.dedup_key,
+                kind=alert.kind,
+                severity=alert.severity,
+                summary=alert.summary,
+                payload=json.dumps(alert.payload, sort_keys=True),
+                log_id=alert.log_id,
+                signing_id=alert.signing_id,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            rows.append(row)
+        await session.flush()
+        now = utcnow()
+        session.add_all(
+            AlertDeliveryRow(alert_id=row.id, sink=name, status="pending", attempts=0, next_attempt_at=now)
+            for row in rows
+            for name, min_severity in sinks
+            if severity_reaches(row.severity, min_severity)
+        )
+        return rows
+
+    async def raise_alert(self, alert: NewAlert, sinks: Sequence[tuple[str, str]] = ()) -> bool:
+        """Insert one alert unless its dedup_key exists (also across replicas); True if new."""
+        try:
+            async with self.sessions.begin() as session:
+                return bool(await self._insert_alerts(session, [alert], sinks))
+        except IntegrityError:
+            return False
+
+    async def alerts(self, *, kind: str | None = None, since: datetime | None = None) -> list[AlertRow]:
+        query = select(AlertRow).order_by(AlertRow.id.desc())
+        if kind:
+            query = query.where(AlertRow.kind == kind)
+        if since:
+            query = query.where(AlertRow.created_at >= since)
+        async with self.sessions() as session:
+            return list((await session.scalars(query)).all())

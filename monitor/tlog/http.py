@@ -1,0 +1,246 @@
+"""HTTP plumbing shared by the log clients: retries with backoff, capped answers, two kinds of failure.
+
+A log is either unavailable (it cannot be reached, times out or sheds load: retried, then
+`LogUnavailableError`) or it answered something no honest log answers (`LogProtocolError`, never
+retried: asking again would only fetch the same nonsense).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from yarl import URL
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_RETRY_AFTER = 300.0
+HTTP_OK = 200
+HTTP_NOT_FOUND = 404
+HTTP_TOO_MANY_REQUESTS = 429
+SERVER_ERRORS = range(500, 600)
+
+Observer = Callable[[str, float], None]
+Params = Mapping[str, str | int]
+
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+log = structlog.get_logger(__name__)
+
+
+class LogUnavailableError(Exception):
+    """The log could not be reached, or kept failing (429, 5xx, timeouts) until the retries ran out."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(f"{url}: log unavailable: {cause}")
+        self.url = url
+        self.cause = cause
+
+
+class LogProtocolError(Exception):
+    """The log answered something an honest log never answers; retrying would not help."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(f"{url}: {problem}")
+        self.url = url
+        self.problem = problem
+
+
+class UnexpectedStatusError(LogProtocolError):
+    """An HTTP status that is neither success, 404, 429 nor 5xx (400, 413, 422, a redirect...)."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(url, f"unexpected HTTP status {status}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; `max_attempts=None` retries forever."""
+
+    max_attempts: int | None = 8
+    base_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1, or None for no limit")
+        if self.base_delay < 0 or self.max_delay < 0 or self.factor < 1:
+            raise ValueError("delays must be >= 0 and factor >= 1")
+
+    def allows_another_attempt(self, attempts_made: int) -> bool:
+        return self.max_attempts is None or attempts_made < self.max_attempts
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        A server's Retry-After is a floor (capped at MAX_RETRY_AFTER, so a hostile value cannot
+        park the monitor for days).
+        """
+        try:
+            ceiling = min(self.max_delay, self.base_delay * self.factor ** max(attempt - 1, 0))
+        except OverflowError:
+            ceiling = self.max_delay
+        wait = random.uniform(0.0, ceiling)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, MAX_RETRY_AFTER))
+        return wait
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A Retry-After header (delta-seconds or HTTP-date) as seconds from now; None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class _TransientError(Exception):
+    """One attempt failed in a way that another attempt may not (internal to the retry loop)."""
+
+    def __init__(self, cause: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    endpoint: str
+    shown_url: str
+    params: Params | None = None
+    payload: Any = None
+    absent_on_404: bool = False
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class HttpFetcher:
+    """GET/POST against one log's base URL, with retries, a timeout and a size cap per attempt.
+
+    `observe(endpoint, seconds)` is called once per HTTP attempt, whatever its outcome.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        retry: RetryPolicy,
+        timeout: float = 30,
+        observe: Observer | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        parsed = URL(base_url)
+        if parsed.user is not None or parsed.password is not None:
+            # URLs end up in logs and error messages: credentials belong in the session.
+            raise ValueError("the log URL must not carry credentials; configure them on the session")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._retry = retry
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._observe = observe
+        self._max_response_bytes = max_response_bytes
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def url_for(self, path: str, params: Params | None = None) -> str:
+        """The full URL of a request, as shown in logs and errors."""
+        url = URL(self._base_url + path)
+        return str(url.with_query(params) if params else url)
+
+    async def get(self, path: str, params: Params | None = None, *, endpoint: str) -> bytes | None:
+        """The body of a 200 answer, or None for 404."""
+        request = _Request("GET", path, endpoint, self.url_for(path, params), params=params, absent_on_404=True)
+        return await self._with_retries(request)
+
+    async def post_json(self, path: str, payload: Any, *, endpoint: str) -> bytes:
+        """POST `payload` as JSON; the body of the 200 answer (a 404 here is a protocol error)."""
+        answer = await self._with_retries(_Request("POST", path, endpoint, self.url_for(path), payload=payload))
+        assert answer is not None, "absent_on_404 is off for POST"
+        return answer
+
+    async def _with_retries(self, request: _Request) -> bytes | None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(request)
+            except _TransientError as exc:
+                if not self._retry.allows_another_attempt(attempt):
+                    raise LogUnavailableError(request.shown_url, f"{exc} (gave up after {attempt} attempts)") from exc
+                delay = self._retry.delay(attempt, exc.retry_after)
+                log.bind(url=request.shown_url, endpoint=request.endpoint).debug(
+                    "log_request_retry", status=exc.status, error=str(exc), attempt=attempt, delay=round(delay, 3)
+                )
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, request: _Request) -> bytes | None:
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method,
+                self._base_url + request.path,
+                params=request.params,
+                json=request.payload,
+                timeout=self._timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+            ) as response:
+                return await self._read_answer(request, response)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise _TransientError(_describe(exc)) from exc
+        except aiohttp.ClientError as exc:
+            raise LogProtocolError(request.shown_url, f"invalid HTTP answer: {_describe(exc)}") from exc
+        finally:
+            if self._observe is not None:
+                self._observe(request.endpoint, time.perf_counter() - started)
+
+    async def _read_answer(self, request: _Request, response: aiohttp.ClientResponse) -> bytes | None:
+        status = response.status
+        if status == HTTP_OK:
+            return await self._read_capped(request, response)
+        if status == HTTP_NOT_FOUND and request.absent_on_404:
+            return None
+        if status == HTTP_TOO_MANY_REQUESTS or status in SERVER_ERRORS:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise _TransientError(f"HTTP {status}", status=status, retry_after=retry_after)
+        raise UnexpectedStatusError(request.shown_url, status)
+
+    async def _read_capped(self, request: _Request, response: aiohttp.ClientResponse) -> bytes:
+        limit = self._max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise LogProtocolError(request.shown_url, f"answer of {declared} bytes exceeds the {limit}-byte cap")
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.content.iter_any():
+            received += len(chunk)
+            if received > limit:
+                raise LogProtocolError(request.shown_url, f"answer exceeds the {limit}-byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)

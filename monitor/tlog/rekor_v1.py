@@ -1,0 +1,393 @@
+"""Async client for the Rekor v1 REST API, built to face a hostile or flaky log.
+
+Every answer is parsed once with `json.loads` and every field is type-checked by hand (cheap enough for
+thousands of entries per second); anything malformed is a `LogProtocolError` naming the field. Nothing
+here is trusted yet: checkpoints, proofs and entries are verified by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import json
+import re
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import aiohttp
+
+from monitor.tlog.http import (
+    HttpFetcher,
+    LogProtocolError,
+    Observer,
+    RetryPolicy,
+    UnexpectedStatusError,
+)
+from monitor.tlog.merkle import leaf_hash
+
+LOG_PATH = "/api/v1/log"
+PROOF_PATH = "/api/v1/log/proof"
+ENTRIES_PATH = "/api/v1/log/entries"
+RETRIEVE_PATH = "/api/v1/log/entries/retrieve"
+
+MAX_BATCH_SIZE = 10  # Rekor's maxSearchQueries: a larger retrieve request gets 422
+BATCH_TOO_LARGE_STATUSES = frozenset({413, 422})
+MAX_INT64 = 2**63 - 1
+MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
+HASH_SIZE = 32
+HASH_HEX_LENGTH = 2 * HASH_SIZE
+
+DEFAULT_RETRY = RetryPolicy()
+
+_TREE_ID = re.compile(r"[0-9]{1,19}")
+_ENTRY_UUID = re.compile(r"(?:[0-9a-fA-F]{16})?[0-9a-fA-F]{64}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """One tree of the log, as `/api/v1/log` describes it (sizes are per shard)."""
+
+    tree_id: str
+    tree_size: int
+    root_hash: bytes
+    signed_tree_head: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    active: ShardInfo
+    inactive: tuple[ShardInfo, ...]  # oldest first
+
+    @property
+    def global_size(self) -> int:
+        return self.active.tree_size + sum(shard.tree_size for shard in self.inactive)
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    log_index: int  # the leaf index within its shard
+    tree_size: int
+    root_hash: bytes
+    hashes: tuple[bytes, ...]  # leaf to root
+    checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RekorEntry:
+    uuid: str
+    body: bytes  # the canonical entry JSON, base64-decoded
+    integrated_time: int | None
+    log_id: bytes
+    log_index: int  # the global index
+    inclusion_proof: InclusionProof | None
+    signed_entry_timestamp: bytes | None
+
+
+class RekorV1Client:
+    """Reads one Rekor v1 log: log info, consistency proofs and entries by global index."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float = 30,
+        concurrency: int = 8,
+        batch_size: int = MAX_BATCH_SIZE,
+        observe: Observer | None = None,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
+        self._batch_size = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def get_log_info(self) -> LogInfo:
+        raw = await self._http.get(LOG_PATH, endpoint="log")
+        url = self._http.url_for(LOG_PATH)
+        if raw is None:
+            raise LogProtocolError(url, "the log info endpoint answered 404")
+        return _parse_answer(raw, url, "log info", parse_log_info)
+
+    async def get_consistency_proof(self, first_size: int, last_size: int, tree_id: str | None = None) -> list[bytes]:
+        """The proof that the shard's tree of `last_size` extends the one of `first_size` (per-shard sizes).
+
+        The answer's rootHash is ignored: it is the root of the server's current tree, unverified.
+        """
+        if not 0 <= first_size <= last_size:
+            raise ValueError(f"no consistency proof from size {first_size} to {last_size}")
+        if first_size in (0, last_size):
+            return []
+        params: dict[str, str | int] = {"firstSize": first_size, "lastSize": last_size}
+        if tree_id is not None:
+            params["treeID"] = tree_id
+        raw = await self._http.get(PROOF_PATH, params, endpoint="proof")
+        url = self._http.url_for(PROOF_PATH, params)
+        if raw is None:
+            raise LogProtocolError(url, "the consistency proof endpoint answered 404")
+        return _parse_answer(raw, url, "consistency proof", parse_consistency_proof)
+
+    async def get_entry(self, global_index: int) -> RekorEntry | None:
+        """The entry at a global index, or None if the log has none there."""
+        if global_index < 0:
+            raise ValueError(f"negative log index {global_index}")
+        params = {"logIndex": global_index}
+        raw = await self._http.get(ENTRIES_PATH, params, endpoint="entry")
+        if raw is None:
+            return None
+        url = self._http.url_for(ENTRIES_PATH, params)
+        entry = _parse_answer(raw, url, "log entry", parse_log_entry)
+        if entry.log_index != global_index:
+            raise LogProtocolError(url, f"asked for entry {global_index}, got entry {entry.log_index}")
+        return entry
+
+    async def get_entries(self, global_indexes: Sequence[int]) -> dict[int, RekorEntry]:
+        """The entries the log has at these global indexes; the ones it does not have are absent.
+
+        Batches of at most `batch_size` indexes, at most `concurrency` of them in flight. Answers are
+        matched to requests by their logIndex, never by position.
+        """
+        wanted = list(dict.fromkeys(global_indexes))
+        if wanted and min(wanted) < 0:
+            raise ValueError("negative log index")
+        size = self._batch_size
+        batches = [wanted[start : start + size] for start in range(0, len(wanted), size)]
+        found: dict[int, RekorEntry] = {}
+        for entries in await _gather_or_cancel(self._retrieve(batch) for batch in batches):
+            found.update(entries)
+        return found
+
+    async def _retrieve(self, batch: list[int]) -> dict[int, RekorEntry]:
+        try:
+            async with self._slots:
+                raw = await self._http.post_json(RETRIEVE_PATH, {"logIndexes": batch}, endpoint="retrieve")
+        except UnexpectedStatusError as exc:
+            if exc.status not in BATCH_TOO_LARGE_STATUSES or len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            first, second = await _gather_or_cancel([self._retrieve(batch[:half]), self._retrieve(batch[half:])])
+            return first | second
+        url = self._http.url_for(RETRIEVE_PATH)
+        return _parse_answer(raw, url, "retrieve answer", partial(match_entries, requested=frozenset(batch)))
+
+
+async def _gather_or_cancel(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Like asyncio.gather, but the first failure cancels the rest and propagates unwrapped."""
+    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class MalformedError(Exception):
+    """A field of an answer has the wrong type or value; `field` is its path in the answer."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+    def within(self, prefix: str) -> MalformedError:
+        return MalformedError(f"{prefix}.{self.field}", self.problem)
+
+
+def _parse_answer(raw: bytes, url: str, what: str, parse: Callable[[Any], T]) -> T:
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise LogProtocolError(url, f"{what} is not valid JSON: {exc}") from exc
+    try:
+        return parse(document)
+    except MalformedError as exc:
+        raise LogProtocolError(url, f"malformed {what}: {exc}") from exc
+
+
+def parse_log_info(document: Any) -> LogInfo:
+    """`/api/v1/log`: the active shard's fields at the top level, plus `inactiveShards`."""
+    active = _shard(document, "log info")
+    listed = document.get("inactiveShards")
+    shards = [] if listed is None else _list(listed, "inactiveShards")
+    inactive = tuple(_shard(item, f"inactiveShards[{position}]") for position, item in enumerate(shards))
+    tree_ids = [shard.tree_id for shard in (*inactive, active)]
+    if len(set(tree_ids)) != len(tree_ids):
+        raise MalformedError("inactiveShards", f"tree ids repeat: {tree_ids}")
+    return LogInfo(active=active, inactive=inactive)
+
+
+def parse_consistency_proof(document: Any) -> list[bytes]:
+    return list(_hashes(_object(document, "consistency proof").get("hashes"), "hashes"))
+
+
+def parse_log_entry(document: Any) -> RekorEntry:
+    """A `LogEntry`: `{uuid: LogEntryAnon}` with exactly one key."""
+    wrapper = _object(document, "log entry")
+    if len(wrapper) != 1:
+        raise MalformedError("log entry", f"has {len(wrapper)} keys, expected one {{uuid: entry}}")
+    ((uuid, anonymous),) = wrapper.items()
+    return _entry(uuid, _object(anonymous, "entry"))
+
+
+def match_entries(document: Any, requested: frozenset[int]) -> dict[int, RekorEntry]:
+    """A retrieve answer, `[LogEntry, ...]`, keyed by each entry's global logIndex."""
+    found: dict[int, RekorEntry] = {}
+    for position, item in enumerate(_list(document, "answer")):
+        try:
+            entry = parse_log_entry(item)
+        except MalformedError as exc:
+            raise exc.within(f"[{position}]") from None
+        if entry.log_index not in requested:
+            raise MalformedError(f"[{position}].logIndex", f"{entry.log_index} was not requested")
+        if entry.log_index in found:
+            raise MalformedError(f"[{position}].logIndex", f"{entry.log_index} appears twice")
+        found[entry.log_index] = entry
+    return found
+
+
+def _entry(uuid: str, entry: dict[str, Any]) -> RekorEntry:
+    if not _ENTRY_UUID.fullmatch(uuid):
+        raise MalformedError("uuid", "is not 64 or 80 hex digits")
+    body = _base64(entry.get("body"), "body")
+    if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != leaf_hash(body):
+        raise MalformedError("uuid", "does not end with the leaf hash of the body")
+    log_index = _int(entry.get("logIndex"), "logIndex")
+    integrated_time = entry.get("integratedTime")
+    verification = entry.get("verification")
+    proof, timestamp = (None, None) if verification is None else _verification(verification, log_index)
+    return RekorEntry(
+        uuid=uuid,
+        body=body,
+        integrated_time=None if integrated_time is None else _int(integrated_time, "integratedTime"),
+        log_id=_hash(entry.get("logID"), "logID"),
+        log_index=log_index,
+        inclusion_proof=proof,
+        signed_entry_timestamp=timestamp,
+    )
+
+
+def _verification(value: Any, global_index: int) -> tuple[InclusionProof | None, bytes | None]:
+    verification = _object(value, "verification")
+    proof = verification.get("inclusionProof")
+    timestamp = verification.get("signedEntryTimestamp")
+    return (
+        None if proof is None else _inclusion_proof(proof, global_index),
+        None if timestamp is None else _base64(timestamp, "verification.signedEntryTimestamp"),
+    )
+
+
+def _inclusion_proof(value: Any, global_index: int) -> InclusionProof:
+    where = "verification.inclusionProof"
+    proof = _object(value, where)
+    log_index = _int(proof.get("logIndex"), f"{where}.logIndex")
+    tree_size = _int(proof.get("treeSize"), f"{where}.treeSize", minimum=1)
+    if log_index >= tree_size:
+        raise MalformedError(f"{where}.logIndex", f"{log_index} is not below treeSize {tree_size}")
+    # A shard's leaf index is the global index minus the sizes of the shards before it.
+    if log_index > global_index:
+        raise MalformedError(f"{where}.logIndex", f"{log_index} exceeds the global logIndex {global_index}")
+    checkpoint = proof.get("checkpoint")
+    return InclusionProof(
+        log_index=log_index,
+        tree_size=tree_size,
+        root_hash=_hash(proof.get("rootHash"), f"{where}.rootHash"),
+        hashes=_hashes(proof.get("hashes"), f"{where}.hashes"),
+        checkpoint=None if checkpoint is None else _str(checkpoint, f"{where}.checkpoint"),
+    )
+
+
+def _shard(value: Any, where: str) -> ShardInfo:
+    shard = _object(value, where)
+    tree_id = shard.get("treeID")
+    if type(tree_id) is not str or not _TREE_ID.fullmatch(tree_id):
+        raise MalformedError(f"{where}.treeID", "is not a decimal string")
+    return ShardInfo(
+        tree_id=tree_id,
+        tree_size=_int(shard.get("treeSize"), f"{where}.treeSize"),
+        root_hash=_hash(shard.get("rootHash"), f"{where}.rootHash"),
+        signed_tree_head=_str(shard.get("signedTreeHead"), f"{where}.signedTreeHead"),
+    )
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise MalformedError(where, f"is {_kind(value)}, not an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if type(value) is not list:
+        raise MalformedError(where, f"is {_kind(value)}, not a list")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if type(value) is not str:
+        raise MalformedError(where, f"is {_kind(value)}, not a string")
+    return value
+
+
+def _int(value: Any, where: str, *, minimum: int = 0) -> int:
+    # `type(...) is int` also keeps out booleans, which JSON decoding makes an int subclass.
+    if type(value) is not int or not minimum <= value <= MAX_INT64:
+        raise MalformedError(where, f"is {_kind(value)}, not an integer in [{minimum}, 2^63)")
+    return value
+
+
+def _hash(value: Any, where: str) -> bytes:
+    if type(value) is not str or len(value) != HASH_HEX_LENGTH:
+        raise MalformedError(where, f"is {_kind(value)}, not {HASH_HEX_LENGTH} hex digits")
+    try:
+        return binascii.a2b_hex(value)
+    except ValueError:
+        raise MalformedError(where, "is not hex") from None
+
+
+def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
+    items = _list(value, where)
+    if len(items) > MAX_PROOF_HASHES:
+        raise MalformedError(where, f"has {len(items)} hashes, more than any tree needs")
+    try:
+        # One C-level pass over the list: proofs are most of an entry's fields.
+        hashes = tuple(map(binascii.a2b_hex, items))
+    except (TypeError, ValueError):
+        hashes = ()
+    if len(hashes) != len(items) or any(len(item) != HASH_SIZE for item in hashes):
+        raise MalformedError(where, f"is not a list of {HASH_HEX_LENGTH}-hex-digit hashes")
+    return hashes
+
+
+def _base64(value: Any, where: str) -> bytes:
+    if type(value) is not str:
+        raise MalformedError(where, f"is {_kind(value)}, not a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except ValueError:
+        raise MalformedError(where, "is not valid base64") from None
+
+
+_JSON_KINDS = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", float: "a number"}
+
+
+def _kind(value: Any) -> str:
+    """A short description of a JSON value for error messages (not the value itself: it may be huge)."""
+    if value is None:
+        return "missing or null"
+    if type(value) is int:
+        return f"the integer {value}" if abs(value) <= 2**64 else "a huge integer"
+    if type(value) in (str, list, dict):
+        return f"{_JSON_KINDS[type(value)]} of length {len(value)}"
+    return _JSON_KINDS.get(type(value), type(value).__name__)

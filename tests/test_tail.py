@@ -1,0 +1,217 @@
+"""End to end: the real tail against the simulator over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from monitor.config import LogSettings, Settings, TrustSettings
+from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_forever, run_once
+from monitor.report import log_status
+from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.store.models import AlertRow, CheckpointRow
+from monitor.store.repository import Store
+from monitor.tlog.http import RetryPolicy
+from monitor.tlog.merkle import CompactRange
+
+FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    running = await start_simulator(directory=tmp_path / "sim")
+    yield running
+    await running.stop()
+
+
+def settings_for(sim: RunningSimulator, database_url: str, start: str | int = 0, **extra) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(
+        database=database_url,
+        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
+        logs=[LogSettings(url=sim.url, api="v1", start=start)],
+        poll_interval=0.2,
+        **extra,
+    )
+
+
+async def fill(sim: RunningSimulator, count: int) -> None:
+    await sim.simulator.append_unwatched(count)
+
+
+async def status_of(database_url: str) -> list[dict]:
+    return await log_status(database_url)
+
+
+async def alerts_of(database_url: str) -> list[AlertRow]:
+    store = Store.open(database_url)
+    try:
+        return await store.alerts()
+    finally:
+        await store.close()
+
+
+async def test_catch_up_from_zero_verifies_every_entry(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 2345)
+    assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == row["verified_size"] == row["tree_size"] == 2345
+    assert row["lag"] == 0 and row["state"] == "ok"
+    store = Store.open(database_url)
+    try:
+        [log_row] = await store.logs()
+        folded = CompactRange.from_bytes(log_row.shard_next, log_row.compact_range)
+        assert folded.root() == sim.log.active.root(2345)
+        async with store.sessions() as session:
+            assert await session.scalar(select(func.count()).select_from(CheckpointRow)) == 1
+    finally:
+        await store.close()
+
+
+async def test_start_at_head_then_follow_new_entries(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 300)
+    settings = settings_for(sim, database_url, start="head")
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 300
+    await fill(sim, 77)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == row["verified_size"] == 377
+
+
+async def test_start_mid_log_bootstraps_from_an_inclusion_proof(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 500)
+    assert await run_once(settings_for(sim, database_url, start=123), FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 500
+
+
+async def test_restart_resumes_without_gaps(sim: RunningSimulator, database_url: str) -> None:
+    settings = settings_for(sim, database_url, start=0)
+    for count in (10, 1500, 1, 999):
+        await fill(sim, count)
+        assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 2510
+    assert not await alerts_of(database_url)
+
+
+async def test_daemon_follows_entries_appended_while_running(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 50)
+    settings = settings_for(sim, database_url, start=0)
+    daemon = asyncio.create_task(run_forever(settings, FAST_RETRY))
+    try:
+        await wait_for_next_index(database_url, 50)
+        await fill(sim, 40)
+        await wait_for_next_index(database_url, 90)
+    finally:
+        daemon.cancel()
+        await asyncio.gather(daemon, return_exceptions=True)
+
+
+async def wait_for_next_index(database_url: str, wanted: int, within: float = 20) -> None:
+    """Poll `status` until the last shard's cursor reaches `wanted` (the daemon creates the schema)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    rows: list[dict] = []
+    while loop.time() < deadline:
+        try:
+            rows = await status_of(database_url)
+        except Exception:  # the daemon has not migrated the database yet
+            rows = []
+        if rows and rows[-1]["next_index"] >= wanted:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"next_index never reached {wanted}: {rows}")
+
+
+async def test_forked_history_is_detected_and_exits_3(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 200)
+    settings = settings_for(sim, database_url, start=0)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    sim.log.fork(at=150)
+    await fill(sim, 10)
+    assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
+    [row] = await status_of(database_url)
+    assert row["state"] == "inconsistent" and row["next_index"] == 200
+    [alert] = await alerts_of(database_url)
+    assert alert.kind == "log_inconsistent" and alert.severity == "critical"
+    # the cursor stays stopped, and the event is not alerted twice
+    assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
+    assert len(await alerts_of(database_url)) == 1
+
+
+async def test_fork_below_an_unread_range_is_caught_by_the_entries(sim: RunningSimulator, database_url: str) -> None:
+    """A log that serves entries that are not in its tree cannot pass the compact-range check."""
+    await fill(sim, 100)
+    settings = settings_for(sim, database_url, start="head")
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    await fill(sim, 100)
+    sim.log.fork(at=120)  # rewrites an entry we have not read; the new tree is self-consistent
+    assert await run_once(settings, FAST_RETRY) in (EXIT_OK, EXIT_INCONSISTENT)
+    # whichever checkpoint was verified first, the entries read must hash to it: never a silent pass
+    [row] = await status_of(database_url)
+    if row["state"] == "ok":
+        store = Store.open(database_url)
+        try:
+            [log_row] = await store.logs()
+            folded = CompactRange.from_bytes(log_row.shard_next, log_row.compact_range)
+            assert folded.root() == sim.log.active.root(log_row.shard_next)
+        finally:
+            await store.close()
+
+
+async def test_checkpoint_signed_by_the_wrong_key_is_rejected(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 20)
+    settings = settings_for(sim, database_url, start=0)
+    sim.log.sign_with_wrong_key(True)
+    assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 0 and row["verified_size"] == 0
+    [alert] = await alerts_of(database_url)
+    assert alert.kind == "log_inconsistent"
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_error_bursts_are_ridden_out(sim: RunningSimulator, database_url: str, status: int) -> None:
+    await fill(sim, 300)
+    sim.faults.inject(count=4, status=status, retry_after=0 if status == 429 else None)
+    assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 300
+    assert sim.faults.remaining == 0
+
+
+async def test_shard_rotation_finishes_the_retired_shard(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 120)
+    settings = settings_for(sim, database_url, start=0)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    await fill(sim, 30)  # written to the old shard, not read yet
+    sim.log.rotate_shard()
+    await fill(sim, 45)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    old, new = await status_of(database_url)
+    assert old["next_index"] == old["verified_size"] == 150 and old["retired"]
+    assert new["next_index"] == 195 and new["verified_size"] == 45
+
+
+async def test_start_zero_covers_every_shard(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 64)
+    sim.log.rotate_shard()
+    await fill(sim, 10)
+    assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
+    rows = await status_of(database_url)
+    assert [r["next_index"] for r in rows] == [64, 74]
+
+
+async def test_unreachable_log_exits_1_without_losing_the_cursor(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(
+        database=database_url,
+        trust=TrustSettings(root="public-good", refresh=False),
+        logs=[LogSettings(url="http://127.0.0.1:9", api="v1", start=0)],
+    )
+    assert await run_once(settings, FAST_RETRY) == 1
