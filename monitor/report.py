@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from monitor.store.models import LogRow
+from monitor.store.models import LogRow, iso
 from monitor.store.repository import Store
 
 
@@ -25,10 +24,6 @@ def log_object(row: LogRow) -> dict[str, Any]:
         "state": row.state,
         "retired": row.retired,
     }
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 async def log_status(database: str) -> list[dict[str, Any]]:

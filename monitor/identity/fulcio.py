@@ -65,6 +65,8 @@ _BOOLEAN = 0x01
 _OCTET_STRING = 0x04
 _UTF8_STRING = 0x0C
 _EXTENSIONS_TAG = 0xA3  # [3] EXPLICIT in TBSCertificate
+# What cryptography raises for malformed certificates.
+_X509_ERRORS = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def _oid_der(dotted: str) -> bytes:
@@ -193,7 +195,7 @@ def _issuer_values_parsed(der: bytes) -> tuple[bytes | None, bytes | None]:
     """The same through a full X.509 parse; (None, None) when that fails."""
     try:
         extensions = x509.load_der_x509_certificate(der).extensions
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+    except _X509_ERRORS:
         return None, None
     raw = _raw_fulcio_extensions(extensions)
     return raw.get(ISSUER_V1), raw.get(ISSUER_V2)
@@ -300,7 +302,7 @@ def parse_fulcio_certificate(der: bytes) -> FulcioCertificate:
         extensions = certificate.extensions
         identity, san_kind = _san_identity(extensions)
         not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+    except _X509_ERRORS as exc:
         raise CertificateError("bad_certificate", str(exc)[:160]) from None
     raw = _raw_fulcio_extensions(extensions)
     return FulcioCertificate(
@@ -398,7 +400,7 @@ class ChainVerifier:
         )
         try:
             verifier.verify(x509.load_der_x509_certificate(cert.der), anchors.intermediates)
-        except (VerificationError, ValueError, x509.UnsupportedGeneralNameType):
+        except (VerificationError, *_X509_ERRORS):
             return False
         return True
 

@@ -6,6 +6,7 @@ Hashes are stored as lowercase hex so that plain SQL shows them as the logs and 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
@@ -35,6 +36,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as every output of rekorwatch writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 class Base(DeclarativeBase):
@@ -137,6 +143,34 @@ class SigningRow(Base):
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
     extensions: Mapped[str] = mapped_column(Text, default="{}")
+
+
+    def as_object(self) -> dict[str, object]:
+        """The signing object of DESIGN.md (API, history --format json, webhook payloads)."""
+        return {
+            "id": self.id,
+            "log_url": self.log_url,
+            "log_index": self.log_index,
+            "entry_uuid": self.entry_uuid,
+            "integrated_time": iso(self.integrated_time),
+            "kind": self.kind,
+            "issuer": self.issuer,
+            "identity": self.identity,
+            "provider": self.provider,
+            "account_id": self.account_id,
+            "account_name": self.account_name,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_name": self.pipeline_name,
+            "run_url": self.run_url,
+            "source_repository": self.source_repository,
+            "source_ref": self.source_ref,
+            "artifact_digest": self.artifact_digest,
+            "certificate_sha256": self.certificate_sha256,
+            "not_before": iso(self.not_before),
+            "chain_verified": self.chain_verified,
+            "verdict": self.verdict,
+            "extensions": json.loads(self.extensions or "{}"),
+        }
 
 
 class AlertDeliveryRow(Base):
