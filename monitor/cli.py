@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from typing import BinaryIO
+from collections.abc import Coroutine
+from typing import Any, BinaryIO, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.daemon import run_forever, run_once
 from monitor.logging import configure_logging
 from monitor.report import log_status, render_table
-from monitor.store.db import upgrade_sync
+from monitor.store.db import upgrade
+from monitor.trust import TrustRootError
 
 EXIT_CONFIG = 2
+T = TypeVar("T")
 
 config_option = click.option(
     "-c",
@@ -51,8 +56,18 @@ def check_config(config_file: str | None) -> None:
     click.echo("config ok")
 
 
-def _run_async(coro) -> int:  # type: ignore[no-untyped-def]
-    return asyncio.run(coro)
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; expected failures become one line on stderr, never a traceback."""
+    try:
+        return asyncio.run(coro)
+    except TrustRootError as exc:
+        click.echo(f"error: trust root: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except (SQLAlchemyError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"error: database: {first_line} (is the database reachable and migrated? "
+                   "`rekorwatch db upgrade`)", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -61,7 +76,7 @@ def _run_async(coro) -> int:  # type: ignore[no-untyped-def]
 def run(config_file: str | None, once: bool) -> None:
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
     settings = settings_or_exit(config_file)
-    configure_logging()
+    configure_logging(os.environ.get("REKORWATCH_LOG_LEVEL", "info"))
     sys.exit(_run_async(run_once(settings) if once else run_forever(settings)))
 
 
@@ -75,7 +90,7 @@ def db() -> None:
 def db_upgrade(config_file: str | None) -> None:
     """Migrate the database schema to the newest revision (Alembic)."""
     settings = settings_or_exit(config_file)
-    upgrade_sync(settings.database)
+    _run_async(upgrade(settings.database))
     click.echo("database at head")
 
 
@@ -141,15 +156,12 @@ def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -
 
     from monitor.simulate.server import parse_listen, run_until_signalled
 
-    if api == "tiles":
-        click.echo("tiles mode not implemented yet", err=True)
-        sys.exit(2)
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     asyncio.run(
         run_until_signalled(
-            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo
+            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo, api=api
         )
     )

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 CONFIG_ENV = "REKORWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "rekorwatch.yaml"
@@ -152,6 +153,8 @@ class AlertSink(_Strict):
     type: Literal["webhook", "slack", "pagerduty", "alertmanager", "log"]
     name: str | None = None
     url: str | None = None
+    """webhook/slack: where to POST; alertmanager: its base URL (POST {url}/api/v2/alerts);
+    pagerduty: the Events API v2 endpoint, empty for PagerDuty's own."""
     secret: SecretStr | None = None
     routing_key: SecretStr | None = None
     min_severity: Literal["info", "warning", "critical"] = "info"
@@ -161,6 +164,8 @@ class AlertSink(_Strict):
     def _needs_url(self) -> AlertSink:
         if self.type in ("webhook", "slack", "alertmanager") and not self.url:
             raise ValueError(f"a {self.type} sink needs a url")
+        if self.url and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError("url must be an http(s) URL")  # not echoed: sink URLs may hold tokens
         if self.type == "pagerduty" and not self.routing_key:
             raise ValueError("a pagerduty sink needs a routing_key")
         return self
@@ -212,6 +217,23 @@ class Settings(_Strict):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _unique_sink_names(cls, sinks: list[AlertSink]) -> list[AlertSink]:
+        """Delivery rows and metrics are keyed by sink name: two sinks sharing one would share deliveries."""
+        seen: set[str] = set()
+        errors = []
+        for index, sink in enumerate(sinks):
+            if sink.sink_name in seen:
+                message = "two sinks are named '{name}'; give each a `name`"
+                error = PydanticCustomError("duplicate_sink_name", message, {"name": sink.sink_name})
+                errors.append(InitErrorDetails(type=error, loc=(index,), input=sink.sink_name))
+            seen.add(sink.sink_name)
+        if errors:
+            # A ValidationError (not a ValueError) keeps the index in the path: `alerts[1]: ...`.
+            raise ValidationError.from_exception_data("alerts", errors)
+        return sinks
 
 
 def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:

@@ -16,7 +16,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_BODY_BYTES = 8 << 20
@@ -49,7 +49,7 @@ class DecodedEntry:
 
 @dataclass
 class _KeyMaterial:
-    certificates: list[bytes]
+    certificates: list[bytes] = field(default_factory=list)
     public_keys: int = 0
 
     def add_certificate(self, der: bytes) -> None:
@@ -69,7 +69,7 @@ def decode_entry(body: bytes) -> DecodedEntry:
         raise EntryDecodeError(
             "unknown_version" if known_kind else "unknown_kind", f"{kind[:40]!r} {api_version[:20]!r}"
         )
-    keys = _KeyMaterial(certificates=[])
+    keys = _KeyMaterial()
     digest = decoder(spec, keys)
     return DecodedEntry(kind, api_version, tuple(keys.certificates), keys.public_keys, digest)
 

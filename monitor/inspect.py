@@ -285,14 +285,16 @@ class _Checks:
         public_key = key.public_key
         if not isinstance(public_key, ec.EllipticCurvePublicKey):
             return self.fail("signed entry timestamp: the log key is not an ECDSA key")
-        payload = rfc8785.dumps(
-            {
-                "body": base64.b64encode(entry.body).decode(),
-                "integratedTime": entry.integrated_time,
-                "logID": entry.log_id.hex(),
-                "logIndex": entry.log_index,
-            }
-        )
+        signed = {
+            "body": base64.b64encode(entry.body).decode(),
+            "integratedTime": entry.integrated_time,
+            "logID": entry.log_id.hex(),
+            "logIndex": entry.log_index,
+        }
+        try:
+            payload = rfc8785.dumps(signed)
+        except rfc8785.CanonicalizationError:
+            return self.fail("signed entry timestamp: logIndex is beyond JSON's safe integers")
         try:
             public_key.verify(entry.signed_entry_timestamp, payload, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:

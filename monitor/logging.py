@@ -31,3 +31,5 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(name)s: %(message)s")
+    for noisy in ("urllib3", "tuf"):  # a failed TUF refresh is reported once, by trust.py
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)

@@ -19,8 +19,9 @@ inactive is read to its final size and marked retired; a new active shard is fol
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -28,6 +29,7 @@ from typing import Protocol
 import structlog
 
 from monitor.config import LogSettings
+from monitor.metrics import Metrics
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint
 from monitor.tlog.http import LogProtocolError, LogUnavailableError
@@ -91,6 +93,8 @@ def shard_views(info: LogInfo) -> dict[str, ShardView]:
 class CycleResult:
     entries: int = 0
     inconsistent: bool = False
+    lagging: bool = False
+    """Entries announced by a verified checkpoint remain unread after the cycle."""
 
 
 class LogFollower:
@@ -105,7 +109,8 @@ class LogFollower:
         handler: BatchHandler | None = None,
         *,
         chunk_size: int = CHUNK_SIZE,
-        on_checkpoint: Callable[[LogRow, Checkpoint], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
+        sinks: Sequence[tuple[str, str]] = (),
     ):
         self.url = settings.url
         self.start = settings.start
@@ -114,7 +119,9 @@ class LogFollower:
         self.client = client
         self.handler = handler or CursorOnly(store)
         self.chunk_size = chunk_size
-        self.on_checkpoint = on_checkpoint
+        self.metrics = metrics
+        self.sinks = sinks
+        self.rows: list[LogRow] = []
         self.stopping = asyncio.Event()
         """Set on shutdown: the chunk in flight is committed, no new one is started."""
         self.log = log.bind(log_url=self.url)
@@ -140,17 +147,41 @@ class LogFollower:
 
     async def verify_checkpoint(self, row: LogRow, shard: ShardView) -> Checkpoint:
         """Verify the shard's newest checkpoint against the stored one, and store it."""
-        checkpoint = self.open_note(shard.info.signed_tree_head, shard.info.tree_id)
-        if row.verified_root is not None:
-            await self._prove_append_only(row, checkpoint)
+        try:
+            checkpoint = self.open_note(shard.info.signed_tree_head, shard.info.tree_id)
+            if row.verified_root is not None:
+                await self._prove_append_only(row, checkpoint)
+        except LogInconsistent:
+            self._count_checkpoint("failed")
+            raise
         await self.store.save_checkpoint(
             row.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note)
         )
         await self.store.set_tree_size(row.id, checkpoint.size)
         row.verified_size, row.verified_root = checkpoint.size, checkpoint.root_hash.hex()
-        if self.on_checkpoint:
-            await self.on_checkpoint(row, checkpoint)
+        row.tree_size, row.last_checkpoint_at = checkpoint.size, datetime.now(UTC)
+        self._count_checkpoint("ok")
+        self.publish_gauges()
         return checkpoint
+
+    def _count_checkpoint(self, result: str) -> None:
+        if self.metrics:
+            self.metrics.checkpoint_verifications.labels(log=self.url, result=result).inc()
+
+    def publish_gauges(self) -> None:
+        """The log's global sizes, from its shard rows as they stand."""
+        if self.metrics is None or not self.rows:
+            return
+        tree_size = max(row.shard_offset + row.tree_size for row in self.rows)
+        lag = sum(max(row.shard_offset + row.tree_size - row.next_index, 0) for row in self.rows if not row.retired)
+        m = self.metrics
+        m.log_tree_size.labels(log=self.url).set(tree_size)
+        m.log_verified_size.labels(log=self.url).set(max(row.shard_offset + row.verified_size for row in self.rows))
+        m.log_next_index.labels(log=self.url).set(max(row.next_index for row in self.rows))
+        m.log_lag_entries.labels(log=self.url).set(lag)
+        checked = [row.last_checkpoint_at for row in self.rows if row.last_checkpoint_at]
+        if checked:
+            m.log_last_checkpoint.labels(log=self.url).set(max(checked).timestamp())
 
     async def _prove_append_only(self, row: LogRow, checkpoint: Checkpoint) -> None:
         old_size, old_root = row.verified_size, bytes.fromhex(row.verified_root or "")
@@ -277,6 +308,7 @@ class LogFollower:
                 batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
                 await self.handler.commit(row, entries, batch)
                 row.next_index, row.compact_range = batch.next_index, batch.compact_range
+                self.publish_gauges()
         finally:
             for task in pending:
                 task.cancel()
@@ -318,7 +350,8 @@ class LogFollower:
         info = await self.client.get_log_info()
         views = shard_views(info)
         result = CycleResult()
-        for row in await self.rows_to_follow(views):
+        self.rows = await self.rows_to_follow(views)
+        for row in self.rows:
             if row.state == "inconsistent":
                 result.inconsistent = True
                 continue
@@ -326,6 +359,7 @@ class LogFollower:
                 continue
             try:
                 result.entries += await self._follow_shard(row, views)
+                result.lagging |= row.shard_next < row.verified_size
             except LogInconsistent as exc:
                 await self._record_inconsistency(row, exc)
                 result.inconsistent = True
@@ -358,7 +392,7 @@ class LogFollower:
             payload={"reason": exc.reason, "detail": exc.detail, "tree_id": row.tree_id},
             log_id=row.id,
         )
-        await self.store.mark_inconsistent(row.id, exc.detail, alert)
+        await self.store.mark_inconsistent(row.id, exc.detail, alert, self.sinks)
         row.state = "inconsistent"
 
 
@@ -378,9 +412,48 @@ class Backoff:
         self.failures = 0
 
 
+class StallWatch:
+    """`log_stalled` when a log makes no progress for 5 x poll_interval: no cycle succeeded, or
+    entries wait to be read and none was. One alert per stall (its start is in the dedup key)."""
+
+    FACTOR = 5
+
+    def __init__(self, follower: LogFollower, poll_interval: float):
+        self.follower = follower
+        self.limit = self.FACTOR * poll_interval
+        self.progress_at = time.monotonic()
+        self.stalled_since = datetime.now(UTC)
+        self.alerted = False
+
+    def progressed(self) -> None:
+        self.progress_at = time.monotonic()
+        self.stalled_since = datetime.now(UTC)
+        self.alerted = False
+
+    async def check(self) -> None:
+        idle = time.monotonic() - self.progress_at
+        if self.alerted or idle < self.limit:
+            return
+        self.alerted = True
+        url = self.follower.url
+        since = self.stalled_since.isoformat(timespec="seconds")
+        self.follower.log.warning("log_stalled", idle_seconds=round(idle))
+        await self.follower.store.raise_alert(
+            NewAlert(
+                dedup_key=f"log_stalled:{url}:{since}",
+                kind="log_stalled",
+                severity="warning",
+                summary=f"log {url} made no progress for {idle:.0f}s (since {since})",
+                payload={"signing": None, "log": {"url": url, "origin": url.split('://', 1)[-1]}, "since": since},
+            ),
+            self.follower.sinks,
+        )
+
+
 async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyncio.Event) -> None:
     """Cycle until `stop`; an unreachable log is reported once per backoff step, never skipped."""
     backoff = Backoff(poll_interval)
+    stall = StallWatch(follower, poll_interval)
     follower.stopping = stop
     while not stop.is_set():
         delay = poll_interval
@@ -390,12 +463,15 @@ async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyn
                 follower.log.info("log_reachable_again")
                 await _mark_rows(follower, "ok")
             backoff.succeeded()
+            if result.entries or not result.lagging:
+                stall.progressed()
             if result.entries:
                 delay = 0  # more may have arrived while we were catching up
         except (LogUnavailableError, LogProtocolError) as exc:
             delay = backoff.failed()
             follower.log.warning("log_unreachable", error=str(exc)[:300], retry_in=round(delay, 1))
             await _mark_rows(follower, "unreachable", str(exc)[:500])
+        await stall.check()
         try:
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:

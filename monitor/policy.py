@@ -126,7 +126,8 @@ class Policy:
             return None
         same_id = [account for account in self._accounts if account.account_id == identity.account_id]
         if same_id:
-            same_platform = [a for a in same_id if a.platform_url == (identity.platform_url or "").rstrip("/")]
+            platform_url = (identity.platform_url or "").rstrip("/")
+            same_platform = [account for account in same_id if account.platform_url == platform_url]
             if not same_platform:
                 return _alert(
                     Verdict.IMPERSONATION,

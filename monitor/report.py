@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from monitor.store.models import LogRow, iso
+from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, iso
+from monitor.store.outbox import deliveries_for
 from monitor.store.repository import Store
 
 
@@ -43,3 +48,56 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+VERDICTS = ("expected", "renamed", "unexpected_pipeline", "impersonation", "untrusted", "unwatched")
+ALERT_STATUSES = ("pending", "delivered", "failed")
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 (`2026-01-02T03:04:05Z`) or a date (`2026-01-02`, midnight UTC); naive means UTC."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an RFC 3339 time or a YYYY-MM-DD date") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def alert_object(row: AlertRow, deliveries: Sequence[AlertDeliveryRow]) -> dict[str, Any]:
+    """DESIGN.md's alert object, with its delivery state per sink."""
+    payload = json.loads(row.payload or "{}")
+    return {
+        "id": row.id,
+        "dedup_key": row.dedup_key,
+        "kind": row.kind,
+        "severity": row.severity,
+        "summary": row.summary,
+        "created_at": iso(row.created_at),
+        "signing_id": row.signing_id,
+        "log_url": (payload.get("log") or {}).get("url"),
+        "deliveries": [
+            {
+                "sink": d.sink,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+                "next_attempt_at": iso(d.next_attempt_at) if d.status == "pending" else None,
+                "delivered_at": iso(d.delivered_at),
+            }
+            for d in deliveries
+        ],
+    }
+
+
+async def alert_objects(store: Store, rows: Sequence[AlertRow]) -> list[dict[str, Any]]:
+    deliveries = await deliveries_for(store, [row.id for row in rows])
+    return [alert_object(row, deliveries.get(row.id, [])) for row in rows]
+
+
+def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: json.dumps(v) if isinstance(v, dict | list) else v for c, v in row.items()})
+    return out.getvalue()

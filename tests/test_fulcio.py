@@ -110,19 +110,33 @@ def leaf(ca: LocalCA, *, extensions: dict[int, bytes], san: x509.GeneralName, co
 # -- the issuer --------------------------------------------------------------------------------------
 
 
+BEACON = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
+
+
 @pytest.mark.parametrize(
-    ("der", "issuer"),
+    ("der", "issuer", "identity", "san_kind"),
     [
-        (GITHUB_WHEEL, GITHUB_ISSUER),
-        (GITHUB_DSSE, GITHUB_ISSUER),
-        (STAGING_GITHUB, GITHUB_ISSUER),
-        (STAGING_EMAIL, "https://github.com/login/oauth"),
-        (DOCKER_TEST, None),
+        (
+            GITHUB_WHEEL,
+            GITHUB_ISSUER,
+            "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+            "uri",
+        ),
+        (GITHUB_DSSE, GITHUB_ISSUER, BEACON, "uri"),
+        (STAGING_GITHUB, GITHUB_ISSUER, BEACON, "uri"),
+        (STAGING_EMAIL, "https://github.com/login/oauth", "jku@goto.fi", "email"),
+        (DOCKER_TEST, None, None, None),  # CN=test with a DNS SAN only: no Fulcio identity
     ],
 )
-def test_cheap_issuer_of_real_certificates(der: bytes, issuer: str | None) -> None:
+def test_issuer_and_identity_of_real_certificates(
+    der: bytes, issuer: str | None, identity: str | None, san_kind: str | None
+) -> None:
     assert certificate_issuer(der) == issuer
-    assert parse_fulcio_certificate(der).issuer == issuer
+    cert = parse_fulcio_certificate(der)
+    assert (cert.issuer, cert.identity, cert.san_kind) == (issuer, identity, san_kind)
 
 
 def test_issuer_prefers_1_8_and_falls_back_to_1_1(ca: LocalCA) -> None:
@@ -269,6 +283,10 @@ def test_chain_verifier_pickles_and_caches(ca: LocalCA) -> None:
 # -- hostile certificates ----------------------------------------------------------------------------
 
 
+# cryptography warns about (and still parses) certificates with a non-positive serial number.
+HOSTILE_WARNINGS = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+
 def parses_or_raises_typed(der: bytes, verifier: ChainVerifier) -> None:
     issuer = certificate_issuer(der)
     assert issuer is None or isinstance(issuer, str)
@@ -280,6 +298,7 @@ def parses_or_raises_typed(der: bytes, verifier: ChainVerifier) -> None:
     assert isinstance(verifier.verify(cert), bool)
 
 
+@HOSTILE_WARNINGS
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(REAL_CERTIFICATES), st.data())
 def test_mutated_certificates_raise_only_the_typed_error(der: bytes, data: st.DataObject) -> None:
@@ -289,6 +308,7 @@ def test_mutated_certificates_raise_only_the_typed_error(der: bytes, data: st.Da
     parses_or_raises_typed(bytes(mutated), HOSTILE_VERIFIER)
 
 
+@HOSTILE_WARNINGS
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(REAL_CERTIFICATES), st.data())
 def test_truncated_and_extended_certificates_raise_only_the_typed_error(der: bytes, data: st.DataObject) -> None:
@@ -296,6 +316,7 @@ def test_truncated_and_extended_certificates_raise_only_the_typed_error(der: byt
     parses_or_raises_typed(der[:cut] + data.draw(st.binary(max_size=16)), HOSTILE_VERIFIER)
 
 
+@HOSTILE_WARNINGS
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_the_typed_error(der: bytes) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from monitor.config import LogSettings, Settings, TrustSettings
+from monitor.config import LogSettings, ServerSettings, Settings, TrustSettings
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_forever, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
@@ -34,6 +34,7 @@ def settings_for(sim: RunningSimulator, database_url: str, start: str | int = 0,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=sim.url, api="v1", start=start)],
         poll_interval=0.2,
+        server=ServerSettings(listen="127.0.0.1:0"),
         **extra,
     )
 
@@ -103,14 +104,15 @@ async def test_restart_resumes_without_gaps(sim: RunningSimulator, database_url:
 async def test_daemon_follows_entries_appended_while_running(sim: RunningSimulator, database_url: str) -> None:
     await fill(sim, 50)
     settings = settings_for(sim, database_url, start=0)
-    daemon = asyncio.create_task(run_forever(settings, FAST_RETRY))
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_forever(settings, FAST_RETRY, stop))
     try:
         await wait_for_next_index(database_url, 50)
         await fill(sim, 40)
         await wait_for_next_index(database_url, 90)
     finally:
-        daemon.cancel()
-        await asyncio.gather(daemon, return_exceptions=True)
+        stop.set()
+        assert await daemon == 0
 
 
 async def wait_for_next_index(database_url: str, wanted: int, within: float = 20) -> None:

@@ -326,12 +326,6 @@ class _Authority:
     chain_der: tuple[bytes, ...]  # intermediates first, root last
 
 
-@dataclass(frozen=True)
-class _Anchors:
-    store: Store
-    intermediates: list[x509.Certificate]
-
-
 def _require_code_signing(_policy: Policy, _certificate: x509.Certificate, usage: x509.ExtendedKeyUsage) -> None:
     if ExtendedKeyUsageOID.CODE_SIGNING not in usage:
         raise ValueError("the certificate is not for code signing")
@@ -351,7 +345,7 @@ class ChainVerifier:
     """Does a certificate chain to a Fulcio CA of the trust root valid at its notBefore?
 
     The chain is verified at notBefore (Fulcio leaves live ten minutes) and the leaf must carry
-    the code-signing EKU. Results are cached by certificate hash; trust anchors by the set of
+    the code-signing EKU. Results are cached by certificate hash; trust stores by the set of
     authorities valid at a moment. Picklable (holds DER only), so it can go to worker processes.
     """
 
@@ -373,7 +367,7 @@ class ChainVerifier:
 
     def _clear_caches(self) -> None:
         self._results: OrderedDict[str, bool] = OrderedDict()
-        self._anchors: dict[tuple[int, ...], _Anchors] = {}
+        self._stores: dict[tuple[int, ...], Store] = {}
 
     def verify(self, cert: FulcioCertificate) -> bool:
         cached = self._results.get(cert.sha256)
@@ -387,31 +381,33 @@ class ChainVerifier:
         return result
 
     def _verify_uncached(self, cert: FulcioCertificate) -> bool:
-        anchors = self._anchors_at(cert.not_before)
-        if anchors is None:
+        store = self._store_at(cert.not_before)
+        if store is None:
             return False
         ca_policy, ee_policy = _extension_policies()
         verifier = (
             PolicyBuilder()
-            .store(anchors.store)
+            .store(store)
             .time(cert.not_before)
             .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
             .build_client_verifier()
         )
         try:
-            verifier.verify(x509.load_der_x509_certificate(cert.der), anchors.intermediates)
+            verifier.verify(x509.load_der_x509_certificate(cert.der), [])
         except (VerificationError, *_X509_ERRORS):
             return False
         return True
 
-    def _anchors_at(self, moment: datetime) -> _Anchors | None:
+    def _store_at(self, moment: datetime) -> Store | None:
+        """Every certificate of the authorities valid at `moment`, as trust anchors.
+
+        The trust root pins intermediates as firmly as roots, so (as sigstore-python does) they
+        anchor chains too: a Fulcio leaf then costs one signature check instead of two.
+        """
         key = tuple(i for i, ca in enumerate(self._authorities) if ca.validity.contains(moment))
         if not key:
             return None
-        if key not in self._anchors:
-            chains = [self._authorities[i].chain_der for i in key]
-            self._anchors[key] = _Anchors(
-                store=Store([x509.load_der_x509_certificate(chain[-1]) for chain in chains]),
-                intermediates=[x509.load_der_x509_certificate(der) for chain in chains for der in chain[:-1]],
-            )
-        return self._anchors[key]
+        if key not in self._stores:
+            chains = (self._authorities[i].chain_der for i in key)
+            self._stores[key] = Store([x509.load_der_x509_certificate(der) for chain in chains for der in chain])
+        return self._stores[key]

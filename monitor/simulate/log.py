@@ -3,7 +3,8 @@
 A `Shard` stores every complete perfect subtree hash, level by level, as leaves arrive, so the root
 at any size, inclusion proofs and consistency proofs cost O(log n) stored hashes plus at most
 O(log² n) node hashes. `SimLog` is Rekor v1's view: a chain of shards addressed by global index, a
-P-256 log key, signed checkpoints and signed entry timestamps.
+P-256 log key, signed checkpoints and signed entry timestamps. `SimLog.tiles_log` is Rekor v2's: one
+tree, an Ed25519 key, the bare name as origin (its tiles are served by simulate/tiles.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 
 import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from monitor.tlog.merkle import leaf_hash, node_hash
-from monitor.tlog.note import format_checkpoint_body, sign_note
+from monitor.tlog.note import SigningKey, format_checkpoint_body, sign_note
+
+ED25519_NOTE_KEY_TYPE = b"\x01"
 
 
 def largest_power_of_two_below(n: int) -> int:
@@ -151,7 +154,14 @@ def new_tree_id() -> int:
     return secrets.randbelow(2**63 - 1) + 1
 
 
-def spki_der(key: ec.EllipticCurvePrivateKey) -> bytes:
+def new_key_like(key: SigningKey) -> SigningKey:
+    """A fresh key of the same algorithm."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return ed25519.Ed25519PrivateKey.generate()
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def spki_der(key: SigningKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
@@ -160,14 +170,21 @@ class SimLog:
     """A Rekor v1 log: inactive shards (oldest first) then the active one, all signed by one key.
 
     `name` is the scheme-less base URL; it is the checkpoint key name and the origin's prefix.
+    With `tiles` set it is a Rekor v2 (tlog-tiles) log instead: one tree, origin = name.
     """
 
     name: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    key: SigningKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
     inactive: list[Shard] = field(default_factory=list)
     active: Shard = field(default_factory=lambda: Shard(new_tree_id()))
     final_checkpoints: dict[int, str] = field(default_factory=dict)
-    checkpoint_key: ec.EllipticCurvePrivateKey | None = None
+    checkpoint_key: SigningKey | None = None
+    tiles: bool = False
+
+    @classmethod
+    def tiles_log(cls, name: str) -> SimLog:
+        """A Rekor v2 log, signing its checkpoints with Ed25519 as rekor-tiles does."""
+        return cls(name, key=ed25519.Ed25519PrivateKey.generate(), tiles=True)
 
     @property
     def shards(self) -> list[Shard]:
@@ -184,7 +201,14 @@ class SimLog:
 
     @property
     def log_id(self) -> bytes:
-        """SHA-256 of the log key's SPKI DER: Rekor's logID and the trusted root's keyId."""
+        """The trusted root's keyId: the full signed-note key id (FORMATS.md §3).
+
+        For ECDSA that is SHA-256 of the SPKI DER, also Rekor v1's logID; for Ed25519 it is
+        SHA-256(name ‖ 0x0A ‖ 0x01 ‖ raw public key).
+        """
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return hashlib.sha256(self.name.encode() + b"\n" + ED25519_NOTE_KEY_TYPE + raw).digest()
         return hashlib.sha256(self.spki_der).digest()
 
     def public_key_pem(self) -> bytes:
@@ -208,6 +232,8 @@ class SimLog:
 
     def rotate_shard(self) -> Shard:
         """Freeze the active shard (its final checkpoint is cached) and start a new, empty tree."""
+        if self.tiles:
+            raise ValueError("a tiles log has one tree: new shards are new logs at new URLs")
         frozen = self.active
         self.final_checkpoints[frozen.tree_id] = self.checkpoint(frozen)
         self.inactive.append(frozen)
@@ -232,7 +258,7 @@ class SimLog:
 
     def sign_with_wrong_key(self, enabled: bool) -> None:
         """Sign checkpoints (under the same key name) with a key that is not in the trust root."""
-        self.checkpoint_key = ec.generate_private_key(ec.SECP256R1()) if enabled else None
+        self.checkpoint_key = new_key_like(self.key) if enabled else None
 
     def shard_by_tree_id(self, tree_id: int) -> Shard | None:
         return next((shard for shard in self.shards if shard.tree_id == tree_id), None)
@@ -259,7 +285,7 @@ class SimLog:
         return None
 
     def origin(self, shard: Shard) -> str:
-        return f"{self.name} - {shard.tree_id}"
+        return self.name if self.tiles else f"{self.name} - {shard.tree_id}"
 
     def checkpoint(self, shard: Shard, size: int | None = None) -> str:
         """The signed note for `shard` at `size` (default: now). A frozen shard's final one is cached."""
@@ -272,6 +298,8 @@ class SimLog:
 
     def signed_entry_timestamp(self, location: LeafLocation) -> bytes:
         """ASN.1 ECDSA over the JCS form of {body, integratedTime, logID, logIndex (global)}."""
+        if not isinstance(self.key, ec.EllipticCurvePrivateKey):
+            raise ValueError("only a Rekor v1 (ECDSA) log signs entry timestamps")
         payload = {
             "body": base64.b64encode(location.shard.bodies[location.index]).decode(),
             "integratedTime": location.shard.integrated_times[location.index],

@@ -1,10 +1,12 @@
-"""The simulator's HTTP server: the Rekor v1 REST API over a `SimLog`, plus control endpoints.
+"""The simulator's HTTP server: the Rekor v1 REST API or tlog-tiles over a `SimLog`, plus control endpoints.
 
 Rekor API (FORMATS.md §1): GET /api/v1/log, /api/v1/log/proof, /api/v1/log/publicKey,
 /api/v1/log/entries?logIndex=N, /api/v1/log/entries/{uuid}; POST /api/v1/log/entries/retrieve.
+tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>].
 
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
-/sim/faults, /sim/append, /sim/forged, /sim/rotate, /sim/fork, /sim/wrong_key.
+/sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
+and for tiles /sim/tamper_tile and /sim/drop_partials.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from aiohttp import web
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.log import LeafLocation, Shard, SimLog
 from monitor.simulate.synthetic import EntryFactory, PopulateReport, populate
+from monitor.simulate.tiles import TiledLog, add_tiles_routes
 from monitor.simulate.trustroot import TrustFiles, write_trust_files
 from monitor.tlog.merkle import leaf_hash
 
 MAX_SEARCH_QUERIES = 10
+APIS = ("v1", "tiles")
 RATE_TICK_SECONDS = 0.1
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX80 = re.compile(r"[0-9a-f]{80}")
@@ -84,9 +88,11 @@ class Simulator:
     faults: Faults = field(default_factory=Faults)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     factory: EntryFactory = field(init=False)
+    tiled: TiledLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.factory = EntryFactory(self.ca)
+        self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles)
+        self.tiled = TiledLog(self.log)
 
     def append_codefresh(self, **identity: Any) -> int:
         """A Codefresh signing with a fresh certificate (codefresh_identity's arguments)."""
@@ -353,7 +359,10 @@ def with_identity(append: Callable[..., int], kwargs: Any) -> int:
 
 
 async def control_rotate(request: web.Request) -> web.Response:
-    shard = request.app[SIMULATOR].log.rotate_shard()
+    try:
+        shard = request.app[SIMULATOR].log.rotate_shard()
+    except ValueError as exc:
+        raise ApiError(400, f"cannot rotate: {exc}") from None
     return web.json_response({"treeID": str(shard.tree_id)})
 
 
@@ -378,6 +387,24 @@ async def control_wrong_key(request: web.Request) -> web.Response:
     return web.json_response({"enabled": enabled})
 
 
+async def control_tamper_tile(request: web.Request) -> web.Response:
+    """{"level": L, "index": N, "enabled": bool (default true)}: serve that tile with corrupted hashes."""
+    spec = await json_object(request)
+    level, index = count_field(spec, "level", 0), int_field(spec, "index")
+    enabled = spec.get("enabled", True)
+    if index is None or index < 0 or type(enabled) is not bool:
+        raise ApiError(400, "index (a non-negative integer) is required; enabled must be true or false")
+    request.app[SIMULATOR].tiled.tamper_tile(level, index, enabled=enabled)
+    return web.json_response({"level": level, "index": index, "enabled": enabled})
+
+
+async def control_drop_partials(request: web.Request) -> web.Response:
+    """{"count": N}: the next N requests for partial tiles or bundles answer 404."""
+    count = count_field(await json_object(request), "count", 1)
+    request.app[SIMULATOR].tiled.drop_partials(count)
+    return web.json_response({"remaining": count})
+
+
 @web.middleware
 async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -388,8 +415,8 @@ async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Slow answers and error statuses for the Rekor API (never for /sim/), while any are armed."""
-    fault = request.app[SIMULATOR].faults.take() if request.path.startswith("/api/") else None
+    """Slow answers and error statuses for the log's API (never for /sim/), while any are armed."""
+    fault = None if request.path.startswith("/sim/") else request.app[SIMULATOR].faults.take()
     if fault is None:
         return await handler(request)
     await asyncio.sleep(fault.delay)
@@ -403,12 +430,17 @@ async def injected_faults(request: web.Request, handler: Handler) -> web.StreamR
 def create_app(simulator: Simulator) -> web.Application:
     app = web.Application(middlewares=[rekor_errors, injected_faults])
     app[SIMULATOR] = simulator
-    app.router.add_get("/api/v1/log", get_log_info)
-    app.router.add_get("/api/v1/log/proof", get_consistency_proof)
-    app.router.add_get("/api/v1/log/publicKey", get_public_key)
-    app.router.add_get("/api/v1/log/entries", get_entry_by_index)
-    app.router.add_post("/api/v1/log/entries/retrieve", retrieve_entries)
-    app.router.add_get("/api/v1/log/entries/{uuid}", get_entry_by_uuid)
+    if simulator.log.tiles:
+        add_tiles_routes(app, simulator.tiled)
+        app.router.add_post("/sim/tamper_tile", control_tamper_tile)
+        app.router.add_post("/sim/drop_partials", control_drop_partials)
+    else:
+        app.router.add_get("/api/v1/log", get_log_info)
+        app.router.add_get("/api/v1/log/proof", get_consistency_proof)
+        app.router.add_get("/api/v1/log/publicKey", get_public_key)
+        app.router.add_get("/api/v1/log/entries", get_entry_by_index)
+        app.router.add_post("/api/v1/log/entries/retrieve", retrieve_entries)
+        app.router.add_get("/api/v1/log/entries/{uuid}", get_entry_by_uuid)
     app.router.add_post("/sim/faults", control_faults)
     app.router.add_post("/sim/append", control_append)
     app.router.add_post("/sim/forged", control_forged)
@@ -460,7 +492,7 @@ class RunningSimulator:
 
 def prefill_log(simulator: Simulator, count: int) -> PopulateReport:
     """Generate `count` entries on every CPU before the log is served."""
-    return populate(simulator.log, simulator.ca, count, workers=os.cpu_count() or 1)
+    return populate(simulator.log, simulator.ca, count, workers=os.cpu_count() or 1, rekor_v2=simulator.log.tiles)
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -481,13 +513,17 @@ async def start_simulator(
     rate: float = 0.0,
     prefill: int = 0,
 ) -> RunningSimulator:
-    """Serve a fresh simulated log; writes directory/trusted_root.json and signing_config.json."""
-    if api != "v1":
-        raise NotImplementedError(f"the {api} API is not implemented yet")
+    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
+
+    Writes directory/trusted_root.json and signing_config.json.
+    """
+    if api not in APIS:
+        raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
     sock = bound_socket(host, port)
     bound_port = sock.getsockname()[1]
     authority = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
-    simulator = Simulator(SimLog(authority), LocalCA.generate())
+    log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority)
+    simulator = Simulator(log, LocalCA.generate())
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
     trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
@@ -509,13 +545,20 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 async def run_until_signalled(
-    *, host: str, port: int, directory: Path, rate: float, prefill: int, announce: Callable[[str], None]
+    *,
+    host: str,
+    port: int,
+    directory: Path,
+    rate: float,
+    prefill: int,
+    announce: Callable[[str], None],
+    api: str = "v1",
 ) -> None:
     """Serve until SIGINT or SIGTERM, announcing where the log and its trust root are."""
-    running = await start_simulator(host=host, port=port, directory=directory, rate=rate, prefill=prefill)
+    running = await start_simulator(host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill)
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
-    announce(f"rekor v1 simulator at {running.url}")
+    announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
     announce(f"trusted root: {running.trust_files.trusted_root}")
     announce(f"signing config: {running.trust_files.signing_config}")
     stopping = asyncio.Event()

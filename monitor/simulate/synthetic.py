@@ -2,11 +2,13 @@
 
 Most of a real log is signings nobody watches: GitHub workflows of other organisations, email
 identities, and entries signed with a plain public key. `EntryFactory` makes those and the watched
-Codefresh ones; `populate` fills a log with many of them quickly for benchmarks.
+Codefresh ones; `populate` fills a log with many of them quickly for benchmarks. For a Rekor v2 log
+every signing is a hashedrekord v0.0.2 (v2 logs DSSE attestations as a hashedrekord over the PAE).
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import random
 import time
@@ -15,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.simulate.ca import (
@@ -26,7 +29,18 @@ from monitor.simulate.ca import (
     github_identity,
     new_p256_key,
 )
-from monitor.simulate.entries import dsse_body, hashedrekord_body, intoto_v002_body, public_key_pem
+from monitor.simulate.entries import (
+    IN_TOTO_PAYLOAD_TYPE,
+    b64,
+    canonical,
+    dsse_body,
+    hashedrekord_body,
+    hashedrekord_v002_body,
+    intoto_v002_body,
+    pre_authentication_encoding,
+    public_key_pem,
+    sign,
+)
 from monitor.simulate.log import SimLog
 
 # Fulcio's own Codefresh test identity (FORMATS.md §5), the default watched pipeline.
@@ -48,6 +62,28 @@ EMAIL_ISSUERS = ("https://accounts.google.com", "https://github.com/login/oauth"
 POPULATE_CHUNK = 2_000
 
 
+def hashedrekord_v002_public_key_body(private_key: ec.EllipticCurvePrivateKey, artifact: bytes) -> bytes:
+    """Rekor v2 hashedrekord v0.0.2 signed with a plain key: the verifier is the key's DER SPKI."""
+    spki = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return canonical(
+        {
+            "apiVersion": "0.0.2",
+            "kind": "hashedrekord",
+            "spec": {
+                "hashedRekordV002": {
+                    "data": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(artifact).digest())},
+                    "signature": {
+                        "content": b64(sign(private_key, artifact)),
+                        "verifier": {"keyDetails": "PKIX_ECDSA_P256_SHA_256", "publicKey": {"rawBytes": b64(spki)}},
+                    },
+                }
+            },
+        }
+    )
+
+
 def object_id(rng: random.Random) -> str:
     """A 24-hex id like the MongoDB ObjectIds Codefresh uses for accounts, pipelines and builds."""
     return rng.randbytes(12).hex()
@@ -58,11 +94,13 @@ class EntryFactory:
     """Entry bodies signed by certificates from `ca`; `rng` decides every random choice.
 
     With `leaf_key` set, every certificate reuses that key (much faster); otherwise each gets its own.
+    With `rekor_v2` set, the bodies are the Rekor v2 kinds.
     """
 
     ca: LocalCA
     rng: random.Random = field(default_factory=random.Random)
     leaf_key: ec.EllipticCurvePrivateKey | None = None
+    rekor_v2: bool = False
 
     def issue(self, identity: CertIdentity, ca: LocalCA | None = None) -> IssuedCert:
         return (ca or self.ca).issue(identity, key=self.leaf_key)
@@ -72,10 +110,15 @@ class EntryFactory:
 
     def hashedrekord(self, identity: CertIdentity, ca: LocalCA | None = None) -> bytes:
         issued = self.issue(identity, ca)
+        if self.rekor_v2:
+            return hashedrekord_v002_body(issued.der, self.artifact(), issued.private_key)
         return hashedrekord_body(issued.pem, self.artifact(), issued.private_key)
 
     def dsse(self, identity: CertIdentity) -> bytes:
         issued = self.issue(identity)
+        if self.rekor_v2:
+            pae = pre_authentication_encoding(IN_TOTO_PAYLOAD_TYPE, IN_TOTO_STATEMENT)
+            return hashedrekord_v002_body(issued.der, pae, issued.private_key)
         return dsse_body(issued.pem, IN_TOTO_STATEMENT, issued.private_key)
 
     def codefresh(self, ca: LocalCA | None = None, **identity: Any) -> bytes:
@@ -116,8 +159,10 @@ class EntryFactory:
         return self.hashedrekord(email_identity(address, issuer=self.rng.choice(EMAIL_ISSUERS)))
 
     def public_key_only(self) -> bytes:
-        """Signed with a plain key, no certificate: hashedrekord or intoto v0.0.2."""
+        """Signed with a plain key, no certificate: hashedrekord or intoto v0.0.2 (v2: hashedrekord 0.0.2)."""
         key = self.leaf_key or new_p256_key()
+        if self.rekor_v2:
+            return hashedrekord_v002_public_key_body(key, self.artifact())
         if self.rng.random() < 0.5:
             return hashedrekord_body(public_key_pem(key), self.artifact(), key)
         return intoto_v002_body(public_key_pem(key), IN_TOTO_STATEMENT, key)
@@ -139,11 +184,14 @@ class PopulateChunk:
     watched_fraction: float
     pipeline: dict[str, str]
     seed: int
+    rekor_v2: bool = False
 
 
 def populate_chunk(chunk: PopulateChunk) -> tuple[list[bytes], int]:
     """The chunk's bodies and how many of them are watched Codefresh signings."""
-    factory = EntryFactory(LocalCA.from_pem(chunk.ca_pem), random.Random(chunk.seed), leaf_key=new_p256_key())
+    factory = EntryFactory(
+        LocalCA.from_pem(chunk.ca_pem), random.Random(chunk.seed), leaf_key=new_p256_key(), rekor_v2=chunk.rekor_v2
+    )
     bodies, watched = [], 0
     for _ in range(chunk.count):
         if factory.rng.random() < chunk.watched_fraction:
@@ -172,17 +220,21 @@ def populate(
     watched: dict[str, str] | None = None,
     seed: int | None = None,
     workers: int = 1,
+    rekor_v2: bool = False,
 ) -> PopulateReport:
     """Append `count` entries, each with its own certificate; about `watched_fraction` are Codefresh
     signings of the `watched` pipeline (default: Fulcio's test identity), the rest unwatched.
 
     With `workers` > 1 the bodies are made in that many processes; they are appended in order here.
+    `rekor_v2` makes Rekor v2 bodies, for a tiles log.
     """
     started = time.perf_counter()
     seeds = random.Random(seed)
     pem, pipeline = ca.to_pem(), watched or FULCIO_TEST_CODEFRESH
     chunks = [
-        PopulateChunk(pem, min(POPULATE_CHUNK, count - first), watched_fraction, pipeline, seeds.getrandbits(64))
+        PopulateChunk(
+            pem, min(POPULATE_CHUNK, count - first), watched_fraction, pipeline, seeds.getrandbits(64), rekor_v2
+        )
         for first in range(0, count, POPULATE_CHUNK)
     ]
     total_watched = 0

@@ -9,6 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.log import SimLog
 
@@ -31,8 +33,15 @@ def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def key_details(log: SimLog) -> str:
+    return "PKIX_ED25519" if isinstance(log.key, ed25519.Ed25519PrivateKey) else "PKIX_ECDSA_P256_SHA_256"
+
+
 def trusted_root(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
-    """A trust root holding exactly the simulator's log key and CA, both valid since the CA's start."""
+    """A trust root holding exactly the simulator's log key and CA, both valid since the CA's start.
+
+    The log's keyId is its full signed-note key id (for a v2 Ed25519 key, not a hash of the SPKI).
+    """
     valid_for = {"start": rfc3339(ca.root_cert.not_valid_before_utc)}
     return {
         "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
@@ -42,7 +51,7 @@ def trusted_root(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
                     "rawBytes": b64(log.spki_der),
-                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "keyDetails": key_details(log),
                     "validFor": valid_for,
                 },
                 "logId": {"keyId": b64(log.log_id)},
@@ -61,18 +70,18 @@ def trusted_root(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
     }
 
 
-def service(url: str, start: str) -> dict[str, Any]:
-    return {"url": url, "majorApiVersion": 1, "validFor": {"start": start}, "operator": OPERATOR}
+def service(url: str, start: str, major_api_version: int = 1) -> dict[str, Any]:
+    return {"url": url, "majorApiVersion": major_api_version, "validFor": {"start": start}, "operator": OPERATOR}
 
 
-def signing_config(url: str, ca: LocalCA) -> dict[str, Any]:
-    """A signing config v0.2 whose only Rekor is the simulator, speaking the v1 API."""
+def signing_config(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
+    """A signing config v0.2 whose only Rekor is the simulator: API v1, or v2 for a tiles log."""
     start = rfc3339(ca.root_cert.not_valid_before_utc)
     return {
         "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
         "caUrls": [service(f"{url}/fulcio", start)],
         "oidcUrls": [],
-        "rekorTlogUrls": [service(url, start)],
+        "rekorTlogUrls": [service(url, start, 2 if log.tiles else 1)],
         "tsaUrls": [],
         "rekorTlogConfig": {"selector": "ANY"},
         "tsaConfig": {"selector": "ANY"},
@@ -83,5 +92,5 @@ def write_trust_files(directory: Path, url: str, log: SimLog, ca: LocalCA) -> Tr
     directory.mkdir(parents=True, exist_ok=True)
     files = TrustFiles(directory / "trusted_root.json", directory / "signing_config.json")
     files.trusted_root.write_text(json.dumps(trusted_root(url, log, ca), indent=2) + "\n")
-    files.signing_config.write_text(json.dumps(signing_config(url, ca), indent=2) + "\n")
+    files.signing_config.write_text(json.dumps(signing_config(url, log, ca), indent=2) + "\n")
     return files

@@ -164,7 +164,11 @@ class Store:
                 session.add_all([item.signing for item in batch.signings])
                 await session.flush()
                 alerts += [
-                    replace(item.alert, signing_id=item.signing.id)
+                    replace(
+                        item.alert,
+                        signing_id=item.signing.id,
+                        payload={**item.alert.payload, "signing": item.signing.as_object()},
+                    )
                     for item in batch.signings
                     if item.alert is not None
                 ]

@@ -1,0 +1,87 @@
+"""Catch-up benchmark: `rekorwatch run --once` from index 0 against a prefilled simulator.
+
+The simulator runs in its own process (as a real log would be elsewhere), prefilled with N entries,
+each with its own certificate (1% from the watched Codefresh issuer). The daemon runs as a
+subprocess too, so its peak RSS is measured alone. Prints entries/s and peak RSS.
+
+    .venv/bin/python bench/bench_catchup.py --entries 100000 [--database postgresql+asyncpg://...] [--api tiles]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).with_name("rekorwatch")
+WATCH = """watch:
+  issuers: [https://oidc.codefresh.io]
+  codefresh:
+    - account_id: 628a80b693a15c0f9c13ab75
+      account_name: test-codefresh
+      pipelines: [{id: 65e6d5551e47e5bc243ca93f}]
+"""
+
+
+def start_simulator(directory: Path, entries: int, api: str) -> tuple[subprocess.Popen[str], str]:
+    command = [str(BIN), "simulate", "--listen", "127.0.0.1:0", "--dir", str(directory), "--api", api]
+    command += ["--prefill", str(entries)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        print(f"  simulator: {line.rstrip()}", file=sys.stderr)
+        match = re.search(r"(http://\S+)", line)
+        if match and "simulator at" in line:
+            return process, match.group(1)
+    raise SystemExit("the simulator did not start")
+
+
+def write_config(directory: Path, url: str, database: str, api: str) -> Path:
+    config = directory / "bench.yaml"
+    config.write_text(
+        f"database: {database}\n"
+        f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
+        f"logs: [{{url: {url}, api: {api}, start: 0}}]\n"
+        f"poll_interval: 10s\n{WATCH}"
+    )
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=20000)
+    parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--api", choices=["v1", "tiles"], default="v1")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
+        directory = Path(tmp)
+        database = args.database or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        started = time.perf_counter()
+        simulator, url = start_simulator(directory, args.entries, args.api)
+        print(f"simulator ready with {args.entries} entries in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        try:
+            config = write_config(directory, url, database, args.api)
+            env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
+            started = time.perf_counter()
+            result = subprocess.run([str(BIN), "run", "--once", "-c", str(config)], env=env, check=False)
+            elapsed = time.perf_counter() - started
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            peak_mib = usage.ru_maxrss / 1024
+            cpu = usage.ru_utime + usage.ru_stime
+        finally:
+            simulator.terminate()
+            simulator.wait()
+    backend = database.split(":", 1)[0]
+    print(f"api={args.api} backend={backend} entries={args.entries} exit={result.returncode}")
+    print(f"catch-up: {elapsed:.2f}s  {args.entries / elapsed:,.0f} entries/s  peak RSS {peak_mib:.0f} MiB")
+    print(f"daemon CPU: {cpu:.2f}s ({cpu / elapsed:.0%} of one core)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Verified entries -> signings, alerts and entry errors, committed with the cursor in one transaction.
+
+This is the `BatchHandler` of the daemon: the tail hands it each chunk of entries proven to be in
+the log, in index order; it decodes and judges them off the event loop, then stores everything
+the chunk produced together with the cursor (`Store.commit_batch`), so a crash at any point loses
+nothing and repeats nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from monitor.analysis import EntryAnalysis, Finding, analyse_entry
+from monitor.entries import EntryDecodeError
+from monitor.identity.fulcio import ChainVerifier
+from monitor.metrics import Metrics
+from monitor.policy import Policy
+from monitor.store.models import LogRow, SigningRow
+from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store
+from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
+from monitor.tlog.rekor_v1 import RekorEntry
+from monitor.trust import TrustRoot
+
+log = structlog.get_logger(__name__)
+
+Outcome = EntryAnalysis | EntryDecodeError
+
+
+def analyse_all(entries: Sequence[RekorEntry], policy: Policy, chains: ChainVerifier) -> list[Outcome]:
+    """CPU work of one chunk (runs in a worker thread)."""
+    outcomes: list[Outcome] = []
+    for entry in entries:
+        try:
+            outcomes.append(analyse_entry(entry.body, policy, chains))
+        except EntryDecodeError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+@dataclass
+class SigningRecorder:
+    store: Store
+    policy: Policy
+    chains: ChainVerifier
+    trust: TrustRoot
+    sinks: Sequence[tuple[str, str]] = ()
+    metrics: Metrics | None = None
+
+    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None:
+        started = time.perf_counter()
+        outcomes = await asyncio.to_thread(analyse_all, entries, self.policy, self.chains) if entries else []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, EntryDecodeError):
+                self._add_error(row, entry, outcome, batch)
+            else:
+                batch.signings.extend(self._signing(row, entry, outcome, f) for f in outcome.findings)
+        new_alerts = await self.store.commit_batch(batch, self.sinks)
+        self._count(row, entries, batch, new_alerts, time.perf_counter() - started)
+
+    def _add_error(self, row: LogRow, entry: RekorEntry, error: EntryDecodeError, batch: Batch) -> None:
+        log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
+        batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
+        batch.alerts.append(
+            NewAlert(
+                dedup_key=f"entry_undecodable:{row.url}:{entry.log_index}",
+                kind="entry_undecodable",
+                severity="warning",
+                summary=f"entry {entry.log_index} of {row.url} cannot be decoded ({error.reason})",
+                payload={
+                    "signing": None,
+                    "log": {"url": row.url, "origin": row.origin},
+                    "log_index": entry.log_index,
+                    "reason": error.reason,
+                    "detail": error.detail[:1000],
+                },
+                log_id=row.id,
+            )
+        )
+
+    def _signing(self, row: LogRow, entry: RekorEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
+        certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
+        integrated = self._verified_integrated_time(entry)
+        signing = SigningRow(
+            log_id=row.id,
+            log_url=row.url,
+            log_index=entry.log_index,
+            entry_uuid=entry.uuid,
+            integrated_time=integrated,
+            signed_at=integrated or certificate.not_before,
+            kind=analysis.decoded.kind,
+            issuer=certificate.issuer or "",
+            identity=identity.identity,
+            provider=identity.provider,
+            account_id=identity.account_id,
+            account_name=identity.account_name,
+            pipeline_id=identity.pipeline_id,
+            pipeline_name=identity.pipeline_name,
+            run_url=identity.run_url,
+            source_repository=identity.source_repository,
+            source_ref=identity.source_ref,
+            artifact_digest=analysis.decoded.artifact_digest,
+            certificate_sha256=certificate.sha256,
+            not_before=certificate.not_before,
+            chain_verified=finding.chain_verified,
+            verdict=judgement.verdict.value,
+            extensions=json.dumps(certificate.extensions, sort_keys=True),
+        )
+        alert = None
+        if judgement.alert_kind and judgement.severity:
+            alert = NewAlert(
+                dedup_key=f"{judgement.alert_kind}:{row.url}:{entry.log_index}:{certificate.sha256}",
+                kind=judgement.alert_kind,
+                severity=judgement.severity,
+                summary=alert_summary(judgement.alert_kind, identity.identity, judgement.reason, entry.log_index),
+                payload={"log": {"url": row.url, "origin": row.origin}, "reason": judgement.reason},
+                log_id=row.id,
+            )
+        return SignedAlert(signing, alert)
+
+    def _verified_integrated_time(self, entry: RekorEntry) -> datetime | None:
+        """The entry's integratedTime, only when its signed entry timestamp proves it."""
+        if entry.integrated_time is None or entry.signed_entry_timestamp is None:
+            return None
+        key = self.trust.log_key(entry.log_id)
+        if key is None:
+            return None
+        proven = verify_signed_entry_timestamp(
+            key.public_key,
+            entry.signed_entry_timestamp,
+            body=entry.body,
+            integrated_time=entry.integrated_time,
+            log_id=entry.log_id,
+            log_index=entry.log_index,
+        )
+        if not proven:
+            log.warning("signed_entry_timestamp_invalid", index=entry.log_index)
+            return None
+        return datetime.fromtimestamp(entry.integrated_time, UTC)
+
+    def _count(
+        self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch, new_alerts: Sequence, seconds: float
+    ) -> None:
+        if self.metrics is None:
+            return
+        m = self.metrics
+        m.batch_duration.observe(seconds)
+        m.entries_processed.labels(log=row.url).inc(len(entries))
+        for error in batch.errors:
+            m.entry_errors.labels(log=row.url, reason=error.reason).inc()
+        for item in batch.signings:
+            m.signings.labels(verdict=item.signing.verdict).inc()
+        for alert in new_alerts:
+            m.alerts.labels(kind=alert.kind, severity=alert.severity).inc()
+
+
+def alert_summary(kind: str, identity: str | None, reason: str, log_index: int) -> str:
+    return f"{kind.replace('_', ' ')}: {identity or 'unknown identity'} signed (log index {log_index}): {reason}"

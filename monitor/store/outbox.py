@@ -1,0 +1,129 @@
+"""The alert outbox (`alert_deliveries`): what the dispatcher, the CLI and the API read and write.
+
+A delivery is `pending` until a sink accepted it (`delivered`), for as long as that takes. `failed`
+is final and used for one case only: the row's sink is no longer in the configuration, so nothing
+could ever deliver it; the row stays, visible, with last_error "sink no longer configured".
+
+Claiming leases a row rather than locking it across the send: `claim_due` moves `next_attempt_at` to
+the end of the lease in the same statement that selects the row (PostgreSQL: `FOR UPDATE SKIP
+LOCKED`; SQLite: one writer at a time), so two dispatchers never take the same row while the lease
+runs. A dispatcher killed before it records the outcome loses nothing: the lease runs out, the row
+is due again and is sent again with the same delivery id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from monitor.store.models import AlertDeliveryRow, AlertRow
+from monitor.store.repository import Store
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+SINK_REMOVED = "sink no longer configured"
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    sink: str
+    attempts: int
+    """Attempts recorded before this one."""
+    alert: AlertRow
+
+
+async def claim_due(store: Store, sink: str, now: datetime, lease_until: datetime, limit: int) -> list[ClaimedDelivery]:
+    """Take up to `limit` pending deliveries of `sink` due at `now`, oldest due first, leasing them
+    until `lease_until`."""
+    due = (
+        select(AlertDeliveryRow.id)
+        .where(
+            AlertDeliveryRow.status == PENDING,
+            AlertDeliveryRow.sink == sink,
+            AlertDeliveryRow.next_attempt_at <= now,
+        )
+        .order_by(AlertDeliveryRow.next_attempt_at, AlertDeliveryRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    lease = (
+        update(AlertDeliveryRow)
+        .where(AlertDeliveryRow.id.in_(due))
+        .values(next_attempt_at=lease_until)
+        .returning(AlertDeliveryRow.id, AlertDeliveryRow.alert_id, AlertDeliveryRow.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    async with store.sessions.begin() as session:
+        claimed = (await session.execute(lease)).all()
+        if not claimed:
+            return []
+        alert_ids = {row.alert_id for row in claimed}
+        alerts = {a.id: a for a in await session.scalars(select(AlertRow).where(AlertRow.id.in_(alert_ids)))}
+    return sorted(
+        (ClaimedDelivery(row.id, sink, row.attempts, alerts[row.alert_id]) for row in claimed),
+        key=lambda delivery: delivery.id,
+    )
+
+
+async def record_delivered(store: Store, delivery_id: int, now: datetime) -> None:
+    """The sink accepted it. last_error is kept: it tells what the earlier attempts ran into."""
+    async with store.sessions.begin() as session:
+        await session.execute(
+            update(AlertDeliveryRow)
+            .where(AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == PENDING)
+            .values(status=DELIVERED, delivered_at=now, attempts=AlertDeliveryRow.attempts + 1)
+        )
+
+
+async def record_failure(store: Store, delivery_id: int, error: str, retry_at: datetime) -> None:
+    """An attempt failed; the delivery stays pending and is due again at `retry_at`."""
+    async with store.sessions.begin() as session:
+        await session.execute(
+            update(AlertDeliveryRow)
+            .where(AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == PENDING)
+            .values(attempts=AlertDeliveryRow.attempts + 1, last_error=error, next_attempt_at=retry_at)
+        )
+
+
+async def fail_unconfigured(store: Store, configured: Collection[str]) -> Counter[str]:
+    """Mark `failed` the pending deliveries whose sink is not configured; returns how many per sink."""
+    async with store.sessions.begin() as session:
+        result = await session.execute(
+            update(AlertDeliveryRow)
+            .where(AlertDeliveryRow.status == PENDING, AlertDeliveryRow.sink.not_in(list(configured)))
+            .values(status=FAILED, last_error=SINK_REMOVED)
+            .returning(AlertDeliveryRow.sink)
+            .execution_options(synchronize_session=False)
+        )
+        return Counter(result.scalars().all())
+
+
+async def pending_count(store: Store) -> int:
+    async with store.sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(AlertDeliveryRow).where(AlertDeliveryRow.status == PENDING)
+        )
+    return int(count or 0)
+
+
+async def deliveries_for(store: Store, alert_ids: Iterable[int]) -> dict[int, list[AlertDeliveryRow]]:
+    """The delivery rows of each given alert (by sink name); every id given is a key, maybe of []."""
+    wanted = list(dict.fromkeys(alert_ids))
+    found: dict[int, list[AlertDeliveryRow]] = {alert_id: [] for alert_id in wanted}
+    if not wanted:
+        return found
+    query = (
+        select(AlertDeliveryRow)
+        .where(AlertDeliveryRow.alert_id.in_(wanted))
+        .order_by(AlertDeliveryRow.alert_id, AlertDeliveryRow.sink)
+    )
+    async with store.sessions() as session:
+        for row in await session.scalars(query):
+            found[row.alert_id].append(row)
+    return found

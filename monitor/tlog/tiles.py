@@ -1,0 +1,334 @@
+"""Async client for a C2SP tlog-tiles log (Rekor v2): checkpoint, hash tiles, entry bundles, and proofs.
+
+Resources (c2sp.org/tlog-tiles): `/checkpoint`, `/tile/<L>/<N>[.p/<W>]` and `/tile/entries/<N>[.p/<W>]`,
+`<N>` written in 3-digit groups, all but the last prefixed with `x` (1234067 -> `x001/x234/067`). The
+rightmost tile of each level is partial (W = its width) until it fills up; when a partial resource
+answers 404 the full one is fetched and cut to W (tessera's `PartialOrFullResource`).
+
+A tiles log serves no proofs: inclusion and consistency proofs are computed here from the tiles of the
+larger tree. Nothing fetched is trusted: the caller verifies proofs and entries against signed
+checkpoints, so a tampered tile or bundle only makes that verification fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy
+from monitor.tlog.merkle import HASH_SIZE, CompactRange, node_hash
+
+CHECKPOINT_PATH = "/checkpoint"
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+MAX_TILE_LEVEL = 63
+ENTRY_LENGTH_SIZE = 2  # each bundle entry is prefixed by its length, a big-endian uint16
+
+DEFAULT_RETRY = RetryPolicy()
+
+Range = tuple[int, int]  # leaves [start, end)
+T = TypeVar("T")
+
+
+class TileFormatError(ValueError):
+    """A tile or entry bundle does not have the shape its width demands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A complete (perfect) subtree of the tree: leaves [index·2^level, (index+1)·2^level)."""
+
+    level: int
+    index: int
+
+    def tile(self) -> tuple[int, int]:
+        """(tile level, tile index) of the tile whose hashes this node is built from."""
+        tile_level, height = divmod(self.level, TILE_HEIGHT)
+        return tile_level, (self.index << height) >> TILE_HEIGHT
+
+    def slice_in_tile(self) -> slice:
+        """Where, in its tile, the hashes under this node are."""
+        height = self.level % TILE_HEIGHT
+        first = (self.index << height) % TILE_WIDTH
+        return slice(first, first + (1 << height))
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    path: str
+    width: int  # how many hashes or entries the resource fetched must hold
+    body: bytes
+
+
+def tile_width(level: int, index: int, tree_size: int) -> int:
+    """How many hashes tile (level, index) holds in a tree of `tree_size` leaves: 256, or fewer at the right edge."""
+    if not 0 <= level <= MAX_TILE_LEVEL or index < 0 or tree_size < 0:
+        raise ValueError(f"no tile {level}/{index} in a tree of size {tree_size}")
+    width = min((tree_size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH, TILE_WIDTH)
+    if width <= 0:
+        raise ValueError(f"tile {level}/{index} is not in a tree of size {tree_size}")
+    return width
+
+
+def encode_index(index: int) -> str:
+    """A tile index as C2SP path elements: 3-digit groups, all but the last prefixed with `x`."""
+    if index < 0:
+        raise ValueError(f"negative tile index {index}")
+    groups = [f"{index % 1000:03d}"]
+    index //= 1000
+    while index:
+        groups.append(f"x{index % 1000:03d}")
+        index //= 1000
+    return "/".join(reversed(groups))
+
+
+def _partial_suffix(width: int) -> str:
+    if not 1 <= width <= TILE_WIDTH:
+        raise ValueError(f"a tile is 1 to {TILE_WIDTH} wide, not {width}")
+    return "" if width == TILE_WIDTH else f".p/{width}"
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    return f"/tile/{level}/{encode_index(index)}{_partial_suffix(width)}"
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    return f"/tile/entries/{encode_index(index)}{_partial_suffix(width)}"
+
+
+def parse_tile(raw: bytes, width: int) -> list[bytes]:
+    """A hash tile's `width` hashes."""
+    if len(raw) % HASH_SIZE:
+        raise TileFormatError(f"a tile of {len(raw)} bytes is not a whole number of {HASH_SIZE}-byte hashes")
+    if len(raw) != width * HASH_SIZE:
+        raise TileFormatError(f"tile has {len(raw) // HASH_SIZE} hashes, expected {width}")
+    return [raw[start : start + HASH_SIZE] for start in range(0, len(raw), HASH_SIZE)]
+
+
+def parse_entry_bundle(raw: bytes, width: int) -> list[bytes]:
+    """An entry bundle's `width` entries: each a big-endian uint16 length, then that many bytes."""
+    entries: list[bytes] = []
+    append = entries.append
+    offset, size = 0, len(raw)
+    for number in range(width):
+        start = offset + ENTRY_LENGTH_SIZE
+        if start > size:
+            raise TileFormatError(f"bundle ends after {number} of {width} entries")
+        end = start + (raw[offset] << 8 | raw[offset + 1])
+        if end > size:
+            raise TileFormatError(f"entry {number} runs past the end of the bundle")
+        append(raw[start:end])
+        offset = end
+    if offset != size:
+        raise TileFormatError(f"{size - offset} bytes follow the last of the bundle's {width} entries")
+    return entries
+
+
+def covering_nodes(start: int, end: int) -> list[Node]:
+    """The perfect subtrees covering leaves [start, end), largest first.
+
+    `start` must be a multiple of a power of two at least `end - start`, as for [0, n) and every
+    subtree an RFC 6962 proof names; then the range's hash folds these nodes from the right.
+    """
+    nodes = []
+    width, position = end - start, start
+    for level in reversed(range(width.bit_length())):
+        if width >> level & 1:
+            nodes.append(Node(level, position >> level))
+            position += 1 << level
+    return nodes
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The subtrees whose hashes make RFC 9162 PATH(index, D[0:size]), leaf to root."""
+    ranges = []
+    start, end = 0, size
+    while end - start > 1:
+        split = start + _largest_power_of_two_below(end - start)
+        if index < split:
+            ranges.append((split, end))
+            end = split
+        else:
+            ranges.append((start, split))
+            start = split
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(size1: int, size2: int) -> list[Range]:
+    """The subtrees whose hashes make RFC 9162 PROOF(size1, D[0:size2]), in proof order."""
+    if size1 in (0, size2):
+        return []
+    ranges = []
+    start, end, complete = 0, size2, True
+    while size1 != end:
+        split = start + _largest_power_of_two_below(end - start)
+        if size1 <= split:
+            ranges.append((split, end))
+            end = split
+        else:
+            ranges.append((start, split))
+            start, complete = split, False
+    if not complete:
+        ranges.append((start, end))
+    ranges.reverse()
+    return ranges
+
+
+def perfect_subtree_root(hashes: Sequence[bytes]) -> bytes:
+    """The root over a power-of-two number of consecutive node hashes."""
+    level = list(hashes)
+    while len(level) > 1:
+        level = [node_hash(level[at], level[at + 1]) for at in range(0, len(level), 2)]
+    return level[0]
+
+
+def _fold_right(hashes: Sequence[bytes]) -> bytes:
+    node = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        node = node_hash(left, node)
+    return node
+
+
+async def _gather_all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently, results in order; the first failure cancels the rest and propagates as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine) for coroutine in coroutines]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+class TilesClient:
+    """Reads one tlog-tiles log: its checkpoint, tiles and entries, and proofs computed from its tiles.
+
+    At most `concurrency` requests are in flight; 429, 5xx and timeouts are retried per `retry`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float = 30,
+        concurrency: int = 8,
+        observe: Observer | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
+        self._slots = asyncio.Semaphore(concurrency)
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    async def get_checkpoint(self) -> str:
+        """The log's current signed checkpoint, unverified."""
+        raw = await self._get(CHECKPOINT_PATH, "checkpoint")
+        url = self._http.url_for(CHECKPOINT_PATH)
+        if raw is None:
+            raise LogProtocolError(url, "the log serves no checkpoint (404)")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise LogProtocolError(url, "the checkpoint is not UTF-8") from None
+
+    async def get_tile(self, level: int, index: int, tree_size: int) -> list[bytes]:
+        """The hashes of tile (level, index) as it is in the tree of `tree_size` leaves (its width of them)."""
+        width = tile_width(level, index, tree_size)
+        fetched = await self._partial_or_full(lambda served: tile_path(level, index, served), width, "tile")
+        return self._parsed(parse_tile, fetched)[:width]
+
+    async def get_entry_bundle(self, index: int, tree_size: int) -> list[bytes]:
+        """The entries of bundle `index` (leaves [256·index, 256·index + 256)) that the tree of `tree_size` holds."""
+        width = tile_width(0, index, tree_size)
+        fetched = await self._partial_or_full(lambda served: entries_path(index, served), width, "entries")
+        return self._parsed(parse_entry_bundle, fetched)[:width]
+
+    async def get_entries(self, first: int, end: int, tree_size: int) -> list[bytes]:
+        """The entries [first, end) in index order, their bundles fetched concurrently."""
+        if not 0 <= first <= end <= tree_size:
+            raise ValueError(f"entries [{first}, {end}) are not in a tree of size {tree_size}")
+        bundles = range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
+        fetched = await _gather_all(self.get_entry_bundle(bundle, tree_size) for bundle in bundles)
+        entries: list[bytes] = []
+        for bundle, bundle_entries in zip(bundles, fetched, strict=True):
+            offset = bundle * TILE_WIDTH
+            entries.extend(bundle_entries[max(first - offset, 0) : end - offset])
+        return entries
+
+    async def hashes_at(self, level: int, indexes: Sequence[int], tree_size: int) -> list[bytes]:
+        """The hashes of the complete subtrees (level, index) of the tree of `tree_size` leaves."""
+        nodes = [Node(level, index) for index in indexes]
+        known = await self._node_hashes(nodes, tree_size)
+        return [known[node] for node in nodes]
+
+    async def compact_range(self, size: int, tree_size: int) -> CompactRange:
+        """The compact range of leaves [0, size), read from the tiles of the tree of `tree_size` leaves.
+
+        Unverified: compare its root with a checkpoint of `size` before relying on it.
+        """
+        if not 0 <= size <= tree_size:
+            raise ValueError(f"no range [0, {size}) in a tree of size {tree_size}")
+        nodes = covering_nodes(0, size)
+        known = await self._node_hashes(nodes, tree_size)
+        return CompactRange(size, [known[node] for node in nodes])
+
+    async def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        """The RFC 6962 inclusion proof of leaf `index` in the tree of `tree_size` leaves, from its tiles."""
+        if not 0 <= index < tree_size:
+            raise ValueError(f"leaf {index} is not in a tree of size {tree_size}")
+        return await self._range_hashes(inclusion_ranges(index, tree_size), tree_size)
+
+    async def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """The RFC 6962 proof that the tree of `size2` leaves extends the one of `size1`, from the tiles of `size2`."""
+        if not 0 <= size1 <= size2:
+            raise ValueError(f"no consistency proof from size {size1} to {size2}")
+        return await self._range_hashes(consistency_ranges(size1, size2), size2)
+
+    async def _range_hashes(self, ranges: Sequence[Range], tree_size: int) -> list[bytes]:
+        covers = [covering_nodes(start, end) for start, end in ranges]
+        known = await self._node_hashes([node for cover in covers for node in cover], tree_size)
+        return [_fold_right([known[node] for node in cover]) for cover in covers]
+
+    async def _node_hashes(self, nodes: Sequence[Node], tree_size: int) -> dict[Node, bytes]:
+        """Each node's hash, computed from its tile; every tile needed is fetched once, concurrently."""
+        for node in nodes:
+            if node.level < 0 or node.index < 0 or (node.index + 1) << node.level > tree_size:
+                raise ValueError(f"{node} is not a complete subtree of a tree of size {tree_size}")
+        wanted = list(dict.fromkeys(node.tile() for node in nodes))
+        fetched = await _gather_all(self.get_tile(level, index, tree_size) for level, index in wanted)
+        tiles = dict(zip(wanted, fetched, strict=True))
+        return {node: perfect_subtree_root(tiles[node.tile()][node.slice_in_tile()]) for node in nodes}
+
+    async def _partial_or_full(self, path_for: Callable[[int], str], width: int, endpoint: str) -> _Fetched:
+        """The resource at `width`, or the full one when that partial one is gone (404)."""
+        path = path_for(width)
+        raw = await self._get(path, endpoint)
+        if raw is None and width < TILE_WIDTH:
+            width, path = TILE_WIDTH, path_for(TILE_WIDTH)
+            raw = await self._get(path, endpoint)
+        if raw is None:
+            raise LogProtocolError(self._http.url_for(path), "the log does not serve a resource its tree needs (404)")
+        return _Fetched(path, width, raw)
+
+    def _parsed(self, parse: Callable[[bytes, int], list[bytes]], fetched: _Fetched) -> list[bytes]:
+        try:
+            return parse(fetched.body, fetched.width)
+        except TileFormatError as exc:
+            raise LogProtocolError(self._http.url_for(fetched.path), str(exc)) from None
+
+    async def _get(self, path: str, endpoint: str) -> bytes | None:
+        async with self._slots:
+            return await self._http.get(path, endpoint=endpoint)
