@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any, BinaryIO, TypeVar
 
 import click
@@ -15,8 +16,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.daemon import run_forever, run_once
 from monitor.logging import configure_logging
-from monitor.report import log_status, render_table
+from monitor.report import (
+    ALERT_COLUMNS,
+    ALERT_STATUSES,
+    HISTORY_COLUMNS,
+    VERDICTS,
+    alert_list,
+    csv_text,
+    delivery_summary,
+    history,
+    log_status,
+    parse_time,
+    render_table,
+)
 from monitor.store.db import upgrade
+from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter
 from monitor.trust import TrustRootError
 
 EXIT_CONFIG = 2
@@ -106,6 +120,69 @@ def status(config_file: str | None, fmt: str) -> None:
     else:
         click.echo(render_table(rows, ["url", "tree_id", "api", "verified_size", "next_index", "lag", "state",
                                        "last_checkpoint_at"]))
+
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def _time_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def emit(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        click.echo(csv_text(rows, list(rows[0]) if rows else columns), nl=False)
+    else:
+        click.echo(render_table(rows, columns))
+
+
+@main.command("history")
+@config_option
+@click.option("--issuer", help="OIDC issuer URL.")
+@click.option("--account", help="Account id or name.")
+@click.option("--pipeline", help="Pipeline id or name.")
+@click.option("--verdict", type=click.Choice(VERDICTS))
+@click.option("--since", callback=_time_option, help="RFC 3339 time or YYYY-MM-DD (UTC).")
+@click.option("--until", callback=_time_option, help="RFC 3339 time or YYYY-MM-DD (UTC), exclusive.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def history_command(
+    config_file: str | None,
+    issuer: str | None,
+    account: str | None,
+    pipeline: str | None,
+    verdict: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """The signing history, newest first."""
+    settings = settings_or_exit(config_file)
+    where = SigningFilter(issuer, account, pipeline, verdict, since, until)
+    emit(_run_async(history(settings.database, where, limit)), fmt, HISTORY_COLUMNS)
+
+
+@main.command("alerts")
+@config_option
+@click.option("--status", type=click.Choice(ALERT_STATUSES), help="pending: at least one delivery pending.")
+@click.option("--kind", help="Alert kind, e.g. unexpected_pipeline.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def alerts_command(config_file: str | None, status: str | None, kind: str | None, limit: int, fmt: str) -> None:
+    """Alerts and their delivery state (attempts, last error) per sink."""
+    settings = settings_or_exit(config_file)
+    rows = _run_async(alert_list(settings.database, AlertFilter(status, kind), limit))
+    if fmt == "table":
+        rows = [row | {"delivery": delivery_summary(row)} for row in rows]
+    emit(rows, fmt, ALERT_COLUMNS)
 
 
 @main.command("inspect")

@@ -275,7 +275,7 @@ class LogFollower:
         wanted = list(range(first, end))
         found: dict[int, RekorEntry] = {}
         for attempt in range(MISSING_ENTRY_RETRIES):
-            found.update(await self.client.get_entries([i for i in wanted if i not in found]))
+            found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
             if len(found) == len(wanted):
                 return [found[i] for i in wanted]
             await asyncio.sleep(0.2 * 2**attempt)
@@ -303,7 +303,7 @@ class LogFollower:
                     return begin - start
                 entries = await pending.popleft()
                 self._prefetch(pending, chunks, row.shard_offset)
-                compact.extend(leaf_hash(entry.body) for entry in entries)
+                compact.extend(entry.leaf_hash for entry in entries)
                 await self._prove_prefix(row, compact, checkpoint)
                 batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
                 await self.handler.commit(row, entries, batch)

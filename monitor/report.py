@@ -11,6 +11,7 @@ from typing import Any
 
 from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, iso
 from monitor.store.outbox import deliveries_for
+from monitor.store.queries import AlertFilter, SigningFilter, alerts_page, signings_page
 from monitor.store.repository import Store
 
 
@@ -101,3 +102,37 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     for row in rows:
         writer.writerow({c: json.dumps(v) if isinstance(v, dict | list) else v for c, v in row.items()})
     return out.getvalue()
+
+
+HISTORY_COLUMNS = ("id", "signed_at", "verdict", "account_name", "pipeline_name", "identity", "log_index")
+ALERT_COLUMNS = ("id", "created_at", "kind", "severity", "delivery", "summary")
+
+
+async def history(database: str, where: SigningFilter, limit: int) -> list[dict[str, Any]]:
+    """Signing objects, newest first; `signed_at` (integrated time, else not_before) for tables."""
+    store = Store.open(database)
+    try:
+        rows, _ = await signings_page(store, where, limit=limit)
+    finally:
+        await store.close()
+    return [row.as_object() | {"signed_at": iso(row.signed_at)} for row in rows]
+
+
+async def alert_list(database: str, where: AlertFilter, limit: int) -> list[dict[str, Any]]:
+    store = Store.open(database)
+    try:
+        rows, _ = await alerts_page(store, where, limit=limit)
+        return await alert_objects(store, rows)
+    finally:
+        await store.close()
+
+
+def delivery_summary(alert: dict[str, Any]) -> str:
+    """`webhook:delivered slack:pending(3: HTTP 500)`: the state of each sink at a glance."""
+    parts = []
+    for d in alert["deliveries"]:
+        state = d["status"] if d["status"] == "delivered" else f"{d['status']}({d['attempts']}"
+        if d["status"] != "delivered":
+            state += f": {d['last_error']})" if d["last_error"] else ")"
+        parts.append(f"{d['sink']}:{state}")
+    return " ".join(parts) or "-"

@@ -6,7 +6,8 @@ Delivery is at least once. Each attempt is recorded right after its send; a cras
 the next one with exponential backoff and jitter, capped, forever: a sink down for a day gets its
 alerts when it is back (within one `backoff_cap`). An answer that retrying as is cannot fix (a 4xx,
 e.g. a revoked Slack webhook) waits the full cap, so an operator who fixes the config sees it
-delivered. Only a row whose sink left the configuration becomes `failed` (see store/outbox.py).
+delivered. Only a row whose sink is not configured becomes `failed`, and it is pending again when
+its sink comes back (see store/outbox.py).
 
 Each sink drains in its own lane, `concurrency` sends at a time, so a dead or slow receiver delays
 only its own alerts; a lane stops for this pass at its first failing round.
@@ -24,7 +25,6 @@ from typing import TypeVar
 
 import aiohttp
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.alerts.delivery import DeliveryError, Sink
 from monitor.alerts.message import AlertMessage
@@ -96,29 +96,34 @@ class Dispatcher:
         """One pass over every sink: send what is due (at `now`, default the clock) until nothing is
         due, a sink fails, or `stop` is set. Returns how many deliveries succeeded."""
         clock = (lambda: now) if now is not None else utcnow
-        await self._fail_unconfigured()
+        await self._reconcile_sinks(clock())
         lanes = [self._drain(route, clock, stop) for route in self.routes]
         return sum(await _all_settled(lanes))
 
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        """Deliver every `interval` seconds until `stop` is set; a database outage is waited out."""
+        """Deliver every `interval` seconds until `stop` is set. A pass that fails (the database is down)
+        is logged and retried on the next: the outbox keeps everything, so the loop must keep going."""
         while not stop.is_set():
             try:
                 await self.deliver_due(stop=stop)
-            except (SQLAlchemyError, OSError) as exc:
-                log.warning("alert_dispatch_failed", error=type(exc).__name__, detail=str(exc)[:ERROR_LIMIT])
+            except Exception as exc:
+                # No traceback: a console renderer showing locals could print a sink's secret.
+                log.error("alert_dispatch_failed", error=type(exc).__name__, detail=str(exc)[:ERROR_LIMIT])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
     async def pending_count(self) -> int:
         return await outbox.pending_count(self.store)
 
-    async def _fail_unconfigured(self) -> None:
-        abandoned = await outbox.fail_unconfigured(self.store, [route.name for route in self.routes])
-        for sink, count in abandoned.items():
+    async def _reconcile_sinks(self, now: datetime) -> None:
+        """Rows of sinks not configured: failed, visibly; rows failed that way whose sink is back: pending."""
+        names = [route.name for route in self.routes]
+        for sink, count in (await outbox.fail_unconfigured(self.store, names)).items():
             log.warning("alert_deliveries_abandoned", sink=sink, count=count, reason=outbox.SINK_REMOVED)
             for _ in range(count):
                 self._report(sink, outbox.FAILED)
+        for sink, count in (await outbox.revive_configured(self.store, names, now)).items():
+            log.info("alert_deliveries_revived", sink=sink, count=count)
 
     async def _drain(self, route: Route, clock: Callable[[], datetime], stop: asyncio.Event | None) -> int:
         delivered = 0

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import rfc8785
@@ -24,6 +24,7 @@ from monitor.tlog.merkle import leaf_hash, node_hash
 from monitor.tlog.note import SigningKey, format_checkpoint_body, sign_note
 
 ED25519_NOTE_KEY_TYPE = b"\x01"
+MAX_PARTIAL_HASHES = 1 << 14  # memoised imperfect-subtree hashes per shard; the memo is dropped when full
 
 
 def largest_power_of_two_below(n: int) -> int:
@@ -37,6 +38,10 @@ class Shard:
 
     `levels[k][i]` is the hash of the perfect subtree over leaves [i·2^k, (i+1)·2^k); only complete
     subtrees are stored, so level k holds size >> k hashes.
+
+    Two caches ride along (`replace` drops what it invalidates): `partial_hashes`, the hashes of
+    imperfect ranges already computed (appending never changes them), and `entry_timestamps`, the
+    signed entry timestamps `SimLog` made for these leaves, by index.
     """
 
     tree_id: int
@@ -44,6 +49,8 @@ class Shard:
     bodies: list[bytes] = field(default_factory=list)
     integrated_times: list[int] = field(default_factory=list)
     index_by_leaf_hash: dict[bytes, int] = field(default_factory=dict)
+    partial_hashes: dict[tuple[int, int], bytes] = field(default_factory=dict, repr=False, compare=False)
+    entry_timestamps: dict[int, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -78,6 +85,8 @@ class Shard:
         self.bodies[index] = body
         self.levels[0][index] = leaf_hash(body)
         self.index_by_leaf_hash.setdefault(self.levels[0][index], index)
+        self.partial_hashes.clear()
+        self.entry_timestamps.pop(index, None)
         for level in range(1, len(self.levels)):
             node = index >> level
             if node >= len(self.levels[level]):
@@ -97,28 +106,46 @@ class Shard:
         return self.range_hash(0, size)
 
     def range_hash(self, start: int, end: int) -> bytes:
-        """MTH of leaves [start, end), where start is a multiple of a power of two >= end - start."""
+        """MTH of leaves [start, end), where start is a multiple of a power of two >= end - start.
+
+        A perfect range is a stored hash; an imperfect one is computed once, then memoised.
+        """
         width = end - start
         if width & (width - 1) == 0:
             level = width.bit_length() - 1
             return self.levels[level][start >> level]
-        split = start + largest_power_of_two_below(width)
-        return node_hash(self.range_hash(start, split), self.range_hash(split, end))
+        cached = self.partial_hashes.get((start, end))
+        if cached is None:
+            split = start + largest_power_of_two_below(width)
+            cached = node_hash(self.range_hash(start, split), self.range_hash(split, end))
+            if len(self.partial_hashes) >= MAX_PARTIAL_HASHES:
+                self.partial_hashes.clear()
+            self.partial_hashes[(start, end)] = cached
+        return cached
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root."""
+        """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root.
+
+        Walked from the root down: each step's sibling is the half the leaf is not in. A left sibling
+        is always a perfect subtree (a stored hash); a right one may end at `size` (memoised).
+        """
         self.check_size(size)
         if not 0 <= index < size:
             raise ValueError(f"leaf {index} is not in a tree of size {size}")
-        return self.path(index, 0, size)
-
-    def path(self, index: int, start: int, end: int) -> list[bytes]:
-        if end - start == 1:
-            return []
-        split = start + largest_power_of_two_below(end - start)
-        if index < split:
-            return [*self.path(index, start, split), self.range_hash(split, end)]
-        return [*self.path(index, split, end), self.range_hash(start, split)]
+        levels, proof = self.levels, []
+        start, end = 0, size
+        while end - start > 1:
+            half = 1 << ((end - start - 1).bit_length() - 1)  # largest_power_of_two_below, inlined
+            split = start + half
+            if index < split:
+                proof.append(self.range_hash(split, end))
+                end = split
+            else:
+                level = half.bit_length() - 1
+                proof.append(levels[level][start >> level])
+                start = split
+        proof.reverse()
+        return proof
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 PROOF(size1, D[0:size2]); empty when the sizes are equal."""
@@ -165,6 +192,30 @@ def spki_der(key: SigningKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def entry_timestamp(
+    key: ec.EllipticCurvePrivateKey, log_id: bytes, body: bytes, integrated_time: int, global_index: int
+) -> bytes:
+    """Rekor v1's signed entry timestamp: ASN.1 ECDSA over the JCS form of
+    {body, integratedTime, logID, logIndex (global)}."""
+    payload = {
+        "body": base64.b64encode(body).decode(),
+        "integratedTime": integrated_time,
+        "logID": log_id.hex(),
+        "logIndex": global_index,
+    }
+    return key.sign(rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """A shard's size and root, and a checkpoint for them signed by `signer`."""
+
+    size: int
+    root: bytes
+    checkpoint: str
+    signer: SigningKey = field(repr=False, compare=False)
+
+
 @dataclass
 class SimLog:
     """A Rekor v1 log: inactive shards (oldest first) then the active one, all signed by one key.
@@ -180,6 +231,11 @@ class SimLog:
     final_checkpoints: dict[int, str] = field(default_factory=dict)
     checkpoint_key: SigningKey | None = None
     tiles: bool = False
+    # Caches, each checked against the key it was made with: (key, SPKI DER, log id), the key the
+    # shards' entry_timestamps were signed with, and each shard's last signed head for entry answers.
+    _key_ids: tuple[SigningKey, bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
+    _timestamps_key: SigningKey | None = field(default=None, init=False, repr=False, compare=False)
+    _entry_heads: dict[int, SignedHead] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def tiles_log(cls, name: str) -> SimLog:
@@ -197,7 +253,7 @@ class SimLog:
 
     @property
     def spki_der(self) -> bytes:
-        return spki_der(self.key)
+        return self.key_ids()[0]
 
     @property
     def log_id(self) -> bytes:
@@ -206,10 +262,20 @@ class SimLog:
         For ECDSA that is SHA-256 of the SPKI DER, also Rekor v1's logID; for Ed25519 it is
         SHA-256(name ‖ 0x0A ‖ 0x01 ‖ raw public key).
         """
-        if isinstance(self.key, ed25519.Ed25519PrivateKey):
-            raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            return hashlib.sha256(self.name.encode() + b"\n" + ED25519_NOTE_KEY_TYPE + raw).digest()
-        return hashlib.sha256(self.spki_der).digest()
+        return self.key_ids()[1]
+
+    def key_ids(self) -> tuple[bytes, bytes]:
+        """(SPKI DER, log id) of the log key, computed once per key."""
+        cached = self._key_ids
+        if cached is None or cached[0] is not self.key:
+            spki = spki_der(self.key)
+            if isinstance(self.key, ed25519.Ed25519PrivateKey):
+                raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+                log_id = hashlib.sha256(self.name.encode() + b"\n" + ED25519_NOTE_KEY_TYPE + raw).digest()
+            else:
+                log_id = hashlib.sha256(spki).digest()
+            cached = self._key_ids = (self.key, spki, log_id)
+        return cached[1], cached[2]
 
     def public_key_pem(self) -> bytes:
         return self.key.public_key().public_bytes(
@@ -222,12 +288,26 @@ class SimLog:
         when = int(time.time()) if integrated_time is None else integrated_time
         return offset + self.active.append(body, when)
 
-    def append_many(self, bodies: Iterable[bytes]) -> range:
-        """Add entries in order, all with the current time; returns their global indexes."""
-        first = self.size
-        now = int(time.time())
+    def append_many(
+        self,
+        bodies: Iterable[bytes],
+        *,
+        integrated_time: int | None = None,
+        entry_timestamps: Sequence[bytes] | None = None,
+    ) -> range:
+        """Add entries in order, all with one time (default: now); returns their global indexes.
+
+        `entry_timestamps`, if given, are the entries' signed entry timestamps made elsewhere (by
+        populate's workers) with this log's key, for exactly these global indexes and this time.
+        """
+        first, start = self.size, self.active.size
+        now = int(time.time()) if integrated_time is None else integrated_time
         for body in bodies:
             self.active.append(body, now)
+        if entry_timestamps is not None:
+            timestamps = self.timestamps_of(self.active)
+            for offset, signature in enumerate(entry_timestamps):
+                timestamps[start + offset] = signature
         return range(first, self.size)
 
     def rotate_shard(self) -> Shard:
@@ -296,14 +376,39 @@ class SimLog:
         body = format_checkpoint_body(self.origin(shard), size, shard.root(size))
         return sign_note(body, self.name, self.checkpoint_key or self.key)
 
+    def entry_head(self, shard: Shard) -> SignedHead:
+        """The shard's current size and root with a checkpoint, for entry answers.
+
+        Unlike `checkpoint` (GET /api/v1/log re-signs on every call, as Rekor does), this one is
+        signed once per (size, root, signing key) and reused: a fork changes the root and wrong-key
+        mode the key, so neither is ever answered with a checkpoint made before it.
+        """
+        size = shard.size
+        root = shard.root(size)
+        signer = self.checkpoint_key or self.key
+        head = self._entry_heads.get(shard.tree_id)
+        if head is None or head.signer is not signer or head.size != size or head.root != root:
+            head = SignedHead(size, root, self.checkpoint(shard, size), signer)
+            self._entry_heads[shard.tree_id] = head
+        return head
+
+    def timestamps_of(self, shard: Shard) -> dict[int, bytes]:
+        """The shard's signed entry timestamps, all dropped first if the log key is not the one they were made with."""
+        if self._timestamps_key is not self.key:
+            for each in self.shards:
+                each.entry_timestamps.clear()
+            self._timestamps_key = self.key
+        return shard.entry_timestamps
+
     def signed_entry_timestamp(self, location: LeafLocation) -> bytes:
-        """ASN.1 ECDSA over the JCS form of {body, integratedTime, logID, logIndex (global)}."""
+        """ASN.1 ECDSA over the JCS form of {body, integratedTime, logID, logIndex (global)}, signed once per leaf."""
         if not isinstance(self.key, ec.EllipticCurvePrivateKey):
             raise ValueError("only a Rekor v1 (ECDSA) log signs entry timestamps")
-        payload = {
-            "body": base64.b64encode(location.shard.bodies[location.index]).decode(),
-            "integratedTime": location.shard.integrated_times[location.index],
-            "logID": self.log_id.hex(),
-            "logIndex": location.global_index,
-        }
-        return self.key.sign(rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
+        shard, index = location.shard, location.index
+        timestamps = self.timestamps_of(shard)
+        signature = timestamps.get(index)
+        if signature is None:
+            body, integrated_time = shard.bodies[index], shard.integrated_times[index]
+            signature = entry_timestamp(self.key, self.log_id, body, integrated_time, location.global_index)
+            timestamps[index] = signature
+        return signature

@@ -12,7 +12,7 @@ and for tiles /sim/tamper_tile and /sim/drop_partials.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import json
 import os
 import re
@@ -151,33 +151,43 @@ def tree_head(log: SimLog, shard: Shard) -> TreeHead:
     return TreeHead(shard.size, shard.root(), log.checkpoint(shard))
 
 
-def log_entry(log: SimLog, location: LeafLocation, head: TreeHead) -> dict[str, Any]:
-    """`{uuid: LogEntryAnon}` with an inclusion proof against the shard's current tree head."""
-    shard, index = location.shard, location.index
-    proof = shard.inclusion_proof(index, head.size)
-    anon = {
-        "body": base64.b64encode(shard.bodies[index]).decode(),
-        "integratedTime": shard.integrated_times[index],
-        "logID": log.log_id.hex(),
-        "logIndex": location.global_index,
-        "verification": {
-            "inclusionProof": {
-                "checkpoint": head.checkpoint,
-                "hashes": [item.hex() for item in proof],
-                "logIndex": index,
-                "rootHash": head.root.hex(),
-                "treeSize": head.size,
-            },
-            "signedEntryTimestamp": base64.b64encode(log.signed_entry_timestamp(location)).decode(),
-        },
-    }
-    return {entry_uuid(location): anon}
+def b64_text(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def log_entries(log: SimLog, locations: list[LeafLocation]) -> list[dict[str, Any]]:
-    """Entries answered together share one signed tree head per shard."""
-    heads = {location.shard.tree_id: tree_head(log, location.shard) for location in locations}
-    return [log_entry(log, location, heads[location.shard.tree_id]) for location in locations]
+def log_entries(log: SimLog, locations: list[LeafLocation]) -> list[str]:
+    """Each location's `{uuid: LogEntryAnon}` as JSON text, with an inclusion proof against its shard's
+    current tree head (`SimLog.entry_head`: the checkpoint is signed once per tree size).
+
+    The text is exactly what json.dumps would write for the same object: every value is base64, hex or
+    an integer, which need no escaping, except the checkpoint, which goes through json.dumps.
+    """
+    log_id = log.log_id.hex()
+    heads: dict[int, tuple[int, str, str]] = {}
+    answers = []
+    for location in locations:
+        shard, index = location.shard, location.index
+        head = heads.get(shard.tree_id)
+        if head is None:
+            signed = log.entry_head(shard)
+            proof_start = f'{{"checkpoint": {json.dumps(signed.checkpoint)}, "hashes": ['
+            proof_end = f', "rootHash": "{signed.root.hex()}", "treeSize": {signed.size}}}'
+            head = heads[shard.tree_id] = (signed.size, proof_start, proof_end)
+        size, proof_start, proof_end = head
+        hashes = ", ".join([f'"{item.hex()}"' for item in shard.inclusion_proof(index, size)])
+        timestamp = b64_text(log.signed_entry_timestamp(location))
+        answers.append(
+            f'{{"{entry_uuid(location)}": {{"body": "{b64_text(shard.bodies[index])}", '
+            f'"integratedTime": {shard.integrated_times[index]}, "logID": "{log_id}", '
+            f'"logIndex": {location.global_index}, "verification": {{"inclusionProof": '
+            f'{proof_start}{hashes}], "logIndex": {index}{proof_end}, "signedEntryTimestamp": "{timestamp}"}}}}}}'
+        )
+    return answers
+
+
+def json_text(text: str) -> web.Response:
+    """A response of JSON already encoded, with web.json_response's headers."""
+    return web.Response(text=text, content_type="application/json")
 
 
 def shard_json(log: SimLog, shard: Shard) -> dict[str, Any]:
@@ -264,7 +274,7 @@ async def get_entry_by_index(request: web.Request) -> web.Response:
     location = log.locate(index)
     if location is None:
         raise ApiError(404, f"no entry at index {index}")
-    return web.json_response(log_entries(log, [location])[0])
+    return json_text(log_entries(log, [location])[0])
 
 
 async def get_entry_by_uuid(request: web.Request) -> web.Response:
@@ -273,7 +283,7 @@ async def get_entry_by_uuid(request: web.Request) -> web.Response:
     location = locate_uuid(log, uuid)
     if location is None:
         raise ApiError(404, f"no entry {uuid}")
-    return web.json_response(log_entries(log, [location])[0])
+    return json_text(log_entries(log, [location])[0])
 
 
 async def retrieve_entries(request: web.Request) -> web.Response:
@@ -283,7 +293,7 @@ async def retrieve_entries(request: web.Request) -> web.Response:
     if len(uuids) + len(entries) + len(indexes) > MAX_SEARCH_QUERIES:
         raise ApiError(422, f"at most {MAX_SEARCH_QUERIES} entries can be retrieved at once")
     found = [location for location in retrieval_order(log, uuids, entries, indexes) if location is not None]
-    return web.json_response(log_entries(log, found))
+    return json_text(f"[{', '.join(log_entries(log, found))}]")
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

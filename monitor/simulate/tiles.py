@@ -82,7 +82,7 @@ class TiledLog:
 
     def hash_tile(self, level: int, address: TileAddress) -> bytes | None:
         levels = self.log.active.levels
-        if TILE_HEIGHT * level >= len(levels) or self.dropped(address):
+        if self.dropped(address) or TILE_HEIGHT * level >= len(levels):
             return None
         start = address.index * TILE_WIDTH
         hashes = levels[TILE_HEIGHT * level][start : start + address.width]
@@ -99,6 +99,7 @@ class TiledLog:
         return frame_entries(bodies) if len(bodies) == address.width else None
 
     def dropped(self, address: TileAddress) -> bool:
+        """Whether this request is one of the partial ones to answer 404 (it uses one up)."""
         if address.width == TILE_WIDTH or self.partials_to_drop <= 0:
             return False
         self.partials_to_drop -= 1

@@ -1,8 +1,10 @@
 """The alert outbox (`alert_deliveries`): what the dispatcher, the CLI and the API read and write.
 
 A delivery is `pending` until a sink accepted it (`delivered`), for as long as that takes. `failed`
-is final and used for one case only: the row's sink is no longer in the configuration, so nothing
-could ever deliver it; the row stays, visible, with last_error "sink no longer configured".
+has one meaning only: the row's sink is not in the configuration, so nothing can deliver it; the row
+stays, visible, with last_error "sink no longer configured", and becomes `pending` again as soon as
+a dispatcher runs with a sink of that name (a config mistake, or a sink removed for a while, loses
+nothing).
 
 Claiming leases a row rather than locking it across the send: `claim_due` moves `next_attempt_at` to
 the end of the lease in the same statement that selects the row (PostgreSQL: `FOR UPDATE SKIP
@@ -98,6 +100,24 @@ async def fail_unconfigured(store: Store, configured: Collection[str]) -> Counte
             update(AlertDeliveryRow)
             .where(AlertDeliveryRow.status == PENDING, AlertDeliveryRow.sink.not_in(list(configured)))
             .values(status=FAILED, last_error=SINK_REMOVED)
+            .returning(AlertDeliveryRow.sink)
+            .execution_options(synchronize_session=False)
+        )
+        return Counter(result.scalars().all())
+
+
+async def revive_configured(store: Store, configured: Collection[str], now: datetime) -> Counter[str]:
+    """Make `pending` again, due now, the deliveries failed only because their sink was not configured
+    and that is configured now; returns how many per sink."""
+    async with store.sessions.begin() as session:
+        result = await session.execute(
+            update(AlertDeliveryRow)
+            .where(
+                AlertDeliveryRow.status == FAILED,
+                AlertDeliveryRow.last_error == SINK_REMOVED,
+                AlertDeliveryRow.sink.in_(list(configured)),
+            )
+            .values(status=PENDING, next_attempt_at=now, last_error=None)
             .returning(AlertDeliveryRow.sink)
             .execution_options(synchronize_session=False)
         )

@@ -80,6 +80,7 @@ class InclusionProof:
 class RekorEntry:
     uuid: str
     body: bytes  # the canonical entry JSON, base64-decoded
+    leaf_hash: bytes  # RFC 6962 leaf hash of body (checked against the uuid)
     integrated_time: int | None
     log_id: bytes
     log_index: int  # the global index
@@ -152,11 +153,12 @@ class RekorV1Client:
             raise LogProtocolError(url, f"asked for entry {global_index}, got entry {entry.log_index}")
         return entry
 
-    async def get_entries(self, global_indexes: Sequence[int]) -> dict[int, RekorEntry]:
+    async def get_entries(self, global_indexes: Sequence[int], *, proofs: bool = True) -> dict[int, RekorEntry]:
         """The entries the log has at these global indexes; the ones it does not have are absent.
 
         Batches of at most `batch_size` indexes, at most `concurrency` of them in flight. Answers are
-        matched to requests by their logIndex, never by position.
+        matched to requests by their logIndex, never by position. `proofs=False` skips reading the
+        inclusion proofs (a tail that folds leaves into a compact range does not need them).
         """
         wanted = list(dict.fromkeys(global_indexes))
         if wanted and min(wanted) < 0:
@@ -164,11 +166,11 @@ class RekorV1Client:
         size = self._batch_size
         batches = [wanted[start : start + size] for start in range(0, len(wanted), size)]
         found: dict[int, RekorEntry] = {}
-        for entries in await _gather_or_cancel(self._retrieve(batch) for batch in batches):
+        for entries in await _gather_or_cancel(self._retrieve(batch, proofs) for batch in batches):
             found.update(entries)
         return found
 
-    async def _retrieve(self, batch: list[int]) -> dict[int, RekorEntry]:
+    async def _retrieve(self, batch: list[int], proofs: bool) -> dict[int, RekorEntry]:
         try:
             async with self._slots:
                 raw = await self._http.post_json(RETRIEVE_PATH, {"logIndexes": batch}, endpoint="retrieve")
@@ -176,10 +178,13 @@ class RekorV1Client:
             if exc.status not in BATCH_TOO_LARGE_STATUSES or len(batch) == 1:
                 raise
             half = len(batch) // 2
-            first, second = await _gather_or_cancel([self._retrieve(batch[:half]), self._retrieve(batch[half:])])
+            first, second = await _gather_or_cancel(
+                [self._retrieve(batch[:half], proofs), self._retrieve(batch[half:], proofs)]
+            )
             return first | second
         url = self._http.url_for(RETRIEVE_PATH)
-        return _parse_answer(raw, url, "retrieve answer", partial(match_entries, requested=frozenset(batch)))
+        parse = partial(match_entries, requested=frozenset(batch), proofs=proofs)
+        return _parse_answer(raw, url, "retrieve answer", parse)
 
 
 async def _gather_or_cancel(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -233,21 +238,21 @@ def parse_consistency_proof(document: Any) -> list[bytes]:
     return list(_hashes(_object(document, "consistency proof").get("hashes"), "hashes"))
 
 
-def parse_log_entry(document: Any) -> RekorEntry:
+def parse_log_entry(document: Any, *, proof: bool = True) -> RekorEntry:
     """A `LogEntry`: `{uuid: LogEntryAnon}` with exactly one key."""
     wrapper = _object(document, "log entry")
     if len(wrapper) != 1:
         raise MalformedError("log entry", f"has {len(wrapper)} keys, expected one {{uuid: entry}}")
     ((uuid, anonymous),) = wrapper.items()
-    return _entry(uuid, _object(anonymous, "entry"))
+    return _entry(uuid, _object(anonymous, "entry"), proof)
 
 
-def match_entries(document: Any, requested: frozenset[int]) -> dict[int, RekorEntry]:
+def match_entries(document: Any, requested: frozenset[int], *, proofs: bool = True) -> dict[int, RekorEntry]:
     """A retrieve answer, `[LogEntry, ...]`, keyed by each entry's global logIndex."""
     found: dict[int, RekorEntry] = {}
     for position, item in enumerate(_list(document, "answer")):
         try:
-            entry = parse_log_entry(item)
+            entry = parse_log_entry(item, proof=proofs)
         except MalformedError as exc:
             raise exc.within(f"[{position}]") from None
         if entry.log_index not in requested:
@@ -258,19 +263,21 @@ def match_entries(document: Any, requested: frozenset[int]) -> dict[int, RekorEn
     return found
 
 
-def _entry(uuid: str, entry: dict[str, Any]) -> RekorEntry:
+def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
     if not _ENTRY_UUID.fullmatch(uuid):
         raise MalformedError("uuid", "is not 64 or 80 hex digits")
     body = _base64(entry.get("body"), "body")
-    if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != leaf_hash(body):
+    hashed = leaf_hash(body)
+    if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
         raise MalformedError("uuid", "does not end with the leaf hash of the body")
     log_index = _int(entry.get("logIndex"), "logIndex")
     integrated_time = entry.get("integratedTime")
     verification = entry.get("verification")
-    proof, timestamp = (None, None) if verification is None else _verification(verification, log_index)
+    proof, timestamp = (None, None) if verification is None else _verification(verification, log_index, with_proof)
     return RekorEntry(
         uuid=uuid,
         body=body,
+        leaf_hash=hashed,
         integrated_time=None if integrated_time is None else _int(integrated_time, "integratedTime"),
         log_id=_hash(entry.get("logID"), "logID"),
         log_index=log_index,
@@ -279,9 +286,9 @@ def _entry(uuid: str, entry: dict[str, Any]) -> RekorEntry:
     )
 
 
-def _verification(value: Any, global_index: int) -> tuple[InclusionProof | None, bytes | None]:
+def _verification(value: Any, global_index: int, with_proof: bool) -> tuple[InclusionProof | None, bytes | None]:
     verification = _object(value, "verification")
-    proof = verification.get("inclusionProof")
+    proof = verification.get("inclusionProof") if with_proof else None
     timestamp = verification.get("signedEntryTimestamp")
     return (
         None if proof is None else _inclusion_proof(proof, global_index),
