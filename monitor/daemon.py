@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
-from monitor.alerts.dispatcher import Dispatcher
+from monitor.alerts.dispatcher import Dispatcher, outbox_sinks
 from monitor.api import ApiContext, start_api
 from monitor.config import LogSettings, Settings
 from monitor.identity.fulcio import ChainVerifier
@@ -28,6 +28,8 @@ from monitor.store.db import upgrade
 from monitor.store.repository import Store
 from monitor.tlog.http import LogProtocolError, LogUnavailableError, RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
+from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
+from monitor.tlog.tiles import TilesClient
 from monitor.trust import TrustRoot, load_trust_root
 
 log = structlog.get_logger(__name__)
@@ -50,6 +52,21 @@ def logs_to_follow(settings: Settings, trust: TrustRoot) -> list[LogSettings]:
     ]
 
 
+def make_source(
+    log_settings: LogSettings,
+    trust: TrustRoot,
+    session: aiohttp.ClientSession,
+    retry: RetryPolicy,
+    metrics: Metrics,
+) -> LogSource:
+    observe = metrics.fetch_observer(log_settings.url)
+    if log_settings.api == "tiles":
+        keys = trust.log_keys_for_url(log_settings.url)
+        client = TilesClient(log_settings.url, session, retry=retry, observe=observe)
+        return TilesSource(log_settings.url, client, keys[0].log_id if keys else b"")
+    return RekorV1Source(log_settings.url, RekorV1Client(log_settings.url, session, retry=retry, observe=observe))
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -61,11 +78,6 @@ class Runtime:
 
     async def publish_pending(self) -> None:
         self.metrics.alerts_pending.set(await self.dispatcher.pending_count())
-
-
-def sink_rules(settings: Settings) -> list[tuple[str, str]]:
-    """(sink name, min_severity) of every configured alert sink: one outbox row each."""
-    return [(sink.sink_name, sink.min_severity) for sink in settings.alerts]
 
 
 @asynccontextmanager
@@ -82,20 +94,12 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
     try:
         async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
             followers = []
+            sinks = outbox_sinks(settings.alerts)
             for log_settings in logs_to_follow(settings, trust):
-                if log_settings.api != "v1":
-                    log.warning("log_api_not_supported_yet", log_url=log_settings.url, api=log_settings.api)
-                    continue
-                client = RekorV1Client(
-                    log_settings.url,
-                    session,
-                    retry=retry or DAEMON_RETRY,
-                    observe=metrics.fetch_observer(log_settings.url),
-                )
-                sinks = sink_rules(settings)
+                source = make_source(log_settings, trust, session, retry or DAEMON_RETRY, metrics)
                 recorder = SigningRecorder(store, policy, ChainVerifier(trust), trust, sinks=sinks, metrics=metrics)
                 followers.append(
-                    LogFollower(log_settings, trust, store, client, recorder, metrics=metrics, sinks=sinks)
+                    LogFollower(log_settings, trust, store, source, recorder, metrics=metrics, sinks=sinks)
                 )
             dispatcher = Dispatcher(
                 store,

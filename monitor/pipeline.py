@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -33,16 +33,15 @@ from monitor.metrics import Metrics
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint
 from monitor.tlog.http import LogProtocolError, LogUnavailableError
-from monitor.tlog.merkle import CompactRange, ProofError, leaf_hash, verify_consistency
+from monitor.tlog.merkle import CompactRange, ProofError, verify_consistency
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.rekor_v1 import LogInfo, RekorEntry, RekorV1Client, ShardInfo
+from monitor.tlog.source import LogSource, ShardHead, SourceEntry
 from monitor.trust import TrustRoot
 
 log = structlog.get_logger(__name__)
 
-CHUNK_SIZE = 1000
+CHUNK_SIZE = 1024  # a multiple of 256: tiles logs serve entries in bundles of 256
 PREFETCH_CHUNKS = 3
-MISSING_ENTRY_RETRIES = 5
 
 
 class LogInconsistent(Exception):
@@ -57,7 +56,7 @@ class LogInconsistent(Exception):
 class BatchHandler(Protocol):
     """Turns a verified chunk of entries into stored rows, committed with the cursor."""
 
-    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None: ...
+    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None: ...
 
 
 class CursorOnly:
@@ -66,27 +65,8 @@ class CursorOnly:
     def __init__(self, store: Store):
         self.store = store
 
-    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None:
+    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
         await self.store.commit_batch(batch)
-
-
-@dataclass(frozen=True)
-class ShardView:
-    """A shard as the newest LogInfo lists it, with its global offset."""
-
-    info: ShardInfo
-    offset: int
-    active: bool
-
-
-def shard_views(info: LogInfo) -> dict[str, ShardView]:
-    views: dict[str, ShardView] = {}
-    offset = 0
-    for shard in info.inactive:
-        views[shard.tree_id] = ShardView(shard, offset, active=False)
-        offset += shard.tree_size
-    views[info.active.tree_id] = ShardView(info.active, offset, active=True)
-    return views
 
 
 @dataclass
@@ -98,14 +78,14 @@ class CycleResult:
 
 
 class LogFollower:
-    """Follows one Rekor v1 log (every shard from the configured start on)."""
+    """Follows one log (every shard from the configured start on), whichever API it speaks."""
 
     def __init__(
         self,
         settings: LogSettings,
         trust: TrustRoot,
         store: Store,
-        client: RekorV1Client,
+        source: LogSource,
         handler: BatchHandler | None = None,
         *,
         chunk_size: int = CHUNK_SIZE,
@@ -116,7 +96,7 @@ class LogFollower:
         self.start = settings.start
         self.trust = trust
         self.store = store
-        self.client = client
+        self.source = source
         self.handler = handler or CursorOnly(store)
         self.chunk_size = chunk_size
         self.metrics = metrics
@@ -135,20 +115,16 @@ class LogFollower:
             raise LogInconsistent("no_trusted_key", f"the trust root ({self.trust.source}) has no key for {self.url}")
         return [verifier_for_key(key.name, key.spki_der) for key in keys]
 
-    def _origin(self, tree_id: str) -> str:
-        name = self.url.split("://", 1)[-1]
-        return f"{name} - {tree_id}"
-
     def open_note(self, note: str, tree_id: str) -> Checkpoint:
         try:
-            return open_checkpoint(note, self._verifiers(), origin=self._origin(tree_id))
+            return open_checkpoint(note, self._verifiers(), origin=self.source.origin(tree_id))
         except NoteError as exc:
             raise LogInconsistent("bad_checkpoint", f"shard {tree_id}: {exc}") from exc
 
-    async def verify_checkpoint(self, row: LogRow, shard: ShardView) -> Checkpoint:
+    async def verify_checkpoint(self, row: LogRow, head: ShardHead) -> Checkpoint:
         """Verify the shard's newest checkpoint against the stored one, and store it."""
         try:
-            checkpoint = self.open_note(shard.info.signed_tree_head, shard.info.tree_id)
+            checkpoint = self.open_note(head.signed_note, head.tree_id)
             if row.verified_root is not None:
                 await self._prove_append_only(row, checkpoint)
         except LogInconsistent:
@@ -191,7 +167,7 @@ class LogFollower:
             if checkpoint.root_hash != old_root:
                 raise LogInconsistent("root_changed", f"shard {row.tree_id}: size {old_size} has another root")
             return
-        proof = await self.client.get_consistency_proof(old_size, checkpoint.size, row.tree_id)
+        proof = await self.source.consistency_proof(old_size, checkpoint.size, row.tree_id)
         try:
             verify_consistency(old_size, checkpoint.size, proof, old_root, checkpoint.root_hash)
         except ProofError as exc:
@@ -201,39 +177,37 @@ class LogFollower:
 
     # starting points --------------------------------------------------------------------------
 
-    async def rows_to_follow(self, views: dict[str, ShardView]) -> list[LogRow]:
+    async def rows_to_follow(self, heads: list[ShardHead]) -> list[LogRow]:
         """The stored shard rows, plus rows for shards that appeared since (or for the first start)."""
         rows = await self.store.logs(self.url)
         if not rows:
-            return [await self._add_row(view, start) for view, start in self._first_start(views)]
+            return [await self._add_row(head, start) for head, start in self._first_start(heads)]
         newest = max(row.shard_offset for row in rows)
         known = {row.tree_id for row in rows}
-        for view in sorted(views.values(), key=lambda v: v.offset):
-            if view.info.tree_id not in known and view.offset > newest:
-                self.log.info("shard_discovered", tree_id=view.info.tree_id, offset=view.offset)
-                rows.append(await self._add_row(view, 0))
+        for head in heads:
+            if head.tree_id not in known and head.offset > newest:
+                self.log.info("shard_discovered", tree_id=head.tree_id, offset=head.offset)
+                rows.append(await self._add_row(head, 0))
         return rows
 
-    def _first_start(self, views: dict[str, ShardView]) -> list[tuple[ShardView, int]]:
-        ordered = sorted(views.values(), key=lambda v: v.offset)
-        active = ordered[-1]
+    def _first_start(self, heads: list[ShardHead]) -> list[tuple[ShardHead, int]]:
         if self.start == "head":
-            return [(active, active.info.tree_size)]
+            return [(heads[-1], heads[-1].size_hint)]
         start = int(self.start)
-        for position, view in enumerate(ordered):
-            if view.active or start < view.offset + view.info.tree_size:
-                local = max(start - view.offset, 0)
-                return [(view, local), *((later, 0) for later in ordered[position + 1 :])]
+        for position, head in enumerate(heads):
+            if head.active or start < head.offset + head.size_hint:
+                local = max(start - head.offset, 0)
+                return [(head, local), *((later, 0) for later in heads[position + 1 :])]
         raise AssertionError("the active shard always matches")
 
-    async def _add_row(self, view: ShardView, local_start: int) -> LogRow:
+    async def _add_row(self, head: ShardHead, local_start: int) -> LogRow:
         row = LogRow(
             url=self.url,
-            api="v1",
-            origin=self._origin(view.info.tree_id),
-            tree_id=view.info.tree_id,
-            shard_offset=view.offset,
-            next_index=view.offset + local_start,
+            api=self.source.api,
+            origin=self.source.origin(head.tree_id),
+            tree_id=head.tree_id,
+            shard_offset=head.offset,
+            next_index=head.offset + local_start,
             compact_range=b"",
             tree_size=0,
             verified_size=0,
@@ -242,49 +216,35 @@ class LogFollower:
 
     # reading entries --------------------------------------------------------------------------
 
-    async def bootstrap_range(self, row: LogRow, checkpoint: Checkpoint) -> CompactRange:
-        """The compact range of [0, next) from the inclusion proof of entry next-1 (start mid-log)."""
+    async def bootstrap_range(self, row: LogRow, head: ShardHead, checkpoint: Checkpoint) -> CompactRange:
+        """The compact range of [0, next) from the inclusion proof of leaf next-1 (a start mid-log)."""
         local = row.shard_next
         if local == 0:
             return CompactRange()
-        entry = await self.client.get_entry(row.shard_offset + local - 1)
-        if entry is None or entry.inclusion_proof is None:
-            raise LogProtocolError(f"{self.url}: entry {row.shard_offset + local - 1} has no inclusion proof")
-        proof = entry.inclusion_proof
+        proof = await self.source.bootstrap_proof(local - 1, head, checkpoint.size)
         size, root = checkpoint.size, checkpoint.root_hash
         if proof.tree_size > checkpoint.size:
             newer = self.open_note(proof.checkpoint or "", row.tree_id)
             if newer.size != proof.tree_size:
-                raise LogProtocolError(f"{self.url}: inclusion proof and its checkpoint disagree on the size")
+                raise LogProtocolError(self.url, "an inclusion proof and its checkpoint disagree on the size")
             await self._prove_append_only(row, newer)
             size, root = newer.size, newer.root_hash
         elif proof.tree_size < checkpoint.size:
-            raise LogProtocolError(f"{self.url}: inclusion proof for an older tree ({proof.tree_size}); retrying")
+            raise LogProtocolError(self.url, f"inclusion proof for an older tree ({proof.tree_size}); retrying")
         try:
-            return CompactRange.from_inclusion_proof(leaf_hash(entry.body), local - 1, size, proof.hashes, root)
+            return CompactRange.from_inclusion_proof(proof.leaf_hash, local - 1, size, proof.hashes, root)
         except ProofError as exc:
-            raise LogInconsistent("inclusion_failed", f"entry {entry.log_index}: {exc}") from exc
+            raise LogInconsistent("inclusion_failed", f"leaf {local - 1} of shard {row.tree_id!r}: {exc}") from exc
 
     def compact_range(self, row: LogRow) -> CompactRange | None:
         if row.shard_next > 0 and not row.compact_range:
             return None
         return CompactRange.from_bytes(row.shard_next, row.compact_range)
 
-    async def fetch_chunk(self, first: int, end: int) -> list[RekorEntry]:
-        """Entries [first, end) (global indexes), all of them, in order."""
-        wanted = list(range(first, end))
-        found: dict[int, RekorEntry] = {}
-        for attempt in range(MISSING_ENTRY_RETRIES):
-            found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
-            if len(found) == len(wanted):
-                return [found[i] for i in wanted]
-            await asyncio.sleep(0.2 * 2**attempt)
-        missing = [i for i in wanted if i not in found]
-        raise LogProtocolError(f"{self.url}: the log does not serve entries {missing[:5]}... below its verified size")
-
-    async def catch_up(self, row: LogRow, checkpoint: Checkpoint, *, final: bool) -> int:
+    async def catch_up(self, row: LogRow, head: ShardHead, checkpoint: Checkpoint) -> int:
         """Read, verify and commit every entry up to the checkpoint; returns how many."""
-        compact = self.compact_range(row) or await self.bootstrap_range(row, checkpoint)
+        final = not head.active
+        compact = self.compact_range(row) or await self.bootstrap_range(row, head, checkpoint)
         target = checkpoint.size
         start = row.shard_next
         if start >= target:
@@ -293,16 +253,16 @@ class LogFollower:
                 row.retired = True
             return 0
         bounds = [(b, min(b + self.chunk_size, target)) for b in range(start, target, self.chunk_size)]
-        pending: deque[asyncio.Task[list[RekorEntry]]] = deque()
+        pending: deque[asyncio.Task[Sequence[SourceEntry]]] = deque()
         chunks = iter(bounds)
         try:
             for _ in range(PREFETCH_CHUNKS):
-                self._prefetch(pending, chunks, row.shard_offset)
+                self._prefetch(pending, chunks, head, target)
             for begin, end in bounds:
                 if self.stopping.is_set():
                     return begin - start
                 entries = await pending.popleft()
-                self._prefetch(pending, chunks, row.shard_offset)
+                self._prefetch(pending, chunks, head, target)
                 compact.extend(entry.leaf_hash for entry in entries)
                 await self._prove_prefix(row, compact, checkpoint)
                 batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
@@ -324,10 +284,17 @@ class LogFollower:
             retired=retired,
         )
 
-    def _prefetch(self, pending: deque[asyncio.Task[list[RekorEntry]]], chunks, offset: int) -> None:  # type: ignore[no-untyped-def]
+    def _prefetch(
+        self,
+        pending: deque[asyncio.Task[Sequence[SourceEntry]]],
+        chunks: Iterator[tuple[int, int]],
+        head: ShardHead,
+        tree_size: int,
+    ) -> None:
         bounds = next(chunks, None)
         if bounds is not None:
-            pending.append(asyncio.create_task(self.fetch_chunk(offset + bounds[0], offset + bounds[1])))
+            first, end = head.offset + bounds[0], head.offset + bounds[1]
+            pending.append(asyncio.create_task(self.source.entries(first, end, head, tree_size)))
 
     async def _prove_prefix(self, row: LogRow, compact: CompactRange, checkpoint: Checkpoint) -> None:
         """The entries read so far, [0, compact.size), are exactly the start of the verified tree."""
@@ -335,7 +302,7 @@ class LogFollower:
             if compact.root() != checkpoint.root_hash:
                 raise LogInconsistent("entries_mismatch", f"shard {row.tree_id}: entries do not hash to the root")
             return
-        proof = await self.client.get_consistency_proof(compact.size, checkpoint.size, row.tree_id)
+        proof = await self.source.consistency_proof(compact.size, checkpoint.size, row.tree_id)
         try:
             verify_consistency(compact.size, checkpoint.size, proof, compact.root(), checkpoint.root_hash)
         except ProofError as exc:
@@ -347,10 +314,9 @@ class LogFollower:
 
     async def cycle(self) -> CycleResult:
         """Verify the newest checkpoint of every followed shard and catch up to it."""
-        info = await self.client.get_log_info()
-        views = shard_views(info)
+        heads = await self.source.heads()
         result = CycleResult()
-        self.rows = await self.rows_to_follow(views)
+        self.rows = await self.rows_to_follow(heads)
         for row in self.rows:
             if row.state == "inconsistent":
                 result.inconsistent = True
@@ -358,27 +324,27 @@ class LogFollower:
             if row.retired:
                 continue
             try:
-                result.entries += await self._follow_shard(row, views)
+                result.entries += await self._follow_shard(row, {head.tree_id: head for head in heads})
                 result.lagging |= row.shard_next < row.verified_size
             except LogInconsistent as exc:
                 await self._record_inconsistency(row, exc)
                 result.inconsistent = True
         return result
 
-    async def _follow_shard(self, row: LogRow, views: dict[str, ShardView]) -> int:
-        view = views.get(row.tree_id)
-        if view is None:
+    async def _follow_shard(self, row: LogRow, heads: dict[str, ShardHead]) -> int:
+        head = heads.get(row.tree_id)
+        if head is None:
             raise LogInconsistent("shard_vanished", f"shard {row.tree_id} is no longer listed by the log")
-        if view.offset != row.shard_offset:
+        if head.offset != row.shard_offset:
             raise LogInconsistent(
-                "shard_moved", f"shard {row.tree_id} starts at {view.offset}, was {row.shard_offset}"
+                "shard_moved", f"shard {row.tree_id} starts at {head.offset}, was {row.shard_offset}"
             )
-        checkpoint = await self.verify_checkpoint(row, view)
+        checkpoint = await self.verify_checkpoint(row, head)
         bound = self.log.bind(tree_id=row.tree_id, size=checkpoint.size)
-        count = await self.catch_up(row, checkpoint, final=not view.active)
+        count = await self.catch_up(row, head, checkpoint)
         if count:
             bound.info("caught_up", entries=count, next_index=row.next_index)
-        if not view.active and row.retired:
+        if not head.active and row.retired:
             bound.info("shard_retired", final_size=checkpoint.size)
         return count
 

@@ -25,7 +25,7 @@ from monitor.policy import Policy
 from monitor.store.models import LogRow, SigningRow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store
 from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
-from monitor.tlog.rekor_v1 import RekorEntry
+from monitor.tlog.source import SourceEntry
 from monitor.trust import TrustRoot
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 Outcome = EntryAnalysis | EntryDecodeError
 
 
-def analyse_all(entries: Sequence[RekorEntry], policy: Policy, chains: ChainVerifier) -> list[Outcome]:
+def analyse_all(entries: Sequence[SourceEntry], policy: Policy, chains: ChainVerifier) -> list[Outcome]:
     """CPU work of one chunk (runs in a worker thread)."""
     outcomes: list[Outcome] = []
     for entry in entries:
@@ -53,7 +53,7 @@ class SigningRecorder:
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
-    async def commit(self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch) -> None:
+    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
         started = time.perf_counter()
         outcomes = await asyncio.to_thread(analyse_all, entries, self.policy, self.chains) if entries else []
         for entry, outcome in zip(entries, outcomes, strict=True):
@@ -64,7 +64,7 @@ class SigningRecorder:
         new_alerts = await self.store.commit_batch(batch, self.sinks)
         self._count(row, entries, batch, new_alerts, time.perf_counter() - started)
 
-    def _add_error(self, row: LogRow, entry: RekorEntry, error: EntryDecodeError, batch: Batch) -> None:
+    def _add_error(self, row: LogRow, entry: SourceEntry, error: EntryDecodeError, batch: Batch) -> None:
         log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
         batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
         batch.alerts.append(
@@ -84,7 +84,7 @@ class SigningRecorder:
             )
         )
 
-    def _signing(self, row: LogRow, entry: RekorEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
+    def _signing(self, row: LogRow, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
         integrated = self._verified_integrated_time(entry)
         signing = SigningRow(
@@ -124,7 +124,7 @@ class SigningRecorder:
             )
         return SignedAlert(signing, alert)
 
-    def _verified_integrated_time(self, entry: RekorEntry) -> datetime | None:
+    def _verified_integrated_time(self, entry: SourceEntry) -> datetime | None:
         """The entry's integratedTime, only when its signed entry timestamp proves it."""
         if entry.integrated_time is None or entry.signed_entry_timestamp is None:
             return None
@@ -145,7 +145,7 @@ class SigningRecorder:
         return datetime.fromtimestamp(entry.integrated_time, UTC)
 
     def _count(
-        self, row: LogRow, entries: Sequence[RekorEntry], batch: Batch, new_alerts: Sequence, seconds: float
+        self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch, new_alerts: Sequence, seconds: float
     ) -> None:
         if self.metrics is None:
             return

@@ -620,5 +620,5 @@ def test_populate_chunks_are_made_in_other_processes() -> None:
     ca = LocalCA.generate()
     chunks = [PopulateChunk(ca.to_pem(), 5, 0.5, FULCIO_TEST_CODEFRESH, seed) for seed in (1, 2)]
     results = list(chunk_results(chunks, workers=2))
-    assert [len(bodies) for bodies, _ in results] == [5, 5]
+    assert [len(result.bodies) for result in results] == [5, 5]
     assert results[0][1] == populate_chunk(chunks[0])[1]  # the seed decides which entries are watched

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,7 +41,7 @@ from monitor.simulate.entries import (
     public_key_pem,
     sign,
 )
-from monitor.simulate.log import SimLog
+from monitor.simulate.log import SimLog, entry_timestamp
 
 # Fulcio's own Codefresh test identity (FORMATS.md §5), the default watched pipeline.
 FULCIO_TEST_CODEFRESH: dict[str, str] = {
@@ -176,8 +176,18 @@ class PopulateReport:
 
 
 @dataclass(frozen=True)
+class ChunkStamping:
+    """What a worker needs to sign a Rekor v1 chunk's entry timestamps: the log key (PKCS#8 PEM) and
+    the global index the chunk's first entry will get."""
+
+    log_key_pem: bytes
+    first_index: int
+
+
+@dataclass(frozen=True)
 class PopulateChunk:
-    """One process's share of `populate`: `count` bodies from the CA in `ca_pem`, seeded by `seed`."""
+    """One process's share of `populate`: `count` bodies from the CA in `ca_pem`, seeded by `seed`;
+    with `stamping`, their signed entry timestamps too (the slow part of serving a Rekor v1 entry)."""
 
     ca_pem: bytes
     count: int
@@ -185,10 +195,21 @@ class PopulateChunk:
     pipeline: dict[str, str]
     seed: int
     rekor_v2: bool = False
+    stamping: ChunkStamping | None = None
 
 
-def populate_chunk(chunk: PopulateChunk) -> tuple[list[bytes], int]:
-    """The chunk's bodies and how many of them are watched Codefresh signings."""
+class PopulatedChunk(NamedTuple):
+    """A chunk's bodies and how many are watched; with stamping, the integrated time they were
+    stamped with (taken after their certificates were issued) and their signed entry timestamps."""
+
+    bodies: list[bytes]
+    watched: int
+    integrated_time: int | None = None
+    entry_timestamps: list[bytes] | None = None
+
+
+def populate_chunk(chunk: PopulateChunk) -> PopulatedChunk:
+    """The chunk's bodies and how many of them are watched Codefresh signings (and their timestamps)."""
     factory = EntryFactory(
         LocalCA.from_pem(chunk.ca_pem), random.Random(chunk.seed), leaf_key=new_p256_key(), rekor_v2=chunk.rekor_v2
     )
@@ -199,10 +220,20 @@ def populate_chunk(chunk: PopulateChunk) -> tuple[list[bytes], int]:
             watched += 1
         else:
             bodies.append(factory.unwatched())
-    return bodies, watched
+    if chunk.stamping is None:
+        return PopulatedChunk(bodies, watched)
+    key = serialization.load_pem_private_key(chunk.stamping.log_key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a Rekor v1 log key is an EC key")
+    log_id = hashlib.sha256(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).digest()
+    now, first = int(time.time()), chunk.stamping.first_index
+    stamps = [entry_timestamp(key, log_id, body, now, first + offset) for offset, body in enumerate(bodies)]
+    return PopulatedChunk(bodies, watched, now, stamps)
 
 
-def chunk_results(chunks: list[PopulateChunk], workers: int) -> Iterator[tuple[list[bytes], int]]:
+def chunk_results(chunks: list[PopulateChunk], workers: int) -> Iterator[PopulatedChunk]:
     """The chunks' results in order, made here or, with several workers, in fresh (spawned) processes."""
     if workers <= 1:
         yield from map(populate_chunk, chunks)
@@ -226,19 +257,42 @@ def populate(
     signings of the `watched` pipeline (default: Fulcio's test identity), the rest unwatched.
 
     With `workers` > 1 the bodies are made in that many processes; they are appended in order here.
-    `rekor_v2` makes Rekor v2 bodies, for a tiles log.
+    `rekor_v2` makes Rekor v2 bodies, for a tiles log. For a Rekor v1 log the workers also sign the
+    entries' timestamps, so serving them costs no signature; a chunk whose timestamps no longer fit
+    (the log grew meanwhile, or its time would go backwards) is appended now and stamped when served.
     """
     started = time.perf_counter()
     seeds = random.Random(seed)
     pem, pipeline = ca.to_pem(), watched or FULCIO_TEST_CODEFRESH
+    signer = log.key if not log.tiles and isinstance(log.key, ec.EllipticCurvePrivateKey) else None
+    key_pem = (
+        None
+        if signer is None
+        else signer.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    base = log.size
     chunks = [
         PopulateChunk(
-            pem, min(POPULATE_CHUNK, count - first), watched_fraction, pipeline, seeds.getrandbits(64), rekor_v2
+            pem,
+            min(POPULATE_CHUNK, count - first),
+            watched_fraction,
+            pipeline,
+            seeds.getrandbits(64),
+            rekor_v2,
+            None if key_pem is None else ChunkStamping(key_pem, base + first),
         )
         for first in range(0, count, POPULATE_CHUNK)
     ]
     total_watched = 0
-    for bodies, chunk_watched in chunk_results(chunks, min(workers, len(chunks))):
-        log.append_many(bodies)
-        total_watched += chunk_watched
+    for chunk, result in zip(chunks, chunk_results(chunks, min(workers, len(chunks))), strict=True):
+        stamps, when = result.entry_timestamps, result.integrated_time
+        latest = log.active.integrated_times[-1] if log.active.size else 0
+        fits = chunk.stamping is not None and chunk.stamping.first_index == log.size and log.key is signer
+        if stamps is not None and when is not None and fits and when >= latest:
+            log.append_many(result.bodies, integrated_time=when, entry_timestamps=stamps)
+        else:
+            log.append_many(result.bodies)
+        total_watched += result.watched
     return PopulateReport(count, total_watched, time.perf_counter() - started)

@@ -1,0 +1,190 @@
+"""One interface over the two log APIs, so the tail, store, metrics and API treat both alike.
+
+A source only fetches; it verifies nothing. What it returns (checkpoints, proofs, entries) is
+checked by the tail against the trust root: a v1 log's proofs come from its server, a tiles log's
+are computed from its tiles, and either way a lie fails verification.
+
+Shards: a Rekor v1 log lists its retired trees (`inactiveShards`); global index = the sizes of the
+earlier shards + the leaf index. A tiles log is one tree (tree id ""); its successors are other
+logs (other URLs), found in the trust root.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.tlog.http import LogProtocolError
+from monitor.tlog.merkle import leaf_hash
+from monitor.tlog.note import NoteError, parse_checkpoint_body, split_note
+from monitor.tlog.rekor_v1 import RekorV1Client
+from monitor.tlog.tiles import TilesClient
+
+MISSING_ENTRY_RETRIES = 5
+
+
+class SourceEntry(Protocol):
+    """What the tail and the recorder read of an entry, whichever API served it."""
+
+    @property
+    def log_index(self) -> int: ...  # global
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def leaf_hash(self) -> bytes: ...
+    @property
+    def uuid(self) -> str | None: ...
+    @property
+    def integrated_time(self) -> int | None: ...  # unverified: only a SET proves it
+    @property
+    def log_id(self) -> bytes: ...
+    @property
+    def signed_entry_timestamp(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TileEntry:
+    """A tiles-log entry: the bundle bytes only (no integratedTime, no SET in Rekor v2)."""
+
+    log_index: int
+    body: bytes
+    leaf_hash: bytes
+    log_id: bytes = b""
+    integrated_time: int | None = None
+    signed_entry_timestamp: bytes | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.leaf_hash.hex()
+
+
+@dataclass(frozen=True)
+class ShardHead:
+    """A shard as the log announces it now (nothing verified yet)."""
+
+    tree_id: str
+    signed_note: str
+    size_hint: int  # the unverified size, used only to place a `start: head` cursor
+    offset: int  # global index of the shard's leaf 0
+    active: bool
+
+
+@dataclass(frozen=True)
+class BootstrapProof:
+    """The inclusion proof of one leaf, to rebuild the compact range of [0, index+1) from it.
+
+    `tree_size` may exceed the verified checkpoint's (a v1 server proves against its newest tree):
+    then `checkpoint` is the signed note of that tree, to verify before use.
+    """
+
+    leaf_hash: bytes
+    index: int  # within the shard
+    tree_size: int
+    hashes: tuple[bytes, ...]
+    checkpoint: str | None
+
+
+class LogSource(Protocol):
+    url: str
+    api: str
+
+    def origin(self, tree_id: str) -> str: ...
+
+    async def heads(self) -> list[ShardHead]: ...  # oldest shard first
+
+    async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]: ...
+
+    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]: ...
+
+    async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof: ...
+
+
+def log_name(url: str) -> str:
+    """The checkpoint key name: the URL without its scheme."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+class RekorV1Source:
+    api = "v1"
+
+    def __init__(self, url: str, client: RekorV1Client):
+        self.url = url
+        self.client = client
+
+    def origin(self, tree_id: str) -> str:
+        return f"{log_name(self.url)} - {tree_id}"
+
+    async def heads(self) -> list[ShardHead]:
+        info = await self.client.get_log_info()
+        heads, offset = [], 0
+        for shard in info.inactive:
+            heads.append(ShardHead(shard.tree_id, shard.signed_tree_head, shard.tree_size, offset, active=False))
+            offset += shard.tree_size
+        active = info.active
+        heads.append(ShardHead(active.tree_id, active.signed_tree_head, active.tree_size, offset, active=True))
+        return heads
+
+    async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]:
+        return await self.client.get_consistency_proof(first, last, tree_id)
+
+    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]:
+        """Entries [first, end) (global), all of them, in order; a server that omits some is asked again."""
+        wanted = range(first, end)
+        found: dict[int, SourceEntry] = {}
+        for attempt in range(MISSING_ENTRY_RETRIES):
+            found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
+            if len(found) == len(wanted):
+                return [found[i] for i in wanted]
+            await asyncio.sleep(0.2 * 2**attempt)
+        missing = [i for i in wanted if i not in found]
+        raise LogProtocolError(self.url, f"does not serve entries {missing[:5]} below its verified size")
+
+    async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof:
+        entry = await self.client.get_entry(head.offset + index)
+        if entry is None or entry.inclusion_proof is None:
+            raise LogProtocolError(self.url, f"entry {head.offset + index} has no inclusion proof")
+        proof = entry.inclusion_proof
+        if proof.log_index != index:
+            raise LogProtocolError(self.url, f"entry {head.offset + index} is leaf {proof.log_index} of its shard")
+        return BootstrapProof(entry.leaf_hash, index, proof.tree_size, proof.hashes, proof.checkpoint)
+
+
+class TilesSource:
+    api = "tiles"
+
+    def __init__(self, url: str, client: TilesClient, log_id: bytes = b""):
+        self.url = url
+        self.client = client
+        self.log_id = log_id
+
+    def origin(self, tree_id: str) -> str:
+        return log_name(self.url)
+
+    async def heads(self) -> list[ShardHead]:
+        note = await self.client.get_checkpoint()
+        return [ShardHead("", note, _size_hint(note), 0, active=True)]
+
+    async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]:
+        return await self.client.consistency_proof(first, last)
+
+    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]:
+        bodies = await self.client.get_entries(first, end, tree_size)
+        return [
+            TileEntry(index, body, leaf_hash(body), self.log_id)
+            for index, body in zip(range(first, end), bodies, strict=True)
+        ]
+
+    async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof:
+        [leaf] = await self.client.hashes_at(0, [index], tree_size)
+        hashes = await self.client.inclusion_proof(index, tree_size)
+        return BootstrapProof(leaf, index, tree_size, tuple(hashes), None)
+
+
+def _size_hint(note: str) -> int:
+    try:
+        body, _ = split_note(note)
+        return parse_checkpoint_body(body)[1]
+    except NoteError:
+        return 0  # verification will reject it
