@@ -1,4 +1,11 @@
-"""Wiring: settings -> trust root, store, log clients, followers; `run` and `run --once`."""
+"""Wiring: settings -> trust root, store, log sources, followers; `run` and `run --once`.
+
+Log discovery: with no `logs:` configured, rekorwatch follows every Rekor log of the trust root
+whose key is valid now (v1 and v2), starting at their head. The trust root is reloaded every
+`TRUST_REFRESH_SECONDS` (over TUF when `trust.refresh` is on); a log that appears then (a new
+shard) is followed from its first entry, so nothing it holds is missed. A retired log stays
+followed: its checkpoint stops growing once it is read to its final size.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -30,7 +37,7 @@ from monitor.tlog.http import LogProtocolError, LogUnavailableError, RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
 from monitor.tlog.tiles import TilesClient
-from monitor.trust import TrustRoot, load_trust_root
+from monitor.trust import TrustRoot, TrustRootError, load_trust_root
 
 log = structlog.get_logger(__name__)
 
@@ -39,25 +46,31 @@ EXIT_ERROR = 1
 EXIT_INCONSISTENT = 3
 DAEMON_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0)
 """Retries inside one cycle; beyond them the cycle fails and `follow_forever` backs off."""
+TRUST_REFRESH_SECONDS = 6 * 3600.0
+ED25519 = "PKIX_ED25519"
 
 
-def logs_to_follow(settings: Settings, trust: TrustRoot) -> list[LogSettings]:
-    """The configured logs, or by default every Rekor log of the signing config valid now."""
+def logs_to_follow(settings: Settings, trust: TrustRoot, start: str | int = "head") -> list[LogSettings]:
+    """The configured logs, or every log of the trust root whose key is valid now.
+
+    The API of a discovered log comes from the signing config (majorApiVersion); a log it does not
+    list speaks tiles when its key is Ed25519 (Rekor v2), v1 otherwise.
+    """
     if settings.logs is not None:
         return list(settings.logs)
-    services = trust.rekor_services_at(datetime.now(UTC))
-    return [
-        LogSettings(url=svc.url, api="v1" if svc.major_api_version == 1 else "tiles", start="head")
-        for svc in sorted(services, key=lambda s: s.url)
-    ]
+    now = datetime.now(UTC)
+    versions = {service.url: service.major_api_version for service in trust.rekor_services}
+    discovered: dict[str, LogSettings] = {}
+    for key in trust.tlogs:
+        if not key.validity.contains(now) or key.base_url in discovered:
+            continue
+        version = versions.get(key.base_url, 2 if key.key_details == ED25519 else 1)
+        discovered[key.base_url] = LogSettings(url=key.base_url, api="v1" if version == 1 else "tiles", start=start)
+    return [discovered[url] for url in sorted(discovered)]
 
 
 def make_source(
-    log_settings: LogSettings,
-    trust: TrustRoot,
-    session: aiohttp.ClientSession,
-    retry: RetryPolicy,
-    metrics: Metrics,
+    log_settings: LogSettings, trust: TrustRoot, session: aiohttp.ClientSession, retry: RetryPolicy, metrics: Metrics
 ) -> LogSource:
     observe = metrics.fetch_observer(log_settings.url)
     if log_settings.api == "tiles":
@@ -67,14 +80,46 @@ def make_source(
     return RekorV1Source(log_settings.url, RekorV1Client(log_settings.url, session, retry=retry, observe=observe))
 
 
+async def load_trust(settings: Settings) -> TrustRoot:
+    return await asyncio.to_thread(
+        load_trust_root, settings.trust.root, settings.trust.refresh, settings.trust.signing_config
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
     trust: TrustRoot
     store: Store
     metrics: Metrics
-    followers: list[LogFollower]
+    session: aiohttp.ClientSession
+    retry: RetryPolicy
     dispatcher: Dispatcher
+    followers: list[LogFollower] = field(default_factory=list)
+
+    def add_follower(self, log_settings: LogSettings) -> LogFollower:
+        sinks = outbox_sinks(self.settings.alerts)
+        source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
+        recorder = SigningRecorder(
+            self.store, Policy(self.settings.watch), ChainVerifier(self.trust), self.trust, sinks, self.metrics
+        )
+        follower = LogFollower(
+            log_settings, self.trust, self.store, source, recorder, metrics=self.metrics, sinks=sinks
+        )
+        self.followers.append(follower)
+        return follower
+
+    def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
+        """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0."""
+        self.trust = trust
+        for follower in self.followers:
+            follower.trust = trust
+            follower.handler.adopt_trust(trust)
+        known = {follower.url for follower in self.followers}
+        added = [s for s in logs_to_follow(self.settings, trust, start=0) if s.url not in known]
+        for log_settings in added:
+            log.info("log_discovered", log_url=log_settings.url, api=log_settings.api, start=0)
+        return [self.add_follower(log_settings) for log_settings in added]
 
     async def publish_pending(self) -> None:
         self.metrics.alerts_pending.set(await self.dispatcher.pending_count())
@@ -83,37 +128,29 @@ class Runtime:
 @asynccontextmanager
 async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> AsyncIterator[Runtime]:
     await upgrade(settings.database)
-    trust = await asyncio.to_thread(
-        load_trust_root, settings.trust.root, settings.trust.refresh, settings.trust.signing_config
-    )
+    trust = await load_trust(settings)
     store = Store.open(settings.database)
     metrics = Metrics()
-    policy = Policy(settings.watch)
     headers = {"User-Agent": f"rekorwatch/{__version__}"}
-    connector = aiohttp.TCPConnector(limit=32)
     try:
-        async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-            followers = []
-            sinks = outbox_sinks(settings.alerts)
-            for log_settings in logs_to_follow(settings, trust):
-                source = make_source(log_settings, trust, session, retry or DAEMON_RETRY, metrics)
-                recorder = SigningRecorder(store, policy, ChainVerifier(trust), trust, sinks=sinks, metrics=metrics)
-                followers.append(
-                    LogFollower(log_settings, trust, store, source, recorder, metrics=metrics, sinks=sinks)
-                )
+        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=32)) as session:
             dispatcher = Dispatcher(
                 store,
                 settings.alerts,
                 session,
                 on_result=lambda sink, result: metrics.alert_deliveries.labels(sink=sink, result=result).inc(),
             )
-            yield Runtime(settings, trust, store, metrics, followers, dispatcher)
+            runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher)
+            for log_settings in logs_to_follow(settings, trust):
+                runtime.add_follower(log_settings)
+            yield runtime
     finally:
         await store.close()
 
 
 async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
-    """One full cycle per log; 0 if every log verified, 3 if any is inconsistent, 1 otherwise."""
+    """One full cycle per log, then deliver due alerts; 0 if every log verified, 3 if any is
+    inconsistent, 1 otherwise."""
     code = EXIT_OK
     async with open_runtime(settings, retry) as runtime:
         for follower in runtime.followers:
@@ -130,7 +167,10 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
 
 
 async def run_forever(
-    settings: Settings, retry: RetryPolicy | None = None, stop: asyncio.Event | None = None
+    settings: Settings,
+    retry: RetryPolicy | None = None,
+    stop: asyncio.Event | None = None,
+    trust_refresh_seconds: float = TRUST_REFRESH_SECONDS,
 ) -> int:
     """Tail every log, deliver alerts and serve the API until `stop` (default: SIGTERM/SIGINT).
 
@@ -147,12 +187,10 @@ async def run_forever(
             settings.server.host,
             settings.server.port,
         )
-        tasks = [
-            asyncio.create_task(follow_forever(follower, settings.poll_interval, stop))
-            for follower in runtime.followers
-        ]
+        tasks = [_follow(follower, settings, stop) for follower in runtime.followers]
         tasks.append(asyncio.create_task(runtime.dispatcher.run(stop)))
         tasks.append(asyncio.create_task(_publish_pending_forever(runtime, stop)))
+        tasks.append(asyncio.create_task(_refresh_trust_forever(runtime, stop, tasks, trust_refresh_seconds)))
         log.info("rekorwatch_started", logs=[f.url for f in runtime.followers], trust=runtime.trust.source)
         try:
             await stop.wait()
@@ -164,8 +202,17 @@ async def run_forever(
     return EXIT_OK
 
 
+def _follow(follower: LogFollower, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None]:
+    return asyncio.create_task(follow_forever(follower, settings.poll_interval, stop))
+
+
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _publish_pending_forever(runtime: Runtime, stop: asyncio.Event, interval: float = 5.0) -> None:
@@ -174,5 +221,20 @@ async def _publish_pending_forever(runtime: Runtime, stop: asyncio.Event, interv
             await runtime.publish_pending()
         except SQLAlchemyError as exc:
             log.warning("alerts_pending_unavailable", error=str(exc)[:200])
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+        await _sleep_unless_stopped(stop, interval)
+
+
+async def _refresh_trust_forever(
+    runtime: Runtime, stop: asyncio.Event, tasks: list[asyncio.Task[None]], interval: float
+) -> None:
+    """Reload the trust root now and then; follow the logs it adds (new shards) from their start."""
+    while True:
+        await _sleep_unless_stopped(stop, interval)
+        if stop.is_set():
+            return
+        try:
+            trust = await load_trust(runtime.settings)
+        except TrustRootError as exc:
+            log.warning("trust_reload_failed", error=str(exc)[:300], keeping=runtime.trust.source)
+            continue
+        tasks += [_follow(follower, runtime.settings, stop) for follower in runtime.adopt_trust(trust)]

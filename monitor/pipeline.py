@@ -58,12 +58,17 @@ class BatchHandler(Protocol):
 
     async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None: ...
 
+    def adopt_trust(self, trust: TrustRoot) -> None: ...
+
 
 class CursorOnly:
     """The handler of a tail that stores nothing but its verified position."""
 
     def __init__(self, store: Store):
         self.store = store
+
+    def adopt_trust(self, trust: TrustRoot) -> None:
+        pass
 
     async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
         await self.store.commit_batch(batch)

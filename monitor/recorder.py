@@ -53,6 +53,10 @@ class SigningRecorder:
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
+    def adopt_trust(self, trust: TrustRoot) -> None:
+        self.trust = trust
+        self.chains = ChainVerifier(trust)
+
     async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
         started = time.perf_counter()
         outcomes = await asyncio.to_thread(analyse_all, entries, self.policy, self.chains) if entries else []

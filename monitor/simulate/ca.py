@@ -7,10 +7,11 @@ N >= 8 DER UTF8String). EC P-256 everywhere, so issuing a certificate takes well
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -53,6 +54,7 @@ class IssuedCert:
     private_key: ec.EllipticCurvePrivateKey
 
 
+@cache
 def fulcio_oid(n: int) -> x509.ObjectIdentifier:
     return x509.ObjectIdentifier(f"{FULCIO_OID_PREFIX}.{n}")
 
@@ -115,13 +117,16 @@ def pem_of(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
 
+def pem_of_der(der: bytes) -> bytes:
+    """The PEM `CERTIFICATE` of DER bytes, as cryptography writes it (64-character lines)."""
+    text = base64.b64encode(der)
+    lines = b"\n".join(text[start : start + 64] for start in range(0, len(text), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+
+
 def issued(certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey) -> IssuedCert:
-    return IssuedCert(
-        certificate=certificate,
-        der=certificate.public_bytes(serialization.Encoding.DER),
-        pem=pem_of(certificate),
-        private_key=private_key,
-    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return IssuedCert(certificate=certificate, der=der, pem=pem_of_der(der), private_key=private_key)
 
 
 def ca_certificate(

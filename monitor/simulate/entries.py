@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
 import rfc8785
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+JCS_EXACT_INTEGERS = 2**53  # RFC 8785 writes numbers as IEEE doubles: integers below this are exact
 
 
 def b64(data: bytes) -> str:
@@ -31,7 +33,31 @@ def sign(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
+    """The RFC 8785 (JCS) bytes of `entry`.
+
+    For plain JSON (see `jcs_plain`) that is exactly json.dumps with sorted keys, no whitespace and
+    no ASCII escaping, which is several times faster than the rfc8785 package; anything else goes
+    to rfc8785.
+    """
+    if jcs_plain(entry):
+        return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return rfc8785.dumps(entry)
+
+
+def jcs_plain(value: Any) -> bool:
+    """Whether json.dumps spells `value` as RFC 8785 does: ASCII strings (both escape only `"`, `\\`
+    and control characters, the same way), ASCII object keys (so code point order is UTF-16 order),
+    booleans, null, integers JCS writes exactly, and arrays and objects of those. No floats."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()
+    if kind is int:
+        return -JCS_EXACT_INTEGERS < value < JCS_EXACT_INTEGERS
+    if kind is dict:
+        return all(type(key) is str and key.isascii() and jcs_plain(item) for key, item in value.items())
+    if kind is list:
+        return all(jcs_plain(item) for item in value)
+    return kind is bool or value is None
 
 
 def public_key_pem(private_key: ec.EllipticCurvePrivateKey) -> bytes:

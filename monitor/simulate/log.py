@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from monitor.simulate.entries import canonical
 from monitor.tlog.merkle import leaf_hash, node_hash
 from monitor.tlog.note import SigningKey, format_checkpoint_body, sign_note
 
@@ -203,7 +203,7 @@ def entry_timestamp(
         "logID": log_id.hex(),
         "logIndex": global_index,
     }
-    return key.sign(rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
+    return key.sign(canonical(payload), ec.ECDSA(hashes.SHA256()))
 
 
 @dataclass(frozen=True)
