@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
 from monitor.alerts.dispatcher import Dispatcher, outbox_sinks
+from monitor.analyser import ChunkAnalyser
 from monitor.api import ApiContext, start_api
 from monitor.config import LogSettings, Settings
 from monitor.identity.fulcio import ChainVerifier
@@ -80,6 +81,10 @@ def make_source(
     return RekorV1Source(log_settings.url, RekorV1Client(log_settings.url, session, retry=retry, observe=observe))
 
 
+def new_analyser(settings: Settings, trust: TrustRoot) -> ChunkAnalyser:
+    return ChunkAnalyser(Policy(settings.watch), ChainVerifier(trust))
+
+
 async def load_trust(settings: Settings) -> TrustRoot:
     return await asyncio.to_thread(
         load_trust_root, settings.trust.root, settings.trust.refresh, settings.trust.signing_config
@@ -95,16 +100,19 @@ class Runtime:
     session: aiohttp.ClientSession
     retry: RetryPolicy
     dispatcher: Dispatcher
+    recorder: SigningRecorder
     followers: list[LogFollower] = field(default_factory=list)
 
     def add_follower(self, log_settings: LogSettings) -> LogFollower:
-        sinks = outbox_sinks(self.settings.alerts)
         source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
-        recorder = SigningRecorder(
-            self.store, Policy(self.settings.watch), ChainVerifier(self.trust), self.trust, sinks, self.metrics
-        )
         follower = LogFollower(
-            log_settings, self.trust, self.store, source, recorder, metrics=self.metrics, sinks=sinks
+            log_settings,
+            self.trust,
+            self.store,
+            source,
+            self.recorder,
+            metrics=self.metrics,
+            sinks=self.recorder.sinks,
         )
         self.followers.append(follower)
         return follower
@@ -112,9 +120,12 @@ class Runtime:
     def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
         """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0."""
         self.trust = trust
+        old = self.recorder.analyser
+        self.recorder.analyser = new_analyser(self.settings, trust)
+        self.recorder.trust = trust
+        old.close()
         for follower in self.followers:
             follower.trust = trust
-            follower.handler.adopt_trust(trust)
         known = {follower.url for follower in self.followers}
         added = [s for s in logs_to_follow(self.settings, trust, start=0) if s.url not in known]
         for log_settings in added:
@@ -140,10 +151,16 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
                 session,
                 on_result=lambda sink, result: metrics.alert_deliveries.labels(sink=sink, result=result).inc(),
             )
-            runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher)
+            recorder = SigningRecorder(
+                store, new_analyser(settings, trust), trust, outbox_sinks(settings.alerts), metrics
+            )
+            runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder)
             for log_settings in logs_to_follow(settings, trust):
                 runtime.add_follower(log_settings)
-            yield runtime
+            try:
+                yield runtime
+            finally:
+                runtime.recorder.analyser.close()
     finally:
         await store.close()
 

@@ -53,7 +53,7 @@ class Metrics:
         )
         self.batch_duration = Histogram(
             "rekorwatch_batch_duration_seconds",
-            "Decode, judge and commit of one chunk of entries",
+            "Storing one verified chunk of entries with the cursor",
             buckets=BATCH_BUCKETS,
             registry=r,
         )

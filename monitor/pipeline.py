@@ -9,8 +9,10 @@ Per log, per shard (a row of `logs`), each cycle:
    shard's compact range (certspotter's collapsed tree) in index order, and prove each chunk is a
    prefix of the verified tree (consistency proof from the chunk's end, or the root itself at the
    checkpoint's size) BEFORE the chunk is handed on and the cursor moves with it.
-3. hand the verified chunk to the `BatchHandler` (decode, judge, store) and move the cursor in the
-   same transaction (the store's `commit_batch`).
+3. hand the verified chunk to the `BatchHandler`, which stores what the chunk produced and moves
+   the cursor in the same transaction (the store's `commit_batch`). Its CPU work (decoding and
+   judging) starts as soon as a chunk is fetched, in parallel with the commit of the previous one;
+   nothing of it is stored before the chunk is proven.
 
 Shards: a v1 log lists its retired shards in `inactiveShards`. A shard that was active and turns
 inactive is read to its final size and marked retired; a new active shard is followed from 0.
@@ -24,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -56,22 +58,15 @@ class LogInconsistent(Exception):
 class BatchHandler(Protocol):
     """Turns a verified chunk of entries into stored rows, committed with the cursor."""
 
-    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None: ...
+    async def analyse(self, entries: Sequence[SourceEntry]) -> Any: ...
 
-    def adopt_trust(self, trust: TrustRoot) -> None: ...
+    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], analysis: Any, batch: Batch) -> None: ...
 
 
-class CursorOnly:
-    """The handler of a tail that stores nothing but its verified position."""
-
-    def __init__(self, store: Store):
-        self.store = store
-
-    def adopt_trust(self, trust: TrustRoot) -> None:
-        pass
-
-    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
-        await self.store.commit_batch(batch)
+@dataclass(frozen=True)
+class FetchedChunk:
+    entries: Sequence[SourceEntry]
+    analysis: Any
 
 
 @dataclass
@@ -91,7 +86,7 @@ class LogFollower:
         trust: TrustRoot,
         store: Store,
         source: LogSource,
-        handler: BatchHandler | None = None,
+        handler: BatchHandler,
         *,
         chunk_size: int = CHUNK_SIZE,
         metrics: Metrics | None = None,
@@ -102,7 +97,7 @@ class LogFollower:
         self.trust = trust
         self.store = store
         self.source = source
-        self.handler = handler or CursorOnly(store)
+        self.handler = handler
         self.chunk_size = chunk_size
         self.metrics = metrics
         self.sinks = sinks
@@ -254,11 +249,12 @@ class LogFollower:
         start = row.shard_next
         if start >= target:
             if final and start == target and not row.retired:
-                await self.handler.commit(row, [], self._batch(row, row.next_index, compact, retired=True))
+                batch = self._batch(row, row.next_index, compact, retired=True)
+                await self.handler.commit(row, [], await self.handler.analyse([]), batch)
                 row.retired = True
             return 0
         bounds = [(b, min(b + self.chunk_size, target)) for b in range(start, target, self.chunk_size)]
-        pending: deque[asyncio.Task[Sequence[SourceEntry]]] = deque()
+        pending: deque[asyncio.Task[FetchedChunk]] = deque()
         chunks = iter(bounds)
         try:
             for _ in range(PREFETCH_CHUNKS):
@@ -266,12 +262,12 @@ class LogFollower:
             for begin, end in bounds:
                 if self.stopping.is_set():
                     return begin - start
-                entries = await pending.popleft()
+                chunk = await pending.popleft()
                 self._prefetch(pending, chunks, head, target)
-                compact.extend(entry.leaf_hash for entry in entries)
+                compact.extend(entry.leaf_hash for entry in chunk.entries)
                 await self._prove_prefix(row, compact, checkpoint)
                 batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
-                await self.handler.commit(row, entries, batch)
+                await self.handler.commit(row, chunk.entries, chunk.analysis, batch)
                 row.next_index, row.compact_range = batch.next_index, batch.compact_range
                 self.publish_gauges()
         finally:
@@ -291,7 +287,7 @@ class LogFollower:
 
     def _prefetch(
         self,
-        pending: deque[asyncio.Task[Sequence[SourceEntry]]],
+        pending: deque[asyncio.Task[FetchedChunk]],
         chunks: Iterator[tuple[int, int]],
         head: ShardHead,
         tree_size: int,
@@ -299,7 +295,11 @@ class LogFollower:
         bounds = next(chunks, None)
         if bounds is not None:
             first, end = head.offset + bounds[0], head.offset + bounds[1]
-            pending.append(asyncio.create_task(self.source.entries(first, end, head, tree_size)))
+            pending.append(asyncio.create_task(self._fetch_and_analyse(first, end, head, tree_size)))
+
+    async def _fetch_and_analyse(self, first: int, end: int, head: ShardHead, tree_size: int) -> FetchedChunk:
+        entries = await self.source.entries(first, end, head, tree_size)
+        return FetchedChunk(entries, await self.handler.analyse(entries))
 
     async def _prove_prefix(self, row: LogRow, compact: CompactRange, checkpoint: Checkpoint) -> None:
         """The entries read so far, [0, compact.size), are exactly the start of the verified tree."""

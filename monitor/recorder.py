@@ -8,7 +8,6 @@ nothing and repeats nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -17,11 +16,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from monitor.analysis import EntryAnalysis, Finding, analyse_entry
+from monitor.analyser import ChunkAnalyser, Outcome
+from monitor.analysis import EntryAnalysis, Finding
 from monitor.entries import EntryDecodeError
-from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
-from monitor.policy import Policy
 from monitor.store.models import LogRow, SigningRow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store
 from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
@@ -30,37 +28,27 @@ from monitor.trust import TrustRoot
 
 log = structlog.get_logger(__name__)
 
-Outcome = EntryAnalysis | EntryDecodeError
-
-
-def analyse_all(entries: Sequence[SourceEntry], policy: Policy, chains: ChainVerifier) -> list[Outcome]:
-    """CPU work of one chunk (runs in a worker thread)."""
-    outcomes: list[Outcome] = []
-    for entry in entries:
-        try:
-            outcomes.append(analyse_entry(entry.body, policy, chains))
-        except EntryDecodeError as exc:
-            outcomes.append(exc)
-    return outcomes
-
-
 @dataclass
 class SigningRecorder:
+    """Shared by every log of the daemon: it keeps no per-log state."""
+
     store: Store
-    policy: Policy
-    chains: ChainVerifier
+    analyser: ChunkAnalyser
     trust: TrustRoot
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
-    def adopt_trust(self, trust: TrustRoot) -> None:
-        self.trust = trust
-        self.chains = ChainVerifier(trust)
+    async def analyse(self, entries: Sequence[SourceEntry]) -> dict[int, Outcome]:
+        """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
+        yield signings or cannot be decoded."""
+        return await self.analyser.analyse([entry.body for entry in entries]) if entries else {}
 
-    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch) -> None:
+    async def commit(
+        self, row: LogRow, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
+    ) -> None:
         started = time.perf_counter()
-        outcomes = await asyncio.to_thread(analyse_all, entries, self.policy, self.chains) if entries else []
-        for entry, outcome in zip(entries, outcomes, strict=True):
+        for position, outcome in sorted(outcomes.items()):
+            entry = entries[position]
             if isinstance(outcome, EntryDecodeError):
                 self._add_error(row, entry, outcome, batch)
             else:

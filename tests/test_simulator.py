@@ -32,6 +32,7 @@ from monitor.simulate.ca import (
     self_signed_test_certificate,
 )
 from monitor.simulate.entries import (
+    canonical,
     dsse_body,
     hashedrekord_body,
     hashedrekord_v002_body,
@@ -330,6 +331,32 @@ def test_entry_signatures_verify() -> None:
     public.verify(sig, pae, ec.ECDSA(hashes.SHA256()))
 
 
+def test_canonical_json_is_rfc8785() -> None:
+    for code in range(128):  # every ASCII character, escaped or not, in keys and values
+        document = {"k" + chr(code): [chr(code) * 2, 1 - 2**53, True, None, {"b": chr(code), "a": 0}]}
+        assert canonical(document) == rfc8785.dumps(document)
+    for unusual in ({"f": 1.5}, {"s": "é"}, {"é": 1}):  # these go to rfc8785 itself
+        assert canonical(unusual) == rfc8785.dumps(unusual)
+
+
+def test_populate_signs_the_entry_timestamps_it_will_serve() -> None:
+    log, ca = SimLog("sim.test"), LocalCA.generate()
+    log.append(b"already there")
+    populate(log, ca, 30, seed=3)
+    assert sorted(log.active.entry_timestamps) == list(range(1, 31))
+    public = log.key.public_key()
+    for index in range(1, 31):
+        location = log.locate(index)
+        assert location is not None
+        payload = {
+            "body": base64.b64encode(log.active.bodies[index]).decode(),
+            "integratedTime": log.active.integrated_times[index],
+            "logID": log.log_id.hex(),
+            "logIndex": index,
+        }
+        public.verify(log.signed_entry_timestamp(location), rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
+
+
 def test_populate_gives_every_entry_its_own_certificate() -> None:
     log, ca = SimLog("sim.test"), LocalCA.generate()
     report = populate(log, ca, 300, watched_fraction=0.1, seed=1)
@@ -564,6 +591,37 @@ async def test_checkpoints_signed_with_the_wrong_key_do_not_open(
         open_checkpoint((await get_json(http, f"{sim.url}/api/v1/log"))["signedTreeHead"], [verifier])
     sim.log.sign_with_wrong_key(False)
     open_checkpoint((await get_json(http, f"{sim.url}/api/v1/log"))["signedTreeHead"], [verifier])
+
+
+async def test_entry_checkpoints_are_signed_once_per_tree_head(
+    sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    fill(sim, 6)
+    verifier = log_verifier(sim)
+
+    async def entry_checkpoint(index: int) -> str:
+        async with http.post(f"{sim.url}/api/v1/log/entries/retrieve", json={"logIndexes": [index]}) as response:
+            text = await response.text()
+        assert text == json.dumps(json.loads(text))  # spelled as json.dumps spells it
+        return str(only_entry(json.loads(text)[0])[1]["verification"]["inclusionProof"]["checkpoint"])
+
+    first = await entry_checkpoint(0)
+    assert await entry_checkpoint(3) == first  # one signature for one tree head
+    fill(sim, 1)
+    assert open_checkpoint(await entry_checkpoint(0), [verifier]).size == 7
+    sim.log.fork(at=3)
+    forked = open_checkpoint(await entry_checkpoint(0), [verifier])
+    assert (forked.size, forked.root_hash) == (7, sim.log.active.root())
+    _, rewritten = only_entry((await retrieve(http, sim, {"logIndexes": [3]}))[0])
+    assert b64d(rewritten["body"]) == b"body 3\n"  # and its timestamp is signed anew
+    payload = {key: rewritten[key] for key in ("body", "integratedTime", "logID", "logIndex")}
+    signature = b64d(rewritten["verification"]["signedEntryTimestamp"])
+    sim.log.key.public_key().verify(signature, rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
+    sim.log.sign_with_wrong_key(True)
+    with pytest.raises(NoteError):
+        open_checkpoint(await entry_checkpoint(0), [verifier])
+    sim.log.sign_with_wrong_key(False)
+    assert open_checkpoint(await entry_checkpoint(0), [verifier]).root_hash == forked.root_hash
 
 
 async def test_control_endpoints_append_real_and_forged_signings(

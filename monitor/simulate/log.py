@@ -126,25 +126,26 @@ class Shard:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 PATH(index, D[0:size]), leaf to root.
 
-        Walked from the root down: each step's sibling is the half the leaf is not in. A left sibling
-        is always a perfect subtree (a stored hash); a right one may end at `size` (memoised).
+        Computed bottom up, as transparency-dev/merkle does: below level `inner` (where the paths to
+        `index` and to the last leaf meet) every sibling is a complete subtree, a stored hash, except
+        the topmost, which holds the last leaf and may be partial (memoised by `range_hash`); above
+        it the path runs along the right border, whose nodes that are right children have a
+        complete left sibling.
         """
         self.check_size(size)
         if not 0 <= index < size:
             raise ValueError(f"leaf {index} is not in a tree of size {size}")
-        levels, proof = self.levels, []
-        start, end = 0, size
-        while end - start > 1:
-            half = 1 << ((end - start - 1).bit_length() - 1)  # largest_power_of_two_below, inlined
-            split = start + half
-            if index < split:
-                proof.append(self.range_hash(split, end))
-                end = split
-            else:
-                level = half.bit_length() - 1
-                proof.append(levels[level][start >> level])
-                start = split
-        proof.reverse()
+        levels = self.levels
+        inner = (index ^ (size - 1)).bit_length()
+        proof = [levels[level][(index >> level) ^ 1] for level in range(inner - 1)]
+        if inner:
+            top = inner - 1
+            proof.append(self.range_hash(((index >> top) | 1) << top, size))
+        node, level = index >> inner, inner
+        while node:
+            if node & 1:
+                proof.append(levels[level][node - 1])
+            node, level = node >> 1, level + 1
         return proof
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
