@@ -16,12 +16,20 @@ run: $(STAMP)
 	$(BIN)/rekorwatch run -c $${REKORWATCH_CONFIG:-config/rekorwatch.yaml}
 
 test: $(STAMP)
-	$(BIN)/ruff check monitor tests bench migrations
+	$(BIN)/ruff check monitor tests bench migrations scripts
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check monitor tests bench migrations
+	$(BIN)/ruff check monitor tests bench migrations scripts
 	$(BIN)/ruff format --check monitor tests bench migrations
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_catchup.py --entries 100000
+	$(BIN)/python bench/bench_catchup.py --entries 200000 --api tiles
+	$(BIN)/python bench/bench_decode.py

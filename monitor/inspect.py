@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.config import Settings
@@ -33,6 +30,7 @@ from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
 from monitor.policy import Judgement, Policy
+from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
 from monitor.tlog.note import NoteError, open_checkpoint, verifier_for_key
 from monitor.trust import LogKey, TrustRoot, TrustRootError, load_trust_root
@@ -282,22 +280,17 @@ class _Checks:
             return self.fail("signed entry timestamp: the entry lacks integratedTime or logIndex")
         if not key.validity.contains(datetime.fromtimestamp(entry.integrated_time, UTC)):
             return self.fail("signed entry timestamp: the log key was not valid at integratedTime")
-        public_key = key.public_key
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.public_key, ec.EllipticCurvePublicKey):
             return self.fail("signed entry timestamp: the log key is not an ECDSA key")
-        signed = {
-            "body": base64.b64encode(entry.body).decode(),
-            "integratedTime": entry.integrated_time,
-            "logID": entry.log_id.hex(),
-            "logIndex": entry.log_index,
-        }
-        try:
-            payload = rfc8785.dumps(signed)
-        except rfc8785.CanonicalizationError:
-            return self.fail("signed entry timestamp: logIndex is beyond JSON's safe integers")
-        try:
-            public_key.verify(entry.signed_entry_timestamp, payload, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
+        proven = verify_signed_entry_timestamp(
+            key.public_key,
+            entry.signed_entry_timestamp,
+            body=entry.body,
+            integrated_time=entry.integrated_time,
+            log_id=entry.log_id,
+            log_index=entry.log_index,
+        )
+        if not proven:
             return self.fail("signed entry timestamp: the signature does not verify")
         return True
 

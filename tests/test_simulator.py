@@ -25,11 +25,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.simulate.ca import (
+    CODE_SIGNING,
+    LEAF_KEY_USAGE,
+    CertIdentity,
     LocalCA,
     codefresh_identity,
     email_identity,
+    extension,
+    fulcio_extensions,
     github_identity,
     self_signed_test_certificate,
+    subject_alternative_name,
 )
 from monitor.simulate.entries import (
     canonical,
@@ -254,6 +260,34 @@ def test_a_leaf_looks_like_fulcios() -> None:
     aki = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     ski = ca.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ski.digest
+
+
+def test_leaves_are_encoded_as_the_certificate_builder_encodes_them() -> None:
+    ca, key = LocalCA.generate(), ec.generate_private_key(ec.SECP256R1())
+    long_one = CertIdentity("https://x.test", "https://x.test/" + "u" * 300, "a@b.test", {2: "raw", 24: "v" * 200})
+    for identity in (codefresh_identity(**FULCIO_CODEFRESH), github_identity(), email_identity("a@b.test"), long_one):
+        leaf = ca.issue(identity, key=key).certificate
+        extensions = [
+            extension(LEAF_KEY_USAGE, critical=True),
+            extension(CODE_SIGNING),
+            extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key())),
+            extension(ca.authority_key_identifier),
+            extension(subject_alternative_name(identity), critical=True),
+            *(extension(value) for value in fulcio_extensions(identity)),
+        ]
+        reference = (
+            x509.CertificateBuilder(extensions=extensions)
+            .subject_name(x509.Name([]))
+            .issuer_name(ca.intermediate_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(leaf.serial_number)
+            .not_valid_before(leaf.not_valid_before_utc)
+            .not_valid_after(leaf.not_valid_after_utc)
+            .sign(ca.intermediate_key, hashes.SHA256())
+        )
+        assert leaf.tbs_certificate_bytes == reference.tbs_certificate_bytes
+        assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(minutes=10)
+        assert chains_to(leaf, ca)
 
 
 def test_the_ca_chain_is_intermediate_then_root() -> None:

@@ -2,7 +2,9 @@
 
 Leaves look like Fulcio's: 10-minute validity, an empty subject, the identity in a critical SAN, and
 the Fulcio extensions under OID 1.3.6.1.4.1.57264.1.N encoded as Fulcio does (N 1..6 raw bytes,
-N >= 8 DER UTF8String). EC P-256 everywhere, so issuing a certificate takes well under a millisecond.
+N >= 8 DER UTF8String). EC P-256 everywhere, and leaves are DER-encoded here directly (exactly as
+cryptography's CertificateBuilder encodes them, which the tests check), so issuing one costs about
+one signature.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ LEAF_VALIDITY = timedelta(minutes=10)
 CA_VALIDITY = timedelta(days=3650)
 BACKDATE = timedelta(days=1)
 DER_UTF8_STRING_TAG = 0x0C
+DER_X509_V3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+DER_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmIdentifier, no parameters
+DER_EMPTY_NAME = bytes.fromhex("3000")
+DER_TRUE = bytes.fromhex("0101ff")
+SAN_URI_TAG, SAN_EMAIL_TAG = 0x86, 0x81  # GeneralName [6] uniformResourceIdentifier, [1] rfc822Name
 
 CODEFRESH_ISSUER = "https://oidc.codefresh.io"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -61,8 +68,46 @@ def fulcio_oid(n: int) -> x509.ObjectIdentifier:
 
 def der_utf8_string(value: str) -> bytes:
     """DER encoding of an ASN.1 UTF8String: tag 0x0C, definite length, the UTF-8 bytes."""
-    content = value.encode()
-    return bytes([DER_UTF8_STRING_TAG]) + der_length(len(content)) + content
+    return der_tlv(DER_UTF8_STRING_TAG, value.encode())
+
+
+def der_tlv(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + der_length(len(content)) + content
+
+
+def der_integer(value: int) -> bytes:
+    """A non-negative INTEGER: minimal big-endian octets, a leading zero when the top bit is set."""
+    return der_tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def der_time(moment: datetime) -> bytes:
+    """RFC 5280 Time: UTCTime for 1950-2049, GeneralizedTime otherwise; whole seconds, UTC."""
+    moment = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    if 1950 <= moment.year < 2050:
+        return der_tlv(0x17, moment.strftime("%y%m%d%H%M%SZ").encode())
+    return der_tlv(0x18, moment.strftime("%Y%m%d%H%M%SZ").encode())
+
+
+@cache
+def der_oid(dotted: str) -> bytes:
+    arcs = [int(arc) for arc in dotted.split(".")]
+    content = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        septets = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            septets.append(0x80 | (arc & 0x7F))
+        content += bytes(reversed(septets))
+    return der_tlv(0x06, bytes(content))
+
+
+def der_extension(oid: str, value: bytes, *, critical: bool = False) -> bytes:
+    """An Extension: extnID, critical only when TRUE (DER omits a default), extnValue."""
+    return der_tlv(0x30, der_oid(oid) + (DER_TRUE if critical else b"") + der_tlv(0x04, value))
+
+
+def der_extension_of(value: x509.ExtensionType, *, critical: bool = False) -> bytes:
+    return der_extension(value.oid.dotted_string, value.public_bytes(), critical=critical)
 
 
 def der_length(length: int) -> bytes:
@@ -77,17 +122,30 @@ def fulcio_extension_value(n: int, value: str) -> bytes:
     return value.encode() if n in RAW_EXTENSIONS else der_utf8_string(value)
 
 
-def fulcio_extensions(identity: CertIdentity) -> list[x509.UnrecognizedExtension]:
+def fulcio_extension_values(identity: CertIdentity) -> list[tuple[int, bytes]]:
     """The issuer as 1.1 and 1.8, then the identity's extensions in OID order; empty values omitted."""
     reserved = {ISSUER_V1, USERNAME_SAN, ISSUER_V2} & set(identity.extensions)
     if reserved:
         raise ValueError(f"extensions {sorted(reserved)} are written by the CA, not by the identity")
     values = {ISSUER_V1: identity.issuer, ISSUER_V2: identity.issuer, **identity.extensions}
-    return [
-        x509.UnrecognizedExtension(fulcio_oid(n), fulcio_extension_value(n, values[n]))
-        for n in sorted(values)
-        if values[n]
-    ]
+    return [(n, fulcio_extension_value(n, values[n])) for n in sorted(values) if values[n]]
+
+
+def fulcio_extensions(identity: CertIdentity) -> list[x509.UnrecognizedExtension]:
+    """`fulcio_extension_values` as cryptography extensions."""
+    return [x509.UnrecognizedExtension(fulcio_oid(n), value) for n, value in fulcio_extension_values(identity)]
+
+
+def subject_alternative_name_der(identity: CertIdentity) -> bytes:
+    """The SAN extension's value: GeneralNames with the URI, then the email (both IA5, so ASCII)."""
+    names = b""
+    if identity.san_uri:
+        names += der_tlv(SAN_URI_TAG, identity.san_uri.encode("ascii"))
+    if identity.san_email:
+        names += der_tlv(SAN_EMAIL_TAG, identity.san_email.encode("ascii"))
+    if not names:
+        raise ValueError("a certificate identity needs a SAN URI or email")
+    return der_tlv(0x30, names)
 
 
 def subject_alternative_name(identity: CertIdentity) -> x509.SubjectAlternativeName:
@@ -122,6 +180,21 @@ def pem_of_der(der: bytes) -> bytes:
     text = base64.b64encode(der)
     lines = b"\n".join(text[start : start + 64] for start in range(0, len(text), 64))
     return b"-----BEGIN CERTIFICATE-----\n" + lines + b"\n-----END CERTIFICATE-----\n"
+
+
+# The last leaf key's SubjectPublicKeyInfo and SubjectKeyIdentifier extension (populate reuses one key).
+_leaf_key_parts: dict[int, tuple[ec.EllipticCurvePrivateKey, bytes, bytes]] = {}
+
+
+def leaf_key_parts(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+    cached = _leaf_key_parts.get(id(key))
+    if cached is None or cached[0] is not key:
+        public_key = key.public_key()
+        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        cached = (key, spki, der_extension_of(x509.SubjectKeyIdentifier.from_public_key(public_key)))
+        _leaf_key_parts.clear()
+        _leaf_key_parts[id(key)] = cached
+    return cached[1], cached[2]
 
 
 def issued(certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey) -> IssuedCert:
@@ -180,6 +253,8 @@ def organization_name(common_name: str) -> x509.Name:
 
 LEAF_KEY_USAGE = key_usage(digital_signature=True, key_cert_sign=False)
 CODE_SIGNING = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
+LEAF_EXTENSIONS_HEAD = der_extension_of(LEAF_KEY_USAGE, critical=True) + der_extension_of(CODE_SIGNING)
+SAN_OID = x509.SubjectAlternativeName.oid.dotted_string
 
 
 @dataclass(frozen=True)
@@ -231,35 +306,50 @@ class LocalCA:
         not_before: datetime | None = None,
         key: ec.EllipticCurvePrivateKey | None = None,
     ) -> IssuedCert:
-        """A Fulcio-like leaf for `identity`; pass `key` to reuse one leaf key across many certificates."""
+        """A Fulcio-like leaf for `identity`; pass `key` to reuse one leaf key across many certificates.
+
+        Extensions: key usage (critical), code signing, subject and authority key ids, the SAN
+        (critical), then the Fulcio ones. Encoded here; what CertificateBuilder would encode.
+        """
         leaf_key = key or new_p256_key()
         start = not_before or utc_now()
-        public_key = leaf_key.public_key()
-        extensions = [
-            extension(LEAF_KEY_USAGE, critical=True),
-            extension(CODE_SIGNING),
-            extension(x509.SubjectKeyIdentifier.from_public_key(public_key)),
-            extension(self.authority_key_identifier),
-            extension(subject_alternative_name(identity), critical=True),
-            *(extension(value) for value in fulcio_extensions(identity)),
-        ]
-        # Passing the extensions whole skips the builder's per-extension duplicate scan (quadratic).
-        certificate = (
-            x509.CertificateBuilder(extensions=extensions)
-            .subject_name(x509.Name([]))
-            .issuer_name(self.intermediate_cert.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + LEAF_VALIDITY)
-            .sign(self.intermediate_key, hashes.SHA256())
+        spki, subject_key_identifier = leaf_key_parts(leaf_key)
+        extensions = b"".join(
+            [
+                LEAF_EXTENSIONS_HEAD,
+                subject_key_identifier,
+                self.authority_key_identifier_der,
+                der_extension(SAN_OID, subject_alternative_name_der(identity), critical=True),
+                *(der_extension(f"{FULCIO_OID_PREFIX}.{n}", value) for n, value in fulcio_extension_values(identity)),
+            ]
         )
-        return issued(certificate, leaf_key)
+        tbs = der_tlv(
+            0x30,
+            DER_X509_V3
+            + der_integer(x509.random_serial_number())
+            + DER_ECDSA_WITH_SHA256
+            + self.issuer_name_der
+            + der_tlv(0x30, der_time(start) + der_time(start + LEAF_VALIDITY))
+            + DER_EMPTY_NAME
+            + spki
+            + der_tlv(0xA3, der_tlv(0x30, extensions)),
+        )
+        signature = self.intermediate_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        der = der_tlv(0x30, tbs + DER_ECDSA_WITH_SHA256 + der_tlv(0x03, b"\x00" + signature))
+        return IssuedCert(x509.load_der_x509_certificate(der), der, pem_of_der(der), leaf_key)
 
     @cached_property
     def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+    @cached_property
+    def authority_key_identifier_der(self) -> bytes:
+        return der_extension_of(self.authority_key_identifier)
+
+    @cached_property
+    def issuer_name_der(self) -> bytes:
+        return self.intermediate_cert.subject.public_bytes()
 
 
 def self_signed_test_certificate() -> IssuedCert:
