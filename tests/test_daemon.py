@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
 from monitor.config import (
+    AlertSink,
     CodefreshAccount,
     CodefreshPipeline,
     LogSettings,
@@ -155,9 +159,7 @@ async def test_history_api_and_metrics_agree_with_the_tables(
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
 
     config = tmp_path / "rekorwatch.yaml"
-    config.write_text(
-        f"database: {database_url}\ntrust: {{root: {sim.trust_files.trusted_root}, refresh: false}}\n"
-    )
+    config.write_text(f"database: {database_url}\ntrust: {{root: {sim.trust_files.trusted_root}, refresh: false}}\n")
     history = cli("history", "--format", "json", "-c", str(config))
     assert {row["log_index"]: row["verdict"] for row in json.loads(history)} == expected
     only_acme = json.loads(cli("history", "--account", "acme", "--format", "json", "-c", str(config)))
@@ -294,6 +296,7 @@ async def test_kill_9_mid_catch_up_then_restart_gives_the_identical_database(
     assert killed == fresh
     assert len(killed[0]) == 15 and len(killed[1]) == 10
 
+
 async def _wait_for_some_progress(database_url: str) -> None:
     for _ in range(600):
         try:
@@ -326,3 +329,39 @@ async def _replay_on_a_new_database(sim: RunningSimulator, database_url: str) ->
             return await _snapshot(other)
     assert await run_once(settings_for(sim, other), FAST_RETRY) == EXIT_OK
     return await _snapshot(other)
+
+
+async def test_run_once_delivers_the_alerts_it_raised_before_exiting(sim: RunningSimulator, database_url: str) -> None:
+    received: list[tuple[dict, str, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.append(
+            (
+                json.loads(body),
+                request.headers["X-Rekorwatch-Delivery"],
+                request.headers.get("X-Rekorwatch-Signature", ""),
+            )
+        )
+        expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(expected, request.headers["X-Rekorwatch-Signature"])
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        await sim.simulator.append_unwatched(20)
+        sim.simulator.append_codefresh(**UNEXPECTED)
+        sim.simulator.append_codefresh(**RENAMED)  # info: below the sink's min_severity
+        sink = AlertSink(type="webhook", url=f"http://127.0.0.1:{port}/hook", secret="s3cret", min_severity="warning")
+        assert await run_once(settings_for(sim, database_url, alerts=[sink]), FAST_RETRY) == EXIT_OK
+    finally:
+        await runner.cleanup()
+    [(body, delivery_id, _)] = received
+    assert body["kind"] == "unexpected_pipeline" and body["signing"]["pipeline_id"] == OTHER_PIPELINE
+    assert delivery_id == body["id"]
