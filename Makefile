@@ -31,5 +31,6 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_catchup.py --entries 100000
+	$(BIN)/python bench/bench_catchup.py --entries 100000 --postgres
 	$(BIN)/python bench/bench_catchup.py --entries 200000 --api tiles
 	$(BIN)/python bench/bench_decode.py

@@ -4,12 +4,16 @@ The simulator runs in its own process (as a real log would be elsewhere), prefil
 each with its own certificate (1% from the watched Codefresh issuer). The daemon runs as a
 subprocess too, so its peak RSS is measured alone. Prints entries/s and peak RSS.
 
-    .venv/bin/python bench/bench_catchup.py --entries 100000 [--database postgresql+asyncpg://...] [--api tiles]
+    .venv/bin/python bench/bench_catchup.py --entries 100000 [--postgres] [--api tiles]
+
+--postgres uses a fresh database on the server of $REKORWATCH_TEST_PG_URL (default the local one),
+dropped afterwards; the default is a fresh SQLite file.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import resource
@@ -53,15 +57,46 @@ def write_config(directory: Path, url: str, database: str, api: str) -> Path:
     return config
 
 
+PG_SERVER = os.environ.get("REKORWATCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def _admin(sql: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def run() -> None:
+        connection = await asyncpg.connect(make_url(PG_SERVER).set(drivername="postgresql").render_as_string(False))
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def fresh_postgres() -> str:
+    from sqlalchemy.engine import make_url
+
+    name = f"rekorwatch_bench_{os.getpid()}"
+    _admin(f'CREATE DATABASE "{name}"')
+    return make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres(database: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    _admin(f'DROP DATABASE IF EXISTS "{make_url(database).database}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=20000)
-    parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database, not SQLite")
     parser.add_argument("--api", choices=["v1", "tiles"], default="v1")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
         directory = Path(tmp)
-        database = args.database or f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+        database = fresh_postgres() if args.postgres else f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         started = time.perf_counter()
         simulator, url = start_simulator(directory, args.entries, args.api)
         print(f"simulator ready with {args.entries} entries in {time.perf_counter() - started:.1f}s", file=sys.stderr)
@@ -77,6 +112,8 @@ def main() -> None:
         finally:
             simulator.terminate()
             simulator.wait()
+            if args.postgres:
+                drop_postgres(database)
     backend = database.split(":", 1)[0]
     print(f"api={args.api} backend={backend} entries={args.entries} exit={result.returncode}")
     print(f"catch-up: {elapsed:.2f}s  {args.entries / elapsed:,.0f} entries/s  peak RSS {peak_mib:.0f} MiB")
