@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Select, exists, or_, select
 
@@ -11,6 +12,7 @@ from monitor.store.models import AlertDeliveryRow, AlertRow, SigningRow
 from monitor.store.repository import Store
 
 MAX_LIMIT = 1000
+Row = TypeVar("Row", SigningRow, AlertRow)
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,7 @@ async def signings_page(
 ) -> tuple[list[SigningRow], int | None]:
     """Up to `limit` signings, newest first (by id: the order they were read from the log), and
     the id to continue before, or None on the last page."""
-    query = _signing_query(where)
-    if before_id is not None:
-        query = query.where(SigningRow.id < before_id)
-    query = query.order_by(SigningRow.id.desc()).limit(limit + 1)
-    async with store.sessions() as session:
-        rows = list((await session.scalars(query)).all())
-    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+    return await _page(store, _signing_query(where), SigningRow, limit, before_id)
 
 
 async def signing_by_id(store: Store, signing_id: int) -> SigningRow | None:
@@ -86,10 +82,16 @@ def _alert_query(where: AlertFilter) -> Select[tuple[AlertRow]]:
 async def alerts_page(
     store: Store, where: AlertFilter, *, limit: int, before_id: int | None = None
 ) -> tuple[list[AlertRow], int | None]:
-    query = _alert_query(where)
+    return await _page(store, _alert_query(where), AlertRow, limit, before_id)
+
+
+async def _page(
+    store: Store, query: Select[tuple[Row]], model: type[Row], limit: int, before_id: int | None
+) -> tuple[list[Row], int | None]:
+    """Keyset pagination by id, newest first: one row more than asked tells whether a page follows."""
     if before_id is not None:
-        query = query.where(AlertRow.id < before_id)
-    query = query.order_by(AlertRow.id.desc()).limit(limit + 1)
+        query = query.where(model.id < before_id)
+    query = query.order_by(model.id.desc()).limit(limit + 1)
     async with store.sessions() as session:
         rows = list((await session.scalars(query)).all())
     return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)

@@ -11,15 +11,17 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
 from yarl import URL
+
+T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_RETRY_AFTER = 300.0
@@ -244,3 +246,13 @@ class HttpFetcher:
                 raise LogProtocolError(request.shown_url, f"answer exceeds the {limit}-byte cap")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def gather_or_cancel(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently, results in order; the first failure cancels the rest and propagates as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine) for coroutine in coroutines]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]

@@ -11,7 +11,7 @@ import asyncio
 import binascii
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from monitor.tlog.http import (
     Observer,
     RetryPolicy,
     UnexpectedStatusError,
+    gather_or_cancel,
 )
 from monitor.tlog.merkle import leaf_hash
 
@@ -166,7 +167,7 @@ class RekorV1Client:
         size = self._batch_size
         batches = [wanted[start : start + size] for start in range(0, len(wanted), size)]
         found: dict[int, RekorEntry] = {}
-        for entries in await _gather_or_cancel(self._retrieve(batch, proofs) for batch in batches):
+        for entries in await gather_or_cancel(self._retrieve(batch, proofs) for batch in batches):
             found.update(entries)
         return found
 
@@ -178,25 +179,13 @@ class RekorV1Client:
             if exc.status not in BATCH_TOO_LARGE_STATUSES or len(batch) == 1:
                 raise
             half = len(batch) // 2
-            first, second = await _gather_or_cancel(
+            first, second = await gather_or_cancel(
                 [self._retrieve(batch[:half], proofs), self._retrieve(batch[half:], proofs)]
             )
             return first | second
         url = self._http.url_for(RETRIEVE_PATH)
         parse = partial(match_entries, requested=frozenset(batch), proofs=proofs)
         return _parse_answer(raw, url, "retrieve answer", parse)
-
-
-async def _gather_or_cancel(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Like asyncio.gather, but the first failure cancels the rest and propagates unwrapped."""
-    tasks = [asyncio.create_task(coroutine) for coroutine in coroutines]
-    try:
-        return await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class MalformedError(Exception):

@@ -13,13 +13,12 @@ checkpoints, so a tampered tile or bundle only makes that verification fail.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import aiohttp
 
-from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy
+from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange, node_hash
 
 CHECKPOINT_PATH = "/checkpoint"
@@ -31,7 +30,6 @@ ENTRY_LENGTH_SIZE = 2  # each bundle entry is prefixed by its length, a big-endi
 DEFAULT_RETRY = RetryPolicy()
 
 Range = tuple[int, int]  # leaves [start, end)
-T = TypeVar("T")
 
 
 class TileFormatError(ValueError):
@@ -198,16 +196,6 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
     return node
 
 
-async def _gather_all(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run concurrently, results in order; the first failure cancels the rest and propagates as itself."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(coroutine) for coroutine in coroutines]
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
-
-
 class TilesClient:
     """Reads one tlog-tiles log: its checkpoint, tiles and entries, and proofs computed from its tiles.
 
@@ -261,7 +249,7 @@ class TilesClient:
         if not 0 <= first <= end <= tree_size:
             raise ValueError(f"entries [{first}, {end}) are not in a tree of size {tree_size}")
         bundles = range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
-        fetched = await _gather_all(self.get_entry_bundle(bundle, tree_size) for bundle in bundles)
+        fetched = await gather_or_cancel(self.get_entry_bundle(bundle, tree_size) for bundle in bundles)
         entries: list[bytes] = []
         for bundle, bundle_entries in zip(bundles, fetched, strict=True):
             offset = bundle * TILE_WIDTH
@@ -308,7 +296,7 @@ class TilesClient:
             if node.level < 0 or node.index < 0 or (node.index + 1) << node.level > tree_size:
                 raise ValueError(f"{node} is not a complete subtree of a tree of size {tree_size}")
         wanted = list(dict.fromkeys(node.tile() for node in nodes))
-        fetched = await _gather_all(self.get_tile(level, index, tree_size) for level, index in wanted)
+        fetched = await gather_or_cancel(self.get_tile(level, index, tree_size) for level, index in wanted)
         tiles = dict(zip(wanted, fetched, strict=True))
         return {node: perfect_subtree_root(tiles[node.tile()][node.slice_in_tile()]) for node in nodes}
 
