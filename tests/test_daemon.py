@@ -365,3 +365,26 @@ async def test_run_once_delivers_the_alerts_it_raised_before_exiting(sim: Runnin
     [(body, delivery_id, _)] = received
     assert body["kind"] == "unexpected_pipeline" and body["signing"]["pipeline_id"] == OTHER_PIPELINE
     assert delivery_id == body["id"]
+
+
+async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
+    sim: RunningSimulator, database_url: str, tmp_path: Path
+) -> None:
+    await sim.simulator.append_unwatched(3000)
+    settings = settings_for(sim, database_url)
+    config = tmp_path / "daemon.yaml"
+    config.write_text(settings.model_dump_json())
+    sim.faults.inject(count=100_000, delay=0.03)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "monitor", "run", "-c", str(config)),
+        env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
+    )
+    await _wait_for_some_progress(database_url)
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+    sim.faults.inject(count=0)
+    [row] = await table(database_url, LogRow)
+    assert row.next_index % 1024 == 0 and 0 < row.next_index < 3000, "stopped between two chunks"
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await table(database_url, LogRow)
+    assert row.next_index == 3000
