@@ -75,6 +75,8 @@ class CycleResult:
     inconsistent: bool = False
     lagging: bool = False
     """Entries announced by a verified checkpoint remain unread after the cycle."""
+    standby: bool = False
+    """Another replica holds the log's lock and tails it."""
 
 
 class LogFollower:
@@ -319,6 +321,9 @@ class LogFollower:
 
     async def cycle(self) -> CycleResult:
         """Verify the newest checkpoint of every followed shard and catch up to it."""
+        if not await self.store.hold_log_lock(self.url):
+            self.log.debug("log_tailed_by_another_replica")
+            return CycleResult(standby=True)
         heads = await self.source.heads()
         result = CycleResult()
         self.rows = await self.rows_to_follow(heads)
@@ -434,7 +439,7 @@ async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyn
                 follower.log.info("log_reachable_again")
                 await _mark_rows(follower, "ok")
             backoff.succeeded()
-            if result.entries or not result.lagging:
+            if result.entries or not result.lagging or result.standby:
                 stall.progressed()
             if result.entries:
                 delay = 0  # more may have arrived while we were catching up

@@ -217,3 +217,22 @@ async def test_unreachable_log_exits_1_without_losing_the_cursor(tmp_path: Path,
         logs=[LogSettings(url="http://127.0.0.1:9", api="v1", start=0)],
     )
     assert await run_once(settings, FAST_RETRY) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_log_tailed_by_another_replica_is_left_alone(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 50)
+    settings = settings_for(sim, database_url, start=0)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK  # creates the schema and the row
+    await fill(sim, 50)
+    other_replica = Store.open(database_url)
+    try:
+        assert await other_replica.hold_log_lock(sim.url)
+        assert await run_once(settings, FAST_RETRY) == EXIT_OK
+        [row] = await status_of(database_url)
+        assert row["next_index"] == 50, "the standby replica read nothing"
+    finally:
+        await other_replica.close()
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 100, "and takes over once the holder is gone"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from monitor.store.db import create_engine
 from monitor.store.models import (
@@ -82,13 +83,40 @@ class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._lock_connections: dict[str, AsyncConnection] = {}
 
     @classmethod
     def open(cls, url: str) -> Store:
         return cls(create_engine(url))
 
     async def close(self) -> None:
+        for connection in self._lock_connections.values():
+            await connection.close()
+        self._lock_connections.clear()
         await self.engine.dispose()
+
+    async def hold_log_lock(self, url: str) -> bool:
+        """Whether this process may tail `url`. On PostgreSQL, one replica at a time holds a session
+        advisory lock per log on a connection of its own; when it dies, the connection and the lock
+        go, and another replica takes over at its next try. SQLite has a single writer: always True.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if url in self._lock_connections:
+            return True
+        connection = await self.engine.connect()
+        key = int.from_bytes(hashlib.sha256(f"rekorwatch-log:{url}".encode()).digest()[:8], "big", signed=True)
+        try:
+            held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+            await connection.commit()
+        except BaseException:
+            await connection.close()
+            raise
+        if held:
+            self._lock_connections[url] = connection
+        else:
+            await connection.close()
+        return held
 
     async def ping(self) -> None:
         async with self.sessions() as session:

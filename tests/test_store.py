@@ -1,0 +1,72 @@
+"""The store: migrations keep data, alert dedup across writers, and one tailer per log on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from monitor.store.db import alembic_config, upgrade
+from monitor.store.repository import NewAlert, Store
+
+OLD_LOG = (
+    "INSERT INTO logs (url, api, origin, tree_id, shard_offset, tree_size, verified_size, next_index, "
+    "compact_range, state, retired, updated_at) VALUES ('https://rekor.example', 'v1', 'rekor.example - 7', "
+    "'7', 0, 10, 10, 10, :blob, 'ok', false, CURRENT_TIMESTAMP)"
+)
+
+
+async def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> None:
+    await _upgrade_to(database_url, "0001")
+    store = Store.open(database_url)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.execute(text(OLD_LOG), {"blob": b"\x01" * 64})
+        await store.raise_alert(NewAlert("log_stalled:x", "log_stalled", "warning", "old alert", {}))
+    finally:
+        await store.close()
+    await upgrade(database_url)
+    store = Store.open(database_url)
+    try:
+        [log] = await store.logs()
+        assert (log.url, log.next_index, log.compact_range) == ("https://rekor.example", 10, b"\x01" * 64)
+        [alert] = await store.alerts()
+        assert alert.summary == "old alert"
+        async with store.engine.connect() as connection:
+            assert await connection.scalar(text("SELECT count(*) FROM signings")) == 0
+    finally:
+        await store.close()
+
+
+async def _upgrade_to(database_url: str, revision: str) -> None:
+    import asyncio
+
+    await asyncio.to_thread(command.upgrade, alembic_config(database_url), revision)
+
+
+async def test_an_alert_is_raised_once_whatever_the_number_of_writers(database_url: str) -> None:
+    await upgrade(database_url)
+    first, second = Store.open(database_url), Store.open(database_url)
+    try:
+        alert = NewAlert("impersonation:u:1:abc", "impersonation", "critical", "x", {})
+        assert await first.raise_alert(alert, [("hook", "info")])
+        assert not await second.raise_alert(alert, [("hook", "info")])
+        assert len(await first.alerts()) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_one_replica_tails_a_log_and_another_takes_over_when_it_dies(database_url: str) -> None:
+    await upgrade(database_url)
+    first, second = Store.open(database_url), Store.open(database_url)
+    try:
+        assert await first.hold_log_lock("https://rekor.example")
+        assert await first.hold_log_lock("https://rekor.example"), "the holder keeps it"
+        assert not await second.hold_log_lock("https://rekor.example")
+        assert await second.hold_log_lock("https://other.example"), "one lock per log"
+        await first.close()  # the replica dies: its connection and lock go
+        assert await second.hold_log_lock("https://rekor.example")
+    finally:
+        await second.close()
