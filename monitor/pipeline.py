@@ -125,6 +125,9 @@ class LogFollower:
 
     async def verify_checkpoint(self, row: LogRow, head: ShardHead) -> Checkpoint:
         """Verify the shard's newest checkpoint against the stored one, and store it."""
+        if head.size_hint != row.tree_size:  # what the log announces, verified or not: for lag
+            await self.store.set_tree_size(row.id, head.size_hint)
+            row.tree_size = head.size_hint
         try:
             checkpoint = self.open_note(head.signed_note, head.tree_id)
             if row.verified_root is not None:
@@ -135,9 +138,8 @@ class LogFollower:
         await self.store.save_checkpoint(
             row.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note)
         )
-        await self.store.set_tree_size(row.id, checkpoint.size)
         row.verified_size, row.verified_root = checkpoint.size, checkpoint.root_hash.hex()
-        row.tree_size, row.last_checkpoint_at = checkpoint.size, datetime.now(UTC)
+        row.last_checkpoint_at = datetime.now(UTC)
         self._count_checkpoint("ok")
         self.publish_gauges()
         return checkpoint
@@ -246,9 +248,13 @@ class LogFollower:
     async def catch_up(self, row: LogRow, head: ShardHead, checkpoint: Checkpoint) -> int:
         """Read, verify and commit every entry up to the checkpoint; returns how many."""
         final = not head.active
-        compact = self.compact_range(row) or await self.bootstrap_range(row, head, checkpoint)
         target = checkpoint.size
         start = row.shard_next
+        compact = self.compact_range(row)
+        if compact is None:
+            if start > target:
+                return 0  # a configured start beyond the log's end: wait for the log to reach it
+            compact = await self.bootstrap_range(row, head, checkpoint)
         if start >= target:
             if final and start == target and not row.retired:
                 batch = self._batch(row, row.next_index, compact, retired=True)

@@ -236,3 +236,15 @@ async def test_a_log_tailed_by_another_replica_is_left_alone(sim: RunningSimulat
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [row] = await status_of(database_url)
     assert row["next_index"] == 100, "and takes over once the holder is gone"
+
+
+async def test_a_start_beyond_the_end_waits_for_the_log(sim: RunningSimulator, database_url: str) -> None:
+    await fill(sim, 10)
+    settings = settings_for(sim, database_url, start=25)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 25 and row["verified_size"] == 10
+    await fill(sim, 20)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await status_of(database_url)
+    assert row["next_index"] == 30
