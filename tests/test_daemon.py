@@ -388,3 +388,34 @@ async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [row] = await table(database_url, LogRow)
     assert row.next_index == 3000
+
+
+async def test_a_log_that_makes_no_progress_raises_log_stalled_once(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    await sim.simulator.append_unwatched(5)
+    assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
+    sim.faults.inject(count=1_000_000, status=503)
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run_forever(settings_for(sim, database_url), FAST_RETRY, stop))
+    try:
+        for _ in range(200):
+            alerts = await _alerts_if_any(database_url)
+            if alerts:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)  # more failed cycles: still one alert for this stall
+    finally:
+        stop.set()
+        assert await daemon == EXIT_OK
+    [alert] = await table(database_url, AlertRow)
+    assert alert.kind == "log_stalled" and alert.severity == "warning" and sim.url in alert.summary
+    [row] = await table(database_url, LogRow)
+    assert row.state == "unreachable"
+
+
+async def _alerts_if_any(database_url: str) -> list:
+    try:
+        return await table(database_url, AlertRow)
+    except Exception:  # schema not created yet
+        return []
