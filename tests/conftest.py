@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
+from hypothesis import settings
 from sqlalchemy.engine import make_url
+
+# The suite runs on a loaded 2-core machine beside PostgreSQL: a slow example is not a failure.
+settings.register_profile("rekorwatch", deadline=None)
+settings.load_profile("rekorwatch")
 
 PG_URL = os.environ.get("REKORWATCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
