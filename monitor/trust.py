@@ -103,11 +103,6 @@ class TrustRoot:
         wanted = url.rstrip("/")
         return [key for key in self.tlogs if key.base_url.rstrip("/") == wanted]
 
-    def fulcio_authorities_at(self, moment: datetime) -> list[FulcioAuthority]:
-        return [ca for ca in self.fulcio if ca.validity.contains(moment)]
-
-    def rekor_services_at(self, moment: datetime) -> list[RekorService]:
-        return [svc for svc in self.rekor_services if svc.validity.contains(moment)]
 
 
 def _timestamp(value: str) -> datetime:

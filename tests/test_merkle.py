@@ -255,16 +255,6 @@ def test_extend_equals_appending_one_by_one() -> None:
     assert extended == appended
 
 
-def test_copy_is_independent() -> None:
-    leaves = random_leaf_hashes(10, seed=7)
-    compact = CompactRange()
-    compact.extend(leaves[:7])
-    copied = compact.copy()
-    compact.append(leaves[7])
-    assert copied.size == 7
-    assert copied.root() == naive_root(leaves[:7])
-
-
 def test_from_inclusion_proof_of_every_leaf() -> None:
     leaves = random_leaf_hashes(70, seed=8)
     for size in range(1, len(leaves) + 1):

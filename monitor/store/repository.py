@@ -118,10 +118,6 @@ class Store:
             await connection.close()
         return held
 
-    async def ping(self) -> None:
-        async with self.sessions() as session:
-            await session.execute(select(1))
-
     # logs -------------------------------------------------------------------------------------
 
     async def logs(self, url: str | None = None) -> list[LogRow]:

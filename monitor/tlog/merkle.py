@@ -182,9 +182,6 @@ class CompactRange:
         """The hashes concatenated, for storage next to `size`."""
         return b"".join(self.hashes)
 
-    def copy(self) -> CompactRange:
-        return CompactRange(self.size, list(self.hashes))
-
     def append(self, leaf_hash: bytes) -> None:
         """Fold in the leaf hash at index `size`."""
         if len(leaf_hash) != HASH_SIZE:
