@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -26,6 +28,14 @@ _worker: tuple[Policy, ChainVerifier] | None = None
 def _start_worker(policy: Policy, chains: ChainVerifier) -> None:
     global _worker
     _worker = (policy, chains)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A daemon killed with -9 cannot stop its worker: the worker notices and goes too."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _analyse_in_worker(bodies: Sequence[bytes]) -> dict[int, Outcome]:

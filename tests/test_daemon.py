@@ -284,17 +284,35 @@ async def test_kill_9_mid_catch_up_then_restart_gives_the_identical_database(
         env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
     )
     await _wait_for_some_progress(database_url)
+    workers = _children(process.pid)
     process.send_signal(signal.SIGKILL)
     await process.wait()
     sim.faults.inject(count=0)
     [row] = await table(database_url, LogRow)
     assert 0 < row.next_index < sim.log.size, "the kill should land mid catch-up"
+    assert workers, "the daemon decodes in a worker process"
+    for _ in range(100):  # the orphaned worker follows its parent
+        if not _alive(workers):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"worker processes {workers} outlived the killed daemon")
 
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     killed = await _snapshot(database_url)
     fresh = await _replay_on_a_new_database(sim, database_url)
     assert killed == fresh
     assert len(killed[0]) == 15 and len(killed[1]) == 10
+
+
+def _alive(pids: list[int]) -> bool:
+    return any(os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()
+    ]
 
 
 async def _wait_for_some_progress(database_url: str) -> None:
@@ -390,9 +408,7 @@ async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
     assert row.next_index == 3000
 
 
-async def test_a_log_that_makes_no_progress_raises_log_stalled_once(
-    sim: RunningSimulator, database_url: str
-) -> None:
+async def test_a_log_that_makes_no_progress_raises_log_stalled_once(sim: RunningSimulator, database_url: str) -> None:
     await sim.simulator.append_unwatched(5)
     assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
     sim.faults.inject(count=1_000_000, status=503)
