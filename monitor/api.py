@@ -13,7 +13,6 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitor.metrics import Metrics
 from monitor.report import ALERT_STATUSES, VERDICTS, alert_objects, log_object, parse_time
+from monitor.store.models import LogRow
 from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
 from monitor.store.repository import Store
 
@@ -145,7 +145,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": True})
 
 
-def not_ready_reason(rows: list[Any], poll_interval: float, now: datetime) -> str | None:
+def not_ready_reason(rows: list[LogRow], poll_interval: float, now: datetime) -> str | None:
     followed = [row for row in rows if not row.retired]
     if not followed:
         return "no log has verified a checkpoint yet"
