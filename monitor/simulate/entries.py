@@ -14,6 +14,7 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 JCS_EXACT_INTEGERS = 2**53  # RFC 8785 writes numbers as IEEE doubles: integers below this are exact
@@ -147,8 +148,17 @@ def intoto_v002_body(
     )
 
 
-def hashedrekord_v002_body(cert_der: bytes, artifact: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
-    """Rekor v2 hashedrekord v0.0.2: base64 digest and a DER certificate verifier."""
+def hashedrekord_v002_body(
+    cert_der: bytes | None, artifact: bytes, private_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """Rekor v2 hashedrekord v0.0.2: base64 digest; the verifier is the DER certificate, or with
+    `cert_der=None` the key's DER SPKI (a plain-key signing)."""
+    verifier: dict[str, object] = {"keyDetails": "PKIX_ECDSA_P256_SHA_256"}
+    if cert_der is None:
+        spki = private_key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        verifier["publicKey"] = {"rawBytes": b64(spki)}
+    else:
+        verifier["x509Certificate"] = {"rawBytes": b64(cert_der)}
     return canonical(
         {
             "apiVersion": "0.0.2",
@@ -156,13 +166,7 @@ def hashedrekord_v002_body(cert_der: bytes, artifact: bytes, private_key: ec.Ell
             "spec": {
                 "hashedRekordV002": {
                     "data": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(artifact).digest())},
-                    "signature": {
-                        "content": b64(sign(private_key, artifact)),
-                        "verifier": {
-                            "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                            "x509Certificate": {"rawBytes": b64(cert_der)},
-                        },
-                    },
+                    "signature": {"content": b64(sign(private_key, artifact)), "verifier": verifier},
                 }
             },
         }

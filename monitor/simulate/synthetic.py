@@ -31,15 +31,12 @@ from monitor.simulate.ca import (
 )
 from monitor.simulate.entries import (
     IN_TOTO_PAYLOAD_TYPE,
-    b64,
-    canonical,
     dsse_body,
     hashedrekord_body,
     hashedrekord_v002_body,
     intoto_v002_body,
     pre_authentication_encoding,
     public_key_pem,
-    sign,
 )
 from monitor.simulate.log import SimLog, entry_timestamp
 
@@ -60,28 +57,6 @@ IN_TOTO_STATEMENT = (
 OTHER_ORGS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")
 EMAIL_ISSUERS = ("https://accounts.google.com", "https://github.com/login/oauth")
 POPULATE_CHUNK = 2_000
-
-
-def hashedrekord_v002_public_key_body(private_key: ec.EllipticCurvePrivateKey, artifact: bytes) -> bytes:
-    """Rekor v2 hashedrekord v0.0.2 signed with a plain key: the verifier is the key's DER SPKI."""
-    spki = private_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return canonical(
-        {
-            "apiVersion": "0.0.2",
-            "kind": "hashedrekord",
-            "spec": {
-                "hashedRekordV002": {
-                    "data": {"algorithm": "SHA2_256", "digest": b64(hashlib.sha256(artifact).digest())},
-                    "signature": {
-                        "content": b64(sign(private_key, artifact)),
-                        "verifier": {"keyDetails": "PKIX_ECDSA_P256_SHA_256", "publicKey": {"rawBytes": b64(spki)}},
-                    },
-                }
-            },
-        }
-    )
 
 
 def object_id(rng: random.Random) -> str:
@@ -162,7 +137,7 @@ class EntryFactory:
         """Signed with a plain key, no certificate: hashedrekord or intoto v0.0.2 (v2: hashedrekord 0.0.2)."""
         key = self.leaf_key or new_p256_key()
         if self.rekor_v2:
-            return hashedrekord_v002_public_key_body(key, self.artifact())
+            return hashedrekord_v002_body(None, self.artifact(), key)
         if self.rng.random() < 0.5:
             return hashedrekord_body(public_key_pem(key), self.artifact(), key)
         return intoto_v002_body(public_key_pem(key), IN_TOTO_STATEMENT, key)
