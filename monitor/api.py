@@ -27,6 +27,7 @@ from monitor.store.repository import Store
 log = structlog.get_logger(__name__)
 
 DEFAULT_LIMIT = 100
+MAX_ID = 2**63 - 1  # ids are SQL BIGINTs at most: a larger one would be a database error, not a 400
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -84,7 +85,7 @@ def _cursor(request: web.Request) -> int | None:
         value = base64.urlsafe_b64decode(raw.encode() + b"==").decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest("cursor is not one this API gave out") from None
-    if not value.isdecimal():
+    if not value.isdecimal() or int(value) > MAX_ID:
         raise BadRequest("cursor is not one this API gave out")
     return int(value)
 
@@ -168,8 +169,8 @@ async def list_signings(request: web.Request) -> web.Response:
 
 async def get_signing(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdecimal():
-        raise BadRequest("a signing id is an integer")
+    if not raw.isdecimal() or int(raw) > MAX_ID:
+        raise BadRequest("a signing id is a positive integer")
     row = await signing_by_id(request.app[CONTEXT].store, int(raw))
     if row is None:
         return json_error(404, f"no signing {raw}")

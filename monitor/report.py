@@ -59,9 +59,9 @@ def parse_time(value: str) -> datetime:
     """RFC 3339 (`2026-01-02T03:04:05Z`) or a date (`2026-01-02`, midnight UTC); naive means UTC."""
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError as exc:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"{value!r} is not an RFC 3339 time or a YYYY-MM-DD date") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def alert_object(row: AlertRow, deliveries: Sequence[AlertDeliveryRow]) -> dict[str, Any]:

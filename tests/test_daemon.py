@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -193,11 +194,15 @@ async def test_history_api_and_metrics_agree_with_the_tables(
                 assert item["account_name"] == "ACME" and item["account_id"] == OTHER_ACCOUNT
             async with http.get(f"{base}/api/v1/signings/{item['id']}", headers=auth) as response:
                 assert (await response.json()) == item
-            for bad in ("limit=0", "limit=x", "since=yesterday", "verdict=nope", "cursor=%%%"):
+            huge = base64.urlsafe_b64encode(b"9" * 30).decode()
+            bad_queries = ["limit=0", "limit=x", "since=yesterday", "verdict=nope", "cursor=%%%", f"cursor={huge}"]
+            for bad in [*bad_queries, "since=0001-01-01T00:00:00%2B14:00"]:
                 async with http.get(f"{base}/api/v1/signings?{bad}", headers=auth) as response:
                     assert response.status == 400 and "error" in await response.json(), bad
             async with http.get(f"{base}/api/v1/signings/999999", headers=auth) as response:
                 assert response.status == 404
+            async with http.get(f"{base}/api/v1/signings/{'9' * 30}", headers=auth) as response:
+                assert response.status == 400
             async with http.get(f"{base}/api/v1/alerts?kind=impersonation", headers=auth) as response:
                 [alert] = (await response.json())["items"]
                 assert alert["signing_id"] == item["id"] and alert["log_url"] == sim.url
