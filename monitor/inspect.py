@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.config import Settings
 from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
+from monitor.identity.sct import verify_embedded_scts
 from monitor.policy import Judgement, Policy
 from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
@@ -333,13 +335,14 @@ def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
         "mismatches": [],
         "certificate_sha256": hashlib.sha256(der).hexdigest(),
         "chain_verified": False,
+        "sct_verified": None,
         "extensions": {},
         **_judgement_view(None),
         "error": str(error),
     }
 
 
-def _certificate_view(der: bytes, policy: Policy, chains: ChainVerifier) -> dict[str, Any]:
+def _certificate_view(der: bytes, policy: Policy, trust_root: TrustRoot, chains: ChainVerifier) -> dict[str, Any]:
     try:
         certificate = parse_fulcio_certificate(der)
     except CertificateError as exc:
@@ -349,6 +352,7 @@ def _certificate_view(der: bytes, policy: Policy, chains: ChainVerifier) -> dict
     return {
         **_identity_view(certificate, identity),
         "chain_verified": chain_verified,
+        "sct_verified": verify_embedded_scts(x509.load_der_x509_certificate(der), trust_root),
         "extensions": certificate.extensions,
         **_judgement_view(policy.judge(identity, chain_verified)),
     }
@@ -374,7 +378,7 @@ def inspect_entry(entry: TlogEntry, trust_root: TrustRoot, policy: Policy) -> di
         "set_verified": checks.signed_entry_timestamp(),
         "artifact_digest": decoded.artifact_digest,
         "public_keys": decoded.public_keys,
-        "certificates": [_certificate_view(der, policy, chains) for der in decoded.certificates],
+        "certificates": [_certificate_view(der, policy, trust_root, chains) for der in decoded.certificates],
         "problems": checks.problems,
     }
 
