@@ -33,11 +33,11 @@ import structlog
 from monitor.config import LogSettings
 from monitor.metrics import Metrics
 from monitor.store.models import LogRow
-from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint
+from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint, alert_payload
 from monitor.tlog.http import LogProtocolError, LogUnavailableError
 from monitor.tlog.merkle import CompactRange, ProofError, verify_consistency
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import LogSource, ShardHead, SourceEntry
+from monitor.tlog.source import LogSource, ShardHead, SourceEntry, log_name
 from monitor.trust import TrustRoot
 
 log = structlog.get_logger(__name__)
@@ -371,7 +371,7 @@ class LogFollower:
             kind="log_inconsistent",
             severity="critical",
             summary=f"log {self.url} (shard {row.tree_id}) is inconsistent: {exc.detail}",
-            payload={"reason": exc.reason, "detail": exc.detail, "tree_id": row.tree_id},
+            payload=alert_payload(row.url, row.origin, reason=exc.reason, detail=exc.detail, tree_id=row.tree_id),
             log_id=row.id,
         )
         await self.store.mark_inconsistent(row.id, exc.detail, alert, self.sinks)
@@ -426,7 +426,7 @@ class StallWatch:
                 kind="log_stalled",
                 severity="warning",
                 summary=f"log {url} made no progress for {idle:.0f}s (since {since})",
-                payload={"signing": None, "log": {"url": url, "origin": url.split('://', 1)[-1]}, "since": since},
+                payload=alert_payload(url, log_name(url), since=since),
             ),
             self.follower.sinks,
         )

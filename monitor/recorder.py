@@ -21,7 +21,7 @@ from monitor.analysis import EntryAnalysis, Finding
 from monitor.entries import EntryDecodeError
 from monitor.metrics import Metrics
 from monitor.store.models import LogRow, SigningRow
-from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store
+from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
 from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
 from monitor.tlog.source import SourceEntry
 from monitor.trust import TrustRoot
@@ -65,13 +65,13 @@ class SigningRecorder:
                 kind="entry_undecodable",
                 severity="warning",
                 summary=f"entry {entry.log_index} of {row.url} cannot be decoded ({error.reason})",
-                payload={
-                    "signing": None,
-                    "log": {"url": row.url, "origin": row.origin},
-                    "log_index": entry.log_index,
-                    "reason": error.reason,
-                    "detail": error.detail[:1000],
-                },
+                payload=alert_payload(
+                    row.url,
+                    row.origin,
+                    log_index=entry.log_index,
+                    reason=error.reason,
+                    detail=error.detail[:1000],
+                ),
                 log_id=row.id,
             )
         )
@@ -111,7 +111,7 @@ class SigningRecorder:
                 kind=judgement.alert_kind,
                 severity=judgement.severity,
                 summary=alert_summary(judgement.alert_kind, identity.identity, judgement.reason, entry.log_index),
-                payload={"log": {"url": row.url, "origin": row.origin}, "reason": judgement.reason},
+                payload=alert_payload(row.url, row.origin, reason=judgement.reason),
                 log_id=row.id,
             )
         return SignedAlert(signing, alert)

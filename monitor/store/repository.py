@@ -25,6 +25,12 @@ from monitor.store.models import (
 )
 
 
+def alert_payload(url: str, origin: str, **details: Any) -> dict[str, Any]:
+    """Every alert's payload: the log it is about, and the signing (null for log alerts; filled in
+    by `commit_batch` once the signing has its id). The sinks read it back (alerts/message.py)."""
+    return {"signing": None, "log": {"url": url, "origin": origin}, **details}
+
+
 @dataclass(frozen=True)
 class NewAlert:
     dedup_key: str
