@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from monitor.config import Settings
 from monitor.entries import EntryDecodeError, decode_entry
@@ -32,7 +31,7 @@ from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
 from monitor.identity.sct import verify_embedded_scts
 from monitor.policy import Judgement, Policy
-from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
+from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
 from monitor.tlog.note import NoteError, open_checkpoint, verifier_for_key
 from monitor.trust import LogKey, TrustRoot, TrustRootError, load_trust_root
@@ -275,26 +274,17 @@ class _Checks:
         entry = self.entry
         if entry.signed_entry_timestamp is None:
             return None
-        key = self.log_key()
-        if key is None:
-            return self.fail("signed entry timestamp: the trust root has no log key with this entry's log id")
         if entry.integrated_time is None or entry.log_index is None or entry.log_id is None:
             return self.fail("signed entry timestamp: the entry lacks integratedTime or logIndex")
-        if not key.validity.contains(datetime.fromtimestamp(entry.integrated_time, UTC)):
-            return self.fail("signed entry timestamp: the log key was not valid at integratedTime")
-        if not isinstance(key.public_key, ec.EllipticCurvePublicKey):
-            return self.fail("signed entry timestamp: the log key is not an ECDSA key")
-        proven = verify_signed_entry_timestamp(
-            key.public_key,
+        problem = signed_entry_timestamp_problem(
+            self.log_key(),
             entry.signed_entry_timestamp,
             body=entry.body,
             integrated_time=entry.integrated_time,
             log_id=entry.log_id,
             log_index=entry.log_index,
         )
-        if not proven:
-            return self.fail("signed entry timestamp: the signature does not verify")
-        return True
+        return self.fail(f"signed entry timestamp: {problem}") if problem else True
 
 
 # -- the report ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from monitor.entries import EntryDecodeError
 from monitor.metrics import Metrics
 from monitor.store.models import LogRow, SigningRow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
-from monitor.tlog.entry_timestamp import verify_signed_entry_timestamp
+from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry
 from monitor.trust import TrustRoot
 
@@ -120,19 +120,16 @@ class SigningRecorder:
         """The entry's integratedTime, only when its signed entry timestamp proves it."""
         if entry.integrated_time is None or entry.signed_entry_timestamp is None:
             return None
-        key = self.trust.log_key(entry.log_id)
-        if key is None:
-            return None
-        proven = verify_signed_entry_timestamp(
-            key.public_key,
+        problem = signed_entry_timestamp_problem(
+            self.trust.log_key(entry.log_id),
             entry.signed_entry_timestamp,
             body=entry.body,
             integrated_time=entry.integrated_time,
             log_id=entry.log_id,
             log_index=entry.log_index,
         )
-        if not proven:
-            log.warning("signed_entry_timestamp_invalid", index=entry.log_index)
+        if problem:
+            log.warning("integrated_time_unproven", index=entry.log_index, problem=problem)
             return None
         return datetime.fromtimestamp(entry.integrated_time, UTC)
 

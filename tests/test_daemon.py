@@ -440,3 +440,15 @@ async def _alerts_if_any(database_url: str) -> list:
         return await table(database_url, AlertRow)
     except Exception:  # schema not created yet
         return []
+
+
+async def test_integrated_time_is_kept_only_when_the_log_key_was_valid_then(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    root = json.loads(sim.trust_files.trusted_root.read_text())
+    root["tlogs"][0]["publicKey"]["validFor"]["end"] = "2020-01-01T00:00:00Z"  # retired before these SETs
+    sim.trust_files.trusted_root.write_text(json.dumps(root))
+    sim.simulator.append_codefresh(**EXPECTED)
+    assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
+    [stored] = await table(database_url, SigningRow)
+    assert stored.integrated_time is None and stored.signed_at == stored.not_before
