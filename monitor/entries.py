@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.errors import ReasonedError
+
 MAX_BODY_BYTES = 8 << 20
 
 _PEM_BEGIN = b"-----BEGIN "
@@ -29,13 +31,8 @@ _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{32,128}")
 _V2_DIGEST_ALGORITHMS = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
 
 
-class EntryDecodeError(Exception):
+class EntryDecodeError(ReasonedError):
     """An entry body that cannot be decoded; `reason` is a stable token, `detail` says more."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

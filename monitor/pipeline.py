@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.config import LogSettings
+from monitor.errors import ReasonedError
 from monitor.metrics import Metrics
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint, alert_payload
@@ -46,13 +47,8 @@ CHUNK_SIZE = 1024  # a multiple of 256: tiles logs serve entries in bundles of 2
 PREFETCH_CHUNKS = 3
 
 
-class LogInconsistent(Exception):
+class LogInconsistent(ReasonedError):
     """The log broke its append-only promise (or signed with a key it should not have)."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class BatchHandler(Protocol):

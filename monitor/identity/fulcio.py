@@ -25,6 +25,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from monitor.errors import ReasonedError
 from monitor.trust import TrustRoot, Validity
 
 FULCIO_OID_PREFIX = "1.3.6.1.4.1.57264.1"
@@ -95,13 +96,8 @@ _ISSUER_V1_TLV = _oid_tlv(f"{FULCIO_OID_PREFIX}.{ISSUER_V1}")
 _ISSUER_V2_TLV = _oid_tlv(f"{FULCIO_OID_PREFIX}.{ISSUER_V2}")
 
 
-class CertificateError(Exception):
+class CertificateError(ReasonedError):
     """A certificate that cannot be parsed; `reason` is a stable token for metrics."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
