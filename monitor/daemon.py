@@ -140,29 +140,27 @@ class Runtime:
 async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> AsyncIterator[Runtime]:
     await upgrade(settings.database)
     trust = await load_trust(settings)
-    store = Store.open(settings.database)
     metrics = Metrics()
     headers = {"User-Agent": f"rekorwatch/{__version__}"}
-    try:
-        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=32)) as session:
-            dispatcher = Dispatcher(
-                store,
-                settings.alerts,
-                session,
-                on_result=lambda sink, result: metrics.alert_deliveries.labels(sink=sink, result=result).inc(),
-            )
-            recorder = SigningRecorder(
-                store, new_analyser(settings, trust), trust, outbox_sinks(settings.alerts), metrics
-            )
-            runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder)
-            for log_settings in logs_to_follow(settings, trust):
-                runtime.add_follower(log_settings)
-            try:
-                yield runtime
-            finally:
-                runtime.recorder.analyser.close()
-    finally:
-        await store.close()
+    connector = aiohttp.TCPConnector(limit=32)
+    async with (
+        Store.open(settings.database) as store,
+        aiohttp.ClientSession(headers=headers, connector=connector) as session,
+    ):
+        dispatcher = Dispatcher(
+            store,
+            settings.alerts,
+            session,
+            on_result=lambda sink, result: metrics.alert_deliveries.labels(sink=sink, result=result).inc(),
+        )
+        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, outbox_sinks(settings.alerts), metrics)
+        runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder)
+        for log_settings in logs_to_follow(settings, trust):
+            runtime.add_follower(log_settings)
+        try:
+            yield runtime
+        finally:
+            runtime.recorder.analyser.close()
 
 
 async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:

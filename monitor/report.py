@@ -33,11 +33,8 @@ def log_object(row: LogRow) -> dict[str, Any]:
 
 
 async def log_status(database: str) -> list[dict[str, Any]]:
-    store = Store.open(database)
-    try:
+    async with Store.open(database) as store:
         return [log_object(row) for row in await store.logs()]
-    finally:
-        await store.close()
 
 
 def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -110,21 +107,15 @@ ALERT_COLUMNS = ("id", "created_at", "kind", "severity", "delivery", "summary")
 
 async def history(database: str, where: SigningFilter, limit: int) -> list[dict[str, Any]]:
     """Signing objects, newest first; `signed_at` (integrated time, else not_before) for tables."""
-    store = Store.open(database)
-    try:
+    async with Store.open(database) as store:
         rows, _ = await signings_page(store, where, limit=limit)
-    finally:
-        await store.close()
     return [row.as_object() | {"signed_at": iso(row.signed_at)} for row in rows]
 
 
 async def alert_list(database: str, where: AlertFilter, limit: int) -> list[dict[str, Any]]:
-    store = Store.open(database)
-    try:
+    async with Store.open(database) as store:
         rows, _ = await alerts_page(store, where, limit=limit)
         return await alert_objects(store, rows)
-    finally:
-        await store.close()
 
 
 def delivery_summary(alert: dict[str, Any]) -> str:

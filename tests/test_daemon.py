@@ -111,12 +111,8 @@ EXPECTED_ALERTS = {
 
 
 async def table(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    store = Store.open(database_url)
-    try:
-        async with store.sessions() as session:
-            return list((await session.scalars(select(model).order_by(model.id))).all())
-    finally:
-        await store.close()
+    async with Store.open(database_url) as store, store.sessions() as session:
+        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 async def test_a_log_of_watched_and_unwatched_entries_yields_exactly_the_right_rows(

@@ -49,11 +49,8 @@ async def status_of(database_url: str) -> list[dict]:
 
 
 async def alerts_of(database_url: str) -> list[AlertRow]:
-    store = Store.open(database_url)
-    try:
+    async with Store.open(database_url) as store:
         return await store.alerts()
-    finally:
-        await store.close()
 
 
 async def test_catch_up_from_zero_verifies_every_entry(sim: RunningSimulator, database_url: str) -> None:
@@ -62,15 +59,12 @@ async def test_catch_up_from_zero_verifies_every_entry(sim: RunningSimulator, da
     [row] = await status_of(database_url)
     assert row["next_index"] == row["verified_size"] == row["tree_size"] == 2345
     assert row["lag"] == 0 and row["state"] == "ok"
-    store = Store.open(database_url)
-    try:
+    async with Store.open(database_url) as store:
         [log_row] = await store.logs()
         folded = CompactRange.from_bytes(log_row.shard_next, log_row.compact_range)
         assert folded.root() == sim.log.active.root(2345)
         async with store.sessions() as session:
             assert await session.scalar(select(func.count()).select_from(CheckpointRow)) == 1
-    finally:
-        await store.close()
 
 
 async def test_start_at_head_then_follow_new_entries(sim: RunningSimulator, database_url: str) -> None:

@@ -95,6 +95,12 @@ class Store:
     def open(cls, url: str) -> Store:
         return cls(create_engine(url))
 
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for connection in self._lock_connections.values():
             await connection.close()
