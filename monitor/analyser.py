@@ -78,7 +78,7 @@ class ChunkAnalyser:
         loop = asyncio.get_running_loop()
         if self.in_process:
             return await loop.run_in_executor(self.executor, analyse_bodies, bodies, self.policy, self.chains)
-        return await loop.run_in_executor(self.executor, _analyse_in_worker, list(bodies))
+        return await loop.run_in_executor(self.executor, _analyse_in_worker, bodies)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -439,7 +439,7 @@ async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyn
             result = await follower.cycle()
             if backoff.failures:
                 follower.log.info("log_reachable_again")
-                await _mark_rows(follower, "ok")
+                await follower.store.mark_reachability(follower.url, "ok", None)
             backoff.succeeded()
             if result.entries or not result.lagging or result.standby:
                 stall.progressed()
@@ -448,15 +448,10 @@ async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyn
         except (LogUnavailableError, LogProtocolError) as exc:
             delay = backoff.failed()
             follower.log.warning("log_unreachable", error=str(exc)[:300], retry_in=round(delay, 1))
-            await _mark_rows(follower, "unreachable", str(exc)[:500])
+            await follower.store.mark_reachability(follower.url, "unreachable", str(exc)[:500])
         await stall.check()
         try:
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:
             pass
 
-
-async def _mark_rows(follower: LogFollower, state: str, detail: str | None = None) -> None:
-    for row in await follower.store.logs(follower.url):
-        if row.state != "inconsistent":
-            await follower.store.mark_log(row.id, state, detail)

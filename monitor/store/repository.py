@@ -215,10 +215,13 @@ class Store:
             new_alerts = await self._insert_alerts(session, alerts, sinks)
         return new_alerts
 
-    async def mark_log(self, log_id: int, state: str, detail: str | None) -> None:
+    async def mark_reachability(self, url: str, state: str, detail: str | None) -> None:
+        """`ok` or `unreachable` for every shard of a log; an inconsistent shard stays so."""
         async with self.sessions.begin() as session:
             await session.execute(
-                update(LogRow).where(LogRow.id == log_id).values(state=state, state_detail=detail)
+                update(LogRow)
+                .where(LogRow.url == url, LogRow.state != "inconsistent")
+                .values(state=state, state_detail=detail)
             )
 
     async def mark_inconsistent(
