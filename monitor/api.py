@@ -18,8 +18,9 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from monitor.contract import ALERT_STATUSES
 from monitor.metrics import Metrics
-from monitor.report import ALERT_STATUSES, VERDICTS, alert_objects, log_object, parse_time
+from monitor.report import VERDICTS, alert_objects, log_object, parse_time
 from monitor.store.models import LogRow
 from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
 from monitor.store.repository import Store
@@ -54,8 +55,9 @@ def json_error(status: int, message: str) -> web.Response:
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     context = request.app[CONTEXT]
     if request.path.startswith("/api/") and context.api_token and not _authorized(request, context.api_token):
-        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
+        return web.json_response(
+            {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
     try:
         return await handler(request)
     except BadRequest as exc:

@@ -14,11 +14,11 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.contract import ALERT_STATUSES
 from monitor.daemon import run_forever, run_once
 from monitor.logging import configure_logging
 from monitor.report import (
     ALERT_COLUMNS,
-    ALERT_STATUSES,
     HISTORY_COLUMNS,
     VERDICTS,
     alert_list,
@@ -79,8 +79,9 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
         sys.exit(EXIT_CONFIG)
     except (SQLAlchemyError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        click.echo(f"error: database: {first_line} (is the database reachable and migrated? "
-                   "`rekorwatch db upgrade`)", err=True)
+        click.echo(
+            f"error: database: {first_line} (is the database reachable and migrated? `rekorwatch db upgrade`)", err=True
+        )
         sys.exit(1)
 
 
@@ -118,8 +119,11 @@ def status(config_file: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(render_table(rows, ["url", "tree_id", "api", "verified_size", "next_index", "lag", "state",
-                                       "last_checkpoint_at"]))
+        click.echo(
+            render_table(
+                rows, ["url", "tree_id", "api", "verified_size", "next_index", "lag", "state", "last_checkpoint_at"]
+            )
+        )
 
 
 FORMATS = click.Choice(["table", "json", "csv"])

@@ -348,9 +348,7 @@ class LogFollower:
         if head is None:
             raise LogInconsistent("shard_vanished", f"shard {row.tree_id} is no longer listed by the log")
         if head.offset != row.shard_offset:
-            raise LogInconsistent(
-                "shard_moved", f"shard {row.tree_id} starts at {head.offset}, was {row.shard_offset}"
-            )
+            raise LogInconsistent("shard_moved", f"shard {row.tree_id} starts at {head.offset}, was {row.shard_offset}")
         checkpoint = await self.verify_checkpoint(row, head)
         bound = self.log.bind(tree_id=row.tree_id, size=checkpoint.size)
         count = await self.catch_up(row, head, checkpoint)
@@ -454,4 +452,3 @@ async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyn
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except TimeoutError:
             pass
-

@@ -22,26 +22,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 from monitor.config import CODEFRESH_ISSUER, CodefreshAccount, CodefreshPipeline, IdentityRule, WatchSettings
+from monitor.contract import SEVERITY_OF, AlertKind, Severity, Verdict
 from monitor.identity import SigningIdentity
 
-
-class Verdict(StrEnum):
-    EXPECTED = "expected"
-    RENAMED = "renamed"
-    UNEXPECTED_PIPELINE = "unexpected_pipeline"
-    IMPERSONATION = "impersonation"
-    UNTRUSTED = "untrusted"
-    UNWATCHED = "unwatched"
+__all__ = ["Judgement", "Policy", "Verdict"]
 
 
 @dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
-    alert_kind: str | None  # None: stored without an alert
-    severity: str | None  # "info" | "warning" | "critical"
+    alert_kind: AlertKind | None  # None: stored without an alert
+    severity: Severity | None
     reason: str
 
 
@@ -70,9 +63,9 @@ def _quiet(verdict: Verdict, reason: str) -> Judgement:
     return Judgement(verdict, None, None, reason)
 
 
-def _alert(verdict: Verdict, severity: str, reason: str) -> Judgement:
-    kind = "untrusted_certificate" if verdict is Verdict.UNTRUSTED else verdict.value
-    return Judgement(verdict, kind, severity, reason)
+def _alert(verdict: Verdict, reason: str) -> Judgement:
+    kind = AlertKind.UNTRUSTED_CERTIFICATE if verdict is Verdict.UNTRUSTED else AlertKind(verdict.value)
+    return Judgement(verdict, kind, SEVERITY_OF[kind], reason)
 
 
 class Policy:
@@ -107,7 +100,7 @@ class Policy:
         claim = self._claim(identity)
         if claim is None:
             return _quiet(Verdict.UNTRUSTED, f"untrusted certificate: {why}")
-        return _alert(Verdict.UNTRUSTED, "warning", f"certificate claiming {claim} is untrusted: {why}")
+        return _alert(Verdict.UNTRUSTED, f"certificate claiming {claim} is untrusted: {why}")
 
     def _claim(self, identity: SigningIdentity) -> str | None:
         """What watched thing an identity claims to be, for rule 2; None when nothing."""
@@ -131,7 +124,6 @@ class Policy:
             if not same_platform:
                 return _alert(
                     Verdict.IMPERSONATION,
-                    "critical",
                     f"account id {identity.account_id} of watched account {_account_label(same_id[0])} "
                     f"signed on another platform, {identity.platform_url}",
                 )
@@ -140,7 +132,6 @@ class Policy:
             if _same_name(identity.account_name, account):
                 return _alert(
                     Verdict.IMPERSONATION,
-                    "critical",
                     f"account {identity.account_name!r} has the name of watched account "
                     f"{_account_label(account)} but id {identity.account_id}",
                 )
@@ -156,7 +147,6 @@ class Policy:
             return _quiet(Verdict.EXPECTED, f"{identity.identity} is allowed")
         return _alert(
             Verdict.UNEXPECTED_PIPELINE,
-            "critical",
             f"{identity.identity} is inside a watched identity pattern but not allowed to sign",
         )
 
@@ -181,11 +171,10 @@ def _judge_pipeline(identity: SigningIdentity, accounts: list[CodefreshAccount])
             continue
         renames = _renames(identity, account, pipeline)
         if renames:
-            return _alert(Verdict.RENAMED, "info", "; ".join(renames))
+            return _alert(Verdict.RENAMED, "; ".join(renames))
         return _quiet(Verdict.EXPECTED, f"pipeline {identity.pipeline_id} of {_account_label(account)} is allowed")
     return _alert(
         Verdict.UNEXPECTED_PIPELINE,
-        "critical",
         f"pipeline {identity.pipeline_name!r} ({identity.pipeline_id}) of watched account "
         f"{_account_label(accounts[0])} is not allowed to sign",
     )

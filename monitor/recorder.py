@@ -28,6 +28,7 @@ from monitor.trust import TrustRoot
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass
 class SigningRecorder:
     """Shared by every log of the daemon: it keeps no per-log state."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.contract import Verdict
 from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, iso
 from monitor.store.outbox import deliveries_for
 from monitor.store.queries import AlertFilter, SigningFilter, alerts_page, signings_page
@@ -48,8 +49,7 @@ def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-VERDICTS = ("expected", "renamed", "unexpected_pipeline", "impersonation", "untrusted", "unwatched")
-ALERT_STATUSES = ("pending", "delivered", "failed")
+VERDICTS = tuple(Verdict)
 
 
 def parse_time(value: str) -> datetime:

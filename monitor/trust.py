@@ -104,7 +104,6 @@ class TrustRoot:
         return [key for key in self.tlogs if key.base_url.rstrip("/") == wanted]
 
 
-
 def _timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

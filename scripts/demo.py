@@ -26,25 +26,31 @@ ALLOWED = {**ACCOUNT, "pipeline_id": "6612ad6384ef42f18019b7e9", "pipeline_name"
 SIGNINGS = [
     ("an allowed pipeline", "codefresh", ALLOWED),
     ("the allowed pipeline, renamed", "codefresh", {**ALLOWED, "pipeline_name": "shop/release-v2"}),
-    ("a pipeline the account does not allow", "codefresh",
-     {**ACCOUNT, "pipeline_id": "65e6d5551e47e5bc243ca93f", "pipeline_name": "shop/debug"}),
-    ("an impersonator using the account's name", "codefresh",
-     {**ALLOWED, "account_id": "77aa80b693a15c0f9c13ab99", "account_name": "ACME"}),
+    (
+        "a pipeline the account does not allow",
+        "codefresh",
+        {**ACCOUNT, "pipeline_id": "65e6d5551e47e5bc243ca93f", "pipeline_name": "shop/debug"},
+    ),
+    (
+        "an impersonator using the account's name",
+        "codefresh",
+        {**ALLOWED, "account_id": "77aa80b693a15c0f9c13ab99", "account_name": "ACME"},
+    ),
     ("a certificate from a CA that is not Fulcio", "forged", ALLOWED),
 ]
 
 
 def config_text(directory: Path, log_url: str, api_port: int) -> str:
-    return f"""database: sqlite+aiosqlite:///{directory / 'demo.db'}
-trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}
+    return f"""database: sqlite+aiosqlite:///{directory / "demo.db"}
+trust: {{root: {directory / "trusted_root.json"}, refresh: false}}
 logs: [{{url: "{log_url}", api: v1, start: 0}}]
 poll_interval: 1s
 watch:
   issuers: [https://oidc.codefresh.io]
   codefresh:
-    - account_id: {ACCOUNT['account_id']}
-      account_name: {ACCOUNT['account_name']}
-      pipelines: [{{id: {ALLOWED['pipeline_id']}, name: {ALLOWED['pipeline_name']}}}]
+    - account_id: {ACCOUNT["account_id"]}
+      account_name: {ACCOUNT["account_name"]}
+      pipelines: [{{id: {ALLOWED["pipeline_id"]}, name: {ALLOWED["pipeline_name"]}}}]
 alerts:
   - type: log
     min_severity: info

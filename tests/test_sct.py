@@ -45,8 +45,6 @@ def test_without_the_issuing_ca_nothing_verifies() -> None:
 def test_a_certificate_without_scts_has_nothing_to_check() -> None:
     ca = LocalCA.generate()
     issued = ca.issue(
-        codefresh_identity(
-            account_id="a", account_name="b", pipeline_id="c", pipeline_name="d/e", workflow_id="f"
-        )
+        codefresh_identity(account_id="a", account_name="b", pipeline_id="c", pipeline_name="d/e", workflow_id="f")
     )
     assert verify_embedded_scts(issued.certificate, parse_trust_root(PUBLIC_GOOD, None, "public-good")) is None

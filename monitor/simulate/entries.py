@@ -148,9 +148,7 @@ def intoto_v002_body(
     )
 
 
-def hashedrekord_v002_body(
-    cert_der: bytes | None, artifact: bytes, private_key: ec.EllipticCurvePrivateKey
-) -> bytes:
+def hashedrekord_v002_body(cert_der: bytes | None, artifact: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
     """Rekor v2 hashedrekord v0.0.2: base64 digest; the verifier is the DER certificate, or with
     `cert_der=None` the key's DER SPKI (a plain-key signing)."""
     verifier: dict[str, object] = {"keyDetails": "PKIX_ECDSA_P256_SHA_256"}

@@ -114,9 +114,7 @@ class SigningRow(Base):
     """A certificate from a watched issuer found in a log entry, with its verdict."""
 
     __tablename__ = "signings"
-    __table_args__ = (
-        UniqueConstraint("log_id", "log_index", "certificate_sha256", name="uq_signings_entry_cert"),
-    )
+    __table_args__ = (UniqueConstraint("log_id", "log_index", "certificate_sha256", name="uq_signings_entry_cert"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
@@ -143,7 +141,6 @@ class SigningRow(Base):
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
     extensions: Mapped[str] = mapped_column(Text, default="{}")
-
 
     def as_object(self) -> dict[str, object]:
         """The signing object of DESIGN.md (API, history --format json, webhook payloads)."""

@@ -38,9 +38,7 @@ def _signing_query(where: SigningFilter) -> Select[tuple[SigningRow]]:
     if where.account:
         query = query.where(or_(SigningRow.account_id == where.account, SigningRow.account_name == where.account))
     if where.pipeline:
-        query = query.where(
-            or_(SigningRow.pipeline_id == where.pipeline, SigningRow.pipeline_name == where.pipeline)
-        )
+        query = query.where(or_(SigningRow.pipeline_id == where.pipeline, SigningRow.pipeline_name == where.pipeline))
     if where.verdict:
         query = query.where(SigningRow.verdict == where.verdict)
     if where.since:
@@ -68,9 +66,7 @@ def _alert_query(where: AlertFilter) -> Select[tuple[AlertRow]]:
     if where.kind:
         query = query.where(AlertRow.kind == where.kind)
     if where.status:
-        with_status = exists().where(
-            AlertDeliveryRow.alert_id == AlertRow.id, AlertDeliveryRow.status == where.status
-        )
+        with_status = exists().where(AlertDeliveryRow.alert_id == AlertRow.id, AlertDeliveryRow.status == where.status)
         if where.status == "delivered":  # delivered = every delivery delivered
             not_done = exists().where(AlertDeliveryRow.alert_id == AlertRow.id, AlertDeliveryRow.status != "delivered")
             query = query.where(with_status, ~not_done)

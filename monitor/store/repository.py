@@ -13,6 +13,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from monitor.contract import Severity
 from monitor.store.db import create_engine
 from monitor.store.models import (
     AlertDeliveryRow,
@@ -76,13 +77,6 @@ class VerifiedCheckpoint:
     tree_size: int
     root_hash: bytes
     note: str
-
-
-SEVERITIES = ("info", "warning", "critical")
-
-
-def severity_reaches(severity: str, minimum: str) -> bool:
-    return SEVERITIES.index(severity) >= SEVERITIES.index(minimum)
 
 
 class Store:
@@ -268,7 +262,7 @@ class Store:
             AlertDeliveryRow(alert_id=row.id, sink=name, status="pending", attempts=0, next_attempt_at=now)
             for row in rows
             for name, min_severity in sinks
-            if severity_reaches(row.severity, min_severity)
+            if Severity(row.severity).reaches(min_severity)
         )
         return rows
 
