@@ -15,6 +15,11 @@ OLD_LOG = (
     "'7', 0, 10, 10, 10, :blob, 'ok', false, CURRENT_TIMESTAMP)"
 )
 
+OLD_ALERT = (
+    "INSERT INTO alerts (dedup_key, kind, severity, summary, payload, created_at) "
+    "VALUES ('log_stalled:x', 'log_stalled', 'warning', 'old alert', '{}', CURRENT_TIMESTAMP)"
+)
+
 
 async def test_upgrading_from_the_first_revision_keeps_the_data(database_url: str) -> None:
     await _upgrade_to(database_url, "0001")
@@ -22,7 +27,7 @@ async def test_upgrading_from_the_first_revision_keeps_the_data(database_url: st
     try:
         async with store.engine.begin() as connection:
             await connection.execute(text(OLD_LOG), {"blob": b"\x01" * 64})
-        await store.raise_alert(NewAlert("log_stalled:x", "log_stalled", "warning", "old alert", {}))
+            await connection.execute(text(OLD_ALERT))
     finally:
         await store.close()
     await upgrade(database_url)
@@ -31,7 +36,7 @@ async def test_upgrading_from_the_first_revision_keeps_the_data(database_url: st
         [log] = await store.logs()
         assert (log.url, log.next_index, log.compact_range) == ("https://rekor.example", 10, b"\x01" * 64)
         [alert] = await store.alerts()
-        assert alert.summary == "old alert"
+        assert (alert.summary, alert.resolved_at) == ("old alert", None)
         async with store.engine.connect() as connection:
             assert await connection.scalar(text("SELECT count(*) FROM signings")) == 0
     finally:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 from sqlalchemy.types import TypeDecorator
 
 
@@ -32,6 +32,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UntrustedText(TypeDecorator[str]):
+    """TEXT filled from hostile input (certificates, log entries): never fails an insert.
+
+    NUL, which PostgreSQL text refuses, becomes U+FFFD; with `max_bytes` (indexed columns: a btree
+    entry has a size limit) a longer value is cut on a character boundary and marked, so the row is
+    still stored and the cut is visible.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, max_bytes: int | None = None):
+        super().__init__()
+        self.max_bytes = max_bytes
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else fit_text(value, self.max_bytes)
+
+
+TRUNCATED_MARK = "…[truncated]"
+INDEXED_TEXT_BYTES = 1024
+
+
+def fit_text(value: str, max_bytes: int | None = None) -> str:
+    """`value` without NUL, and within `max_bytes` of UTF-8 (marked when cut)."""
+    value = value.replace("\x00", "\ufffd")
+    if max_bytes is None:
+        return value
+    encoded = value.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return value
+    room = max_bytes - len(TRUNCATED_MARK.encode())
+    return encoded[:room].decode("utf-8", "ignore") + TRUNCATED_MARK
 
 
 def utcnow() -> datetime:
@@ -100,14 +135,30 @@ class AlertRow(Base):
     __tablename__ = "alerts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    dedup_key: Mapped[str] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), unique=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)
     severity: Mapped[str] = mapped_column(String(10))
     signing_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     log_id: Mapped[int | None] = mapped_column(ForeignKey("logs.id", ondelete="SET NULL"))
-    summary: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(UntrustedText())
     payload: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a lasting condition (AlertKind.lasting) cleared; null while it holds, and for events."""
+
+
+UNTRUSTED_SIGNING_COLUMNS: dict[str, int | None] = {
+    "issuer": INDEXED_TEXT_BYTES,
+    "identity": None,
+    "account_id": INDEXED_TEXT_BYTES,
+    "account_name": INDEXED_TEXT_BYTES,
+    "pipeline_id": INDEXED_TEXT_BYTES,
+    "pipeline_name": INDEXED_TEXT_BYTES,
+    "run_url": None,
+    "source_repository": None,
+    "source_ref": None,
+    "artifact_digest": INDEXED_TEXT_BYTES,
+}
 
 
 class SigningRow(Base):
@@ -125,22 +176,28 @@ class SigningRow(Base):
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     """integrated_time, or the certificate's not_before where the log has no time (Rekor v2)."""
     kind: Mapped[str] = mapped_column(String(40))
-    issuer: Mapped[str] = mapped_column(String(500), index=True)
-    identity: Mapped[str | None] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    identity: Mapped[str | None] = mapped_column(UntrustedText())
     provider: Mapped[str | None] = mapped_column(String(40))
-    account_id: Mapped[str | None] = mapped_column(String(200), index=True)
-    account_name: Mapped[str | None] = mapped_column(String(200), index=True)
-    pipeline_id: Mapped[str | None] = mapped_column(String(200), index=True)
-    pipeline_name: Mapped[str | None] = mapped_column(String(500), index=True)
-    run_url: Mapped[str | None] = mapped_column(Text)
-    source_repository: Mapped[str | None] = mapped_column(Text)
-    source_ref: Mapped[str | None] = mapped_column(Text)
-    artifact_digest: Mapped[str | None] = mapped_column(String(200))
+    account_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    account_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    pipeline_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    pipeline_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    run_url: Mapped[str | None] = mapped_column(UntrustedText())
+    source_repository: Mapped[str | None] = mapped_column(UntrustedText())
+    source_ref: Mapped[str | None] = mapped_column(UntrustedText())
+    artifact_digest: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
     certificate_sha256: Mapped[str] = mapped_column(String(64))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
     extensions: Mapped[str] = mapped_column(Text, default="{}")
+
+    @validates(*UNTRUSTED_SIGNING_COLUMNS)
+    def _fit_untrusted(self, key: str, value: str | None) -> str | None:
+        """Fit certificate values on assignment, so the row in memory (and the alert payload made
+        from it) says exactly what the database stores."""
+        return None if value is None else fit_text(value, UNTRUSTED_SIGNING_COLUMNS[key])
 
     def as_object(self) -> dict[str, object]:
         """The signing object of DESIGN.md (API, history --format json, webhook payloads)."""
@@ -196,5 +253,5 @@ class EntryErrorRow(Base):
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
     log_index: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(String(60), index=True)
-    detail: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(UntrustedText())
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
