@@ -4,6 +4,13 @@ Decoding is pure CPU work; in a thread it would still hold the GIL against the e
 when the machine has a core to spare it runs in a worker process, which gets the policy and chain
 verifier once (at start) and sends back only what matters: the findings and the errors. Most
 entries have neither, so almost nothing crosses back.
+
+The worker never outlives the daemon: it is told the daemon's pid and exits as soon as its parent is
+another process (the daemon was killed, even before the worker finished starting). It ignores
+SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that dies is
+replaced at the next chunk; the chunk it was working on fails its cycle and is read again. Work
+already queued is never cancelled (a trust-root refresh starts a new worker beside the old one,
+which finishes its queue and goes).
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from monitor.analysis import EntryAnalysis, analyse_entry
 from monitor.entries import EntryDecodeError
@@ -25,16 +34,22 @@ Outcome = EntryAnalysis | EntryDecodeError
 _worker: tuple[Policy, ChainVerifier] | None = None
 
 
-def _start_worker(policy: Policy, chains: ChainVerifier) -> None:
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _start_worker(policy: Policy, chains: ChainVerifier, parent: int) -> None:
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = (policy, chains)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A daemon killed with -9 cannot stop its worker: the worker notices and goes too."""
+    """A daemon killed with -9 cannot stop its worker: the worker notices and goes too. `parent` is
+    the daemon's pid as the daemon said it, so a daemon that died before this thread started (the
+    worker already re-parented) is noticed at once."""
     while os.getppid() == parent:
-        time.sleep(1.0)
+        time.sleep(PARENT_CHECK_SECONDS)
     os._exit(0)
 
 
@@ -61,24 +76,35 @@ class ChunkAnalyser:
     def __init__(self, policy: Policy, chains: ChainVerifier, *, processes: int | None = None):
         self.policy = policy
         self.chains = chains
-        workers = (1 if (os.cpu_count() or 1) > 1 else 0) if processes is None else processes
-        self.executor: Executor = (
-            ProcessPoolExecutor(
-                workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(policy, chains),
-            )
-            if workers
-            else ThreadPoolExecutor(1, thread_name_prefix="analyse")
+        self.processes = (1 if (os.cpu_count() or 1) > 1 else 0) if processes is None else processes
+        self.executor = self._new_executor()
+
+    @property
+    def in_process(self) -> bool:
+        return self.processes == 0
+
+    def _new_executor(self) -> Executor:
+        if self.in_process:
+            return ThreadPoolExecutor(1, thread_name_prefix="analyse")
+        return ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(self.policy, self.chains, os.getpid()),
         )
-        self.in_process = isinstance(self.executor, ThreadPoolExecutor)
 
     async def analyse(self, bodies: Sequence[bytes]) -> dict[int, Outcome]:
         loop = asyncio.get_running_loop()
-        if self.in_process:
-            return await loop.run_in_executor(self.executor, analyse_bodies, bodies, self.policy, self.chains)
-        return await loop.run_in_executor(self.executor, _analyse_in_worker, bodies)
+        executor = self.executor
+        try:
+            if self.in_process:
+                return await loop.run_in_executor(executor, analyse_bodies, bodies, self.policy, self.chains)
+            return await loop.run_in_executor(executor, _analyse_in_worker, bodies)
+        except BrokenProcessPool:
+            if self.executor is executor:  # the first to notice replaces the dead worker
+                self.executor = self._new_executor()
+            raise
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Stop taking work; what is queued still runs to completion."""
+        self.executor.shutdown(wait=False, cancel_futures=False)

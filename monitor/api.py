@@ -10,17 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from monitor.contract import ALERT_STATUSES
+from monitor import __version__
+from monitor.contract import ALERT_STATUSES, LogState
+from monitor.health import FollowerHealth
 from monitor.metrics import Metrics
-from monitor.report import VERDICTS, alert_objects, log_object, parse_time
+from monitor.report import VERDICTS, alert_objects, log_objects, parse_time
 from monitor.store.models import LogRow
 from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
 from monitor.store.repository import Store
@@ -38,6 +41,9 @@ class ApiContext:
     metrics: Metrics
     poll_interval: float
     api_token: str | None = None
+    health: Callable[[], Mapping[str, FollowerHealth]] = dict
+    """Each followed log's state as the daemon knows it now (it may differ from the database's when
+    the database is what fails)."""
 
 
 CONTEXT = web.AppKey("context", ApiContext)
@@ -132,8 +138,32 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def landing(request: web.Request) -> web.Response:
+    links = "".join(f'<li><a href="{path}">{path}</a> {what}</li>' for path, what in LANDING_LINKS)
+    body = f"<!doctype html><title>rekorwatch</title><h1>rekorwatch {__version__}</h1><ul>{links}</ul>"
+    return web.Response(text=body, content_type="text/html")
+
+
+LANDING_LINKS = (
+    ("/metrics", "Prometheus metrics"),
+    ("/healthz", "liveness, and each log's state"),
+    ("/readyz", "readiness, with the reason when not ready"),
+    ("/api/v1/logs", "the logs and their state"),
+    ("/api/v1/signings", "the signing history"),
+    ("/api/v1/alerts", "alerts and their deliveries"),
+)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the process runs (restarting it would not help a log: its follower retries on its
+    own); the body says which logs are not ok, and why."""
+    logs = {url: _health_view(health) for url, health in request.app[CONTEXT].health().items()}
+    degraded = any(view["state"] not in (None, LogState.OK) for view in logs.values())
+    return web.json_response({"status": "degraded" if degraded else "ok", "logs": logs})
+
+
+def _health_view(health: FollowerHealth) -> dict[str, Any]:
+    return {"state": health.state, "detail": health.detail, "idle_seconds": round(health.idle_seconds(), 1)}
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -142,19 +172,26 @@ async def readyz(request: web.Request) -> web.Response:
         rows = await context.store.logs()
     except Exception as exc:  # any database failure means not ready
         return web.json_response({"ready": False, "reason": f"database: {type(exc).__name__}"}, status=503)
-    reason = not_ready_reason(rows, context.poll_interval, datetime.now(UTC))
+    reason = not_ready_reason(rows, context.health(), context.poll_interval, datetime.now(UTC))
     if reason:
         return web.json_response({"ready": False, "reason": reason}, status=503)
     return web.json_response({"ready": True})
 
 
-def not_ready_reason(rows: list[LogRow], poll_interval: float, now: datetime) -> str | None:
+def not_ready_reason(
+    rows: list[LogRow], healths: Mapping[str, FollowerHealth], poll_interval: float, now: datetime
+) -> str | None:
+    for url, health in healths.items():
+        if health.state in (LogState.ERROR, LogState.UNREACHABLE):
+            return f"log {url} is {health.state}: {health.detail}"
+        if not any(row.url == url for row in rows):
+            return f"log {url} has not verified a checkpoint yet"
     followed = [row for row in rows if not row.retired]
     if not followed:
         return "no log has verified a checkpoint yet"
     fresh = now - timedelta(seconds=3 * poll_interval)
     for row in followed:
-        if row.state == "inconsistent":
+        if row.state == LogState.INCONSISTENT:
             return f"log {row.url} is inconsistent"
         if row.last_checkpoint_at is None or row.last_checkpoint_at < fresh:
             return f"log {row.url} has not verified a checkpoint within {3 * poll_interval:g}s"
@@ -188,12 +225,14 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 
 async def list_logs(request: web.Request) -> web.Response:
-    return web.json_response([log_object(row) for row in await request.app[CONTEXT].store.logs()])
+    context = request.app[CONTEXT]
+    return web.json_response(log_objects(await context.store.logs(), context.health()))
 
 
 def create_app(context: ApiContext) -> web.Application:
     app = web.Application(middlewares=[errors_and_auth])
     app[CONTEXT] = context
+    app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

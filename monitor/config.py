@@ -85,6 +85,11 @@ class LogSettings(_Strict):
     url: str
     api: Literal["v1", "tiles"] = "v1"
     start: Literal["head"] | int = "head"
+    concurrency: int = Field(8, ge=1, le=64)
+    """Requests in flight to this log."""
+    origin: str | None = None
+    """The log's own origin, when it is read through a mirror or proxy (its key is then the trust
+    root's log whose base URL, without scheme, is this origin)."""
 
     @field_validator("url")
     @classmethod

@@ -99,3 +99,27 @@ class LogKind(StrEnum):
 
 
 ALERT_STATUSES = ("pending", "delivered", "failed")
+
+
+# dedup keys: the same event is alerted once, across restarts and replicas --------------------------
+
+
+def signing_key(kind: str, log_url: str, log_index: int, certificate_sha256: str) -> str:
+    return f"{kind}:{log_url}:{log_index}:{certificate_sha256}"
+
+
+def entry_undecodable_key(log_url: str, log_index: int) -> str:
+    return f"{AlertKind.ENTRY_UNDECODABLE}:{log_url}:{log_index}"
+
+
+def log_inconsistent_key(log_url: str, tree_id: str, reason: str, verified_size: int) -> str:
+    return f"{AlertKind.LOG_INCONSISTENT}:{log_url}:{tree_id}:{reason}:{verified_size}"
+
+
+def log_stalled_key(log_url: str, stalled_since: str) -> str:
+    """One alert per stall: its start is in the key."""
+    return f"{AlertKind.LOG_STALLED}:{log_url}:{stalled_since}"
+
+
+def log_reset_key(log_url: str, at: str) -> str:
+    return f"{AlertKind.LOG_RESET}:{log_url}:{at}"

@@ -5,36 +5,41 @@ whose key is valid now (v1 and v2), starting at their head. The trust root is re
 `TRUST_REFRESH_SECONDS` (over TUF when `trust.refresh` is on); a log that appears then (a new
 shard) is followed from its first entry, so nothing it holds is missed. A retired log stays
 followed: its checkpoint stops growing once it is read to its final size.
+
+Everything long-lived runs under the Supervisor (supervisor.py): no background task ends unnoticed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import aiohttp
 import structlog
 from pydantic import SecretStr
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__
+from monitor.alerting import AlertRaiser
 from monitor.alerts.dispatcher import Dispatcher, outbox_sinks
 from monitor.analyser import ChunkAnalyser
 from monitor.api import ApiContext, start_api
 from monitor.config import LogSettings, Settings
+from monitor.contract import LogState
+from monitor.health import FollowerHealth
 from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
-from monitor.pipeline import LogFollower, follow_forever
+from monitor.pipeline import LogFollower, Shard
 from monitor.policy import Policy
 from monitor.recorder import SigningRecorder
 from monitor.store.db import upgrade
 from monitor.store.repository import Store
-from monitor.tlog.http import LogProtocolError, LogUnavailableError, RetryPolicy
+from monitor.supervisor import FollowLoop, StallWatch, Supervisor, describe, sleep_unless
+from monitor.tlog.http import RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
 from monitor.tlog.tiles import TilesClient
@@ -46,8 +51,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_INCONSISTENT = 3
 DAEMON_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0)
-"""Retries inside one cycle; beyond them the cycle fails and `follow_forever` backs off."""
+"""Retries inside one cycle; beyond them the cycle fails and the follow loop backs off."""
 TRUST_REFRESH_SECONDS = 6 * 3600.0
+PENDING_GAUGE_SECONDS = 5.0
 ED25519 = "PKIX_ED25519"
 
 
@@ -74,11 +80,13 @@ def make_source(
     log_settings: LogSettings, trust: TrustRoot, session: aiohttp.ClientSession, retry: RetryPolicy, metrics: Metrics
 ) -> LogSource:
     observe = metrics.fetch_observer(log_settings.url)
+    concurrency = log_settings.concurrency
     if log_settings.api == "tiles":
         keys = trust.log_keys_for_url(log_settings.url)
-        client = TilesClient(log_settings.url, session, retry=retry, observe=observe)
+        client = TilesClient(log_settings.url, session, retry=retry, observe=observe, concurrency=concurrency)
         return TilesSource(log_settings.url, client, keys[0].log_id if keys else b"")
-    return RekorV1Source(log_settings.url, RekorV1Client(log_settings.url, session, retry=retry, observe=observe))
+    client_v1 = RekorV1Client(log_settings.url, session, retry=retry, observe=observe, concurrency=concurrency)
+    return RekorV1Source(log_settings.url, client_v1)
 
 
 def new_analyser(settings: Settings, trust: TrustRoot) -> ChunkAnalyser:
@@ -101,24 +109,21 @@ class Runtime:
     retry: RetryPolicy
     dispatcher: Dispatcher
     recorder: SigningRecorder
+    alerts: AlertRaiser
     followers: list[LogFollower] = field(default_factory=list)
+    health: dict[str, FollowerHealth] = field(default_factory=dict)
 
     def add_follower(self, log_settings: LogSettings) -> LogFollower:
         source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
-        follower = LogFollower(
-            log_settings,
-            self.trust,
-            self.store,
-            source,
-            self.recorder,
-            metrics=self.metrics,
-            sinks=self.recorder.sinks,
-        )
+        follower = LogFollower(log_settings, self.trust, self.store, source, self.recorder, self.alerts, self.metrics)
         self.followers.append(follower)
+        self.health[follower.url] = FollowerHealth(follower.url, source.origin("", log_settings.origin), source.api)
+        self.metrics.track_log(follower.url)
         return follower
 
     def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
-        """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0."""
+        """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0.
+        The old analyser finishes what is queued for it; new chunks go to the new one."""
         self.trust = trust
         old = self.recorder.analyser
         self.recorder.analyser = new_analyser(self.settings, trust)
@@ -132,8 +137,24 @@ class Runtime:
             log.info("log_discovered", log_url=log_settings.url, api=log_settings.api, start=0)
         return [self.add_follower(log_settings) for log_settings in added]
 
+    async def publish_stored_state(self) -> None:
+        """Gauges and states as the database has them, so a restart shows at once what was known."""
+        for follower in self.followers:
+            rows = await self.store.logs(follower.url)
+            if not rows:
+                continue
+            follower.shards = [Shard.of(row) for row in rows]
+            follower.publish()
+            states = {LogState(row.state) for row in rows}
+            state = LogState.INCONSISTENT if LogState.INCONSISTENT in states else LogState(rows[-1].state)
+            self.metrics.set_log_state(follower.url, state)
+            self.health[follower.url].state = state
+
     async def publish_pending(self) -> None:
-        self.metrics.alerts_pending.set(await self.dispatcher.pending_count())
+        counts = await self.dispatcher.pending_by_sink()
+        self.metrics.alerts_pending.set(sum(counts.values()))
+        for route in self.dispatcher.routes:
+            self.metrics.deliveries_pending.labels(sink=route.name).set(counts.get(route.name, 0))
 
 
 @asynccontextmanager
@@ -142,7 +163,7 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
     trust = await load_trust(settings)
     metrics = Metrics()
     headers = {"User-Agent": f"rekorwatch/{__version__}"}
-    connector = aiohttp.TCPConnector(limit=32)
+    connector = aiohttp.TCPConnector(limit=64)
     async with (
         Store.open(settings.database) as store,
         aiohttp.ClientSession(headers=headers, connector=connector) as session,
@@ -153,10 +174,14 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
             session,
             on_result=lambda sink, result: metrics.alert_deliveries.labels(sink=sink, result=result).inc(),
         )
-        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, outbox_sinks(settings.alerts), metrics)
-        runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder)
+        sinks = outbox_sinks(settings.alerts)
+        metrics.track_sinks(name for name, _ in sinks)
+        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, sinks, metrics)
+        alerts = AlertRaiser(store, sinks, metrics)
+        runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder, alerts)
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
+        await runtime.publish_stored_state()
         try:
             yield runtime
         finally:
@@ -171,8 +196,8 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
         for follower in runtime.followers:
             try:
                 result = await follower.cycle()
-            except (LogUnavailableError, LogProtocolError) as exc:
-                follower.log.error("log_cycle_failed", error=str(exc)[:300])
+            except Exception as exc:
+                follower.log.error("log_cycle_failed", error=describe(exc))
                 code = max(code, EXIT_ERROR)
                 continue
             if result.inconsistent:
@@ -197,54 +222,57 @@ async def run_forever(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     async with open_runtime(settings, retry) as runtime:
-        api = await start_api(
-            ApiContext(runtime.store, runtime.metrics, settings.poll_interval, _secret(settings.server.api_token)),
-            settings.server.host,
-            settings.server.port,
+        context = ApiContext(
+            runtime.store,
+            runtime.metrics,
+            settings.poll_interval,
+            _secret(settings.server.api_token),
+            health=lambda: runtime.health,
         )
-        tasks = [_follow(follower, settings, stop) for follower in runtime.followers]
-        tasks.append(asyncio.create_task(runtime.dispatcher.run(stop)))
-        tasks.append(asyncio.create_task(_publish_pending_forever(runtime, stop)))
-        tasks.append(asyncio.create_task(_refresh_trust_forever(runtime, stop, tasks, trust_refresh_seconds)))
+        api = await start_api(context, settings.server.host, settings.server.port)
+        supervisor = Supervisor(stop, runtime.metrics)
+        for follower in runtime.followers:
+            _supervise_follower(supervisor, runtime, follower, stop)
+        watch = StallWatch(lambda: runtime.health.values(), runtime.alerts, settings.poll_interval)
+        supervisor.start("stall watch", partial(watch.run, stop))
+        supervisor.start("alert dispatcher", partial(runtime.dispatcher.run, stop))
+        supervisor.start("pending alerts gauge", partial(_publish_pending_forever, runtime, stop))
+        supervisor.start(
+            "trust refresh", partial(_refresh_trust_forever, runtime, supervisor, stop, trust_refresh_seconds)
+        )
         log.info("rekorwatch_started", logs=[f.url for f in runtime.followers], trust=runtime.trust.source)
         try:
             await stop.wait()
             log.info("rekorwatch_stopping")
         finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.shutdown()
             await api.cleanup()
     return EXIT_OK
 
 
-def _follow(follower: LogFollower, settings: Settings, stop: asyncio.Event) -> asyncio.Task[None]:
-    return asyncio.create_task(follow_forever(follower, settings.poll_interval, stop))
+def _supervise_follower(supervisor: Supervisor, runtime: Runtime, follower: LogFollower, stop: asyncio.Event) -> None:
+    loop = FollowLoop(
+        follower, runtime.health[follower.url], runtime.store, runtime.settings.poll_interval, runtime.metrics
+    )
+    supervisor.start(f"follow {follower.url}", partial(loop.run, stop))
 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-async def _publish_pending_forever(runtime: Runtime, stop: asyncio.Event, interval: float = 5.0) -> None:
+async def _publish_pending_forever(runtime: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        try:
-            await runtime.publish_pending()
-        except SQLAlchemyError as exc:
-            log.warning("alerts_pending_unavailable", error=str(exc)[:200])
-        await _sleep_unless_stopped(stop, interval)
+        await runtime.publish_pending()
+        await sleep_unless(stop, PENDING_GAUGE_SECONDS)
 
 
 async def _refresh_trust_forever(
-    runtime: Runtime, stop: asyncio.Event, tasks: list[asyncio.Task[None]], interval: float
+    runtime: Runtime, supervisor: Supervisor, stop: asyncio.Event, interval: float
 ) -> None:
     """Reload the trust root now and then; follow the logs it adds (new shards) from their start."""
     while True:
-        await _sleep_unless_stopped(stop, interval)
+        await sleep_unless(stop, interval)
         if stop.is_set():
             return
         try:
@@ -252,4 +280,5 @@ async def _refresh_trust_forever(
         except TrustRootError as exc:
             log.warning("trust_reload_failed", error=str(exc)[:300], keeping=runtime.trust.source)
             continue
-        tasks += [_follow(follower, runtime.settings, stop) for follower in runtime.adopt_trust(trust)]
+        for follower in runtime.adopt_trust(trust):
+            _supervise_follower(supervisor, runtime, follower, stop)

@@ -1,18 +1,21 @@
-"""The tailer: follow a log, prove it append-only, read every entry, commit in index order.
+"""The tail's shell around the pure core (tailcore.py): one cycle of one log, with all its I/O.
 
 Per log, per shard (a row of `logs`), each cycle:
 
-1. verify the newest checkpoint: signature by a trust-root key of this log, origin, then
-   consistency with the last verified one (RFC 6962 proof). Any failure is `log_inconsistent`:
-   the alert is raised and that shard's cursor stops for good.
-2. read the entries [next_index, checkpoint size) in parallel, fold their leaf hashes into the
-   shard's compact range (certspotter's collapsed tree) in index order, and prove each chunk is a
-   prefix of the verified tree (consistency proof from the chunk's end, or the root itself at the
-   checkpoint's size) BEFORE the chunk is handed on and the cursor moves with it.
-3. hand the verified chunk to the `BatchHandler`, which stores what the chunk produced and moves
-   the cursor in the same transaction (the store's `commit_batch`). Its CPU work (decoding and
-   judging) starts as soon as a chunk is fetched, in parallel with the commit of the previous one;
-   nothing of it is stored before the chunk is proven.
+1. open the shard's newest checkpoint: signature by a trust-root key of this log, origin; only then is
+   its size kept, as what the log announces (a v1 log's JSON treeSize must agree with it). Then prove
+   it consistent with the last verified one and store it as the verified head. A failure of the log
+   is `log_inconsistent`: the alert is raised and that shard's cursor stops until an operator resets it.
+2. read the entries [next, verified size) in chunks, fetched in parallel and committed in index order
+   (ordered.py); each chunk's leaf hashes are folded into the shard's compact range and the chunk is
+   proven to be a prefix of the verified tree BEFORE it is handed on and the cursor moves with it.
+3. hand the proven chunk to the `BatchHandler`, which stores what the chunk produced and moves the
+   cursor in the same transaction. Its CPU work (decoding, judging) starts as soon as a chunk is
+   fetched, in parallel with the commit of the one before; nothing of it is stored before the proof.
+
+Everything a log sends is judged by tailcore; this module only moves bytes and rows. It raises what
+it cannot handle (the log is unreachable, misbehaves, the database is down): supervisor.py decides
+what happens next.
 
 Shards: a v1 log lists its retired shards in `inactiveShards`. A shard that was active and turns
 inactive is read to its final size and marked retired; a new active shard is followed from 0.
@@ -21,34 +24,62 @@ inactive is read to its final size and marked retired; a new active shard is fol
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
 
+from monitor import tailcore
+from monitor.alerting import AlertRaiser
 from monitor.config import LogSettings
-from monitor.errors import ReasonedError
+from monitor.contract import LogState
 from monitor.metrics import Metrics
+from monitor.ordered import OrderedFetcher
 from monitor.store.models import LogRow
-from monitor.store.repository import Batch, NewAlert, Store, VerifiedCheckpoint, alert_payload
-from monitor.tlog.http import LogProtocolError, LogUnavailableError
-from monitor.tlog.merkle import CompactRange, ProofError, verify_consistency
+from monitor.store.repository import Batch, Store, VerifiedCheckpoint
+from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
+from monitor.tlog.http import LogProtocolError
+from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import LogSource, ShardHead, SourceEntry, log_name
-from monitor.trust import TrustRoot
+from monitor.tlog.source import LogSource, ShardHead, SourceEntry
+from monitor.trust import LogKey, TrustRoot
 
 log = structlog.get_logger(__name__)
 
 CHUNK_SIZE = 1024  # a multiple of 256: tiles logs serve entries in bundles of 256
 PREFETCH_CHUNKS = 3
+HELD_BYTES = 48 * 1024 * 1024
+"""Fetched entries waiting for their turn to commit: no chunk is fetched ahead beyond this."""
 
 
-class LogInconsistent(ReasonedError):
-    """The log broke its append-only promise (or signed with a key it should not have)."""
+@dataclass
+class Shard:
+    """A followed shard: where it is stored, what an operator sees, and its state as a core value."""
+
+    id: int
+    url: str
+    api: str
+    origin: str
+    status: LogState
+    state: ShardState
+    last_checkpoint_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: LogRow) -> Shard:
+        return cls(row.id, row.url, row.api, row.origin, LogState(row.state), state_of(row), row.last_checkpoint_at)
+
+
+def state_of(row: LogRow) -> ShardState:
+    local = row.next_index - row.shard_offset
+    compact = CompactRange.from_bytes(local, row.compact_range) if local == 0 or row.compact_range else None
+    verified = (
+        VerifiedHead(row.verified_size, bytes.fromhex(row.verified_root), row.last_checkpoint or "")
+        if row.verified_root is not None
+        else None
+    )
+    return ShardState(row.tree_id, row.shard_offset, local, compact, verified, row.tree_size, row.retired)
 
 
 class BatchHandler(Protocol):
@@ -56,13 +87,14 @@ class BatchHandler(Protocol):
 
     async def analyse(self, entries: Sequence[SourceEntry]) -> Any: ...
 
-    async def commit(self, row: LogRow, entries: Sequence[SourceEntry], analysis: Any, batch: Batch) -> None: ...
+    async def commit(self, shard: Shard, entries: Sequence[SourceEntry], analysis: Any, batch: Batch) -> None: ...
 
 
 @dataclass(frozen=True)
 class FetchedChunk:
     entries: Sequence[SourceEntry]
     analysis: Any
+    size_bytes: int
 
 
 @dataclass
@@ -75,136 +107,176 @@ class CycleResult:
     """Another replica holds the log's lock and tails it."""
 
 
+@dataclass
 class LogFollower:
     """Follows one log (every shard from the configured start on), whichever API it speaks."""
 
-    def __init__(
-        self,
-        settings: LogSettings,
-        trust: TrustRoot,
-        store: Store,
-        source: LogSource,
-        handler: BatchHandler,
-        *,
-        chunk_size: int = CHUNK_SIZE,
-        metrics: Metrics | None = None,
-        sinks: Sequence[tuple[str, str]] = (),
-    ):
-        self.url = settings.url
-        self.start = settings.start
-        self.trust = trust
-        self.store = store
-        self.source = source
-        self.handler = handler
-        self.chunk_size = chunk_size
-        self.metrics = metrics
-        self.sinks = sinks
-        self.rows: list[LogRow] = []
-        self.stopping = asyncio.Event()
-        """Set on shutdown: the chunk in flight is committed, no new one is started."""
+    settings: LogSettings
+    trust: TrustRoot
+    store: Store
+    source: LogSource
+    handler: BatchHandler
+    alerts: AlertRaiser
+    metrics: Metrics | None = None
+    chunk_size: int = CHUNK_SIZE
+    on_progress: Callable[[], None] = lambda: None
+    shards: list[Shard] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on shutdown: the chunk being committed is finished, no new one is started."""
+
+    def __post_init__(self) -> None:
         self.log = log.bind(log_url=self.url)
 
-    # keys and checkpoints ---------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.settings.url
 
-    def _verifiers(self) -> list[NoteVerifier]:
+    # one cycle --------------------------------------------------------------------------------
+
+    async def cycle(self) -> CycleResult:
+        """Verify the newest checkpoint of every followed shard and catch up to it."""
+        if not await self.store.hold_log_lock(self.url):
+            self.log.debug("log_tailed_by_another_replica")
+            return CycleResult(standby=True)
+        heads = await self.source.heads()
+        result = CycleResult()
+        try:
+            self.shards = await self._shards_to_follow(heads)
+        except LogInconsistent as exc:  # the very first checkpoint does not verify: nothing to stop yet
+            await self.alerts.log_inconsistent(self.url, self._origin(heads[-1].tree_id), self.source.api, None, exc)
+            return CycleResult(inconsistent=True)
+        by_tree = {head.tree_id: head for head in heads}
+        for shard in self.shards:
+            if shard.status is LogState.INCONSISTENT:
+                result.inconsistent = True
+                continue
+            if shard.state.retired:
+                continue
+            try:
+                result.entries += await self._follow_shard(shard, by_tree.get(shard.state.tree_id))
+            except LogInconsistent as exc:
+                await self._stop_shard(shard, exc)
+                result.inconsistent = True
+            except CheckpointUnusable as exc:
+                raise LogProtocolError(self.url, exc.detail) from exc
+            result.lagging |= shard.state.lag > 0
+        return result
+
+    async def _follow_shard(self, shard: Shard, head: ShardHead | None) -> int:
+        if head is None:
+            raise LogInconsistent("shard_vanished", f"shard {shard.state.tree_id} is no longer listed by the log")
+        if head.offset != shard.state.offset:
+            raise LogInconsistent(
+                "shard_moved", f"shard {shard.state.tree_id} starts at {head.offset}, was {shard.state.offset}"
+            )
+        checkpoint = await self.verify_checkpoint(shard, head)
+        count = await self.catch_up(shard, head)
+        bound = self.log.bind(tree_id=shard.state.tree_id, size=checkpoint.size)
+        if count:
+            bound.info("caught_up", entries=count, next_index=shard.state.next_global)
+        if not head.active and shard.state.retired:
+            bound.info("shard_retired", final_size=checkpoint.size)
+        return count
+
+    async def _stop_shard(self, shard: Shard, exc: LogInconsistent) -> None:
+        await self.alerts.log_inconsistent(self.url, shard.origin, shard.api, shard, exc)
+        shard.status = LogState.INCONSISTENT
+
+    # checkpoints ------------------------------------------------------------------------------
+
+    def _keys(self) -> list[LogKey]:
         now = datetime.now(UTC)
-        keys = [key for key in self.trust.log_keys_for_url(self.url) if key.validity.start <= now]
+        name = self.settings.origin
+        candidates = (
+            [key for key in self.trust.tlogs if key.name == name] if name else self.trust.log_keys_for_url(self.url)
+        )
+        keys = [key for key in candidates if key.validity.start <= now]
         if not keys:
             raise LogInconsistent("no_trusted_key", f"the trust root ({self.trust.source}) has no key for {self.url}")
-        return [verifier_for_key(key.name, key.spki_der) for key in keys]
+        return keys
+
+    def _verifiers(self) -> list[NoteVerifier]:
+        # Rekor v1 names its checkpoint key after a server flag, not its URL: match by key id alone.
+        by_key_id_only = self.source.api == "v1"
+        return [verifier_for_key(key.name, key.spki_der, any_name=by_key_id_only) for key in self._keys()]
+
+    def _origin(self, tree_id: str) -> str:
+        return self.source.origin(tree_id, self.settings.origin)
 
     def open_note(self, note: str, tree_id: str) -> Checkpoint:
+        """A checkpoint whose signature and origin verified (its consistency is checked apart)."""
         try:
-            return open_checkpoint(note, self._verifiers(), origin=self.source.origin(tree_id))
+            matches = self.source.origin_matcher(tree_id, self.settings.origin)
+            checkpoint = open_checkpoint(note, self._verifiers(), origin=matches)
         except NoteError as exc:
             raise LogInconsistent("bad_checkpoint", f"shard {tree_id}: {exc}") from exc
+        tailcore.check_size(checkpoint)
+        return checkpoint
 
-    async def verify_checkpoint(self, row: LogRow, head: ShardHead) -> Checkpoint:
-        """Verify the shard's newest checkpoint against the stored one, and store it."""
-        if head.size_hint != row.tree_size:  # what the log announces, verified or not: for lag
-            await self.store.set_tree_size(row.id, head.size_hint)
-            row.tree_size = head.size_hint
+    async def verify_checkpoint(self, shard: Shard, head: ShardHead) -> Checkpoint:
+        """Verify the shard's newest checkpoint against its verified head, and store it."""
         try:
             checkpoint = self.open_note(head.signed_note, head.tree_id)
-            if row.verified_root is not None:
-                await self._prove_append_only(row, checkpoint)
+            if head.claimed_size is not None and head.claimed_size != checkpoint.size:
+                raise LogProtocolError(
+                    self.url, f"shard {head.tree_id}: treeSize {head.claimed_size} is not its checkpoint's size"
+                )
+            announced = tailcore.announce(shard.state, checkpoint)
+            needed = tailcore.append_only_proof(shard.state, checkpoint)
+            proof = await self.source.consistency_proof(needed.first, needed.last, head.tree_id) if needed else ()
+            accepted = tailcore.accept(announced, checkpoint, proof)
         except LogInconsistent:
             self._count_checkpoint("failed")
             raise
         await self.store.save_checkpoint(
-            row.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note)
+            shard.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note), accepted.announced
         )
-        row.verified_size, row.verified_root = checkpoint.size, checkpoint.root_hash.hex()
-        row.last_checkpoint_at = datetime.now(UTC)
+        shard.state = accepted
+        shard.last_checkpoint_at = datetime.now(UTC)
         self._count_checkpoint("ok")
-        self.publish_gauges()
+        self.publish()
         return checkpoint
 
     def _count_checkpoint(self, result: str) -> None:
         if self.metrics:
             self.metrics.checkpoint_verifications.labels(log=self.url, result=result).inc()
 
-    def publish_gauges(self) -> None:
-        """The log's global sizes, from its shard rows as they stand."""
-        if self.metrics is None or not self.rows:
+    def publish(self) -> None:
+        if self.metrics is None:
             return
-        tree_size = max(row.shard_offset + row.tree_size for row in self.rows)
-        lag = sum(max(row.shard_offset + row.tree_size - row.next_index, 0) for row in self.rows if not row.retired)
-        m = self.metrics
-        m.log_tree_size.labels(log=self.url).set(tree_size)
-        m.log_verified_size.labels(log=self.url).set(max(row.shard_offset + row.verified_size for row in self.rows))
-        m.log_next_index.labels(log=self.url).set(max(row.next_index for row in self.rows))
-        m.log_lag_entries.labels(log=self.url).set(lag)
-        checked = [row.last_checkpoint_at for row in self.rows if row.last_checkpoint_at]
-        if checked:
-            m.log_last_checkpoint.labels(log=self.url).set(max(checked).timestamp())
-
-    async def _prove_append_only(self, row: LogRow, checkpoint: Checkpoint) -> None:
-        old_size, old_root = row.verified_size, bytes.fromhex(row.verified_root or "")
-        if checkpoint.size < old_size:
-            raise LogInconsistent("tree_shrank", f"shard {row.tree_id}: size {checkpoint.size} < verified {old_size}")
-        if checkpoint.size == old_size:
-            if checkpoint.root_hash != old_root:
-                raise LogInconsistent("root_changed", f"shard {row.tree_id}: size {old_size} has another root")
-            return
-        proof = await self.source.consistency_proof(old_size, checkpoint.size, row.tree_id)
-        try:
-            verify_consistency(old_size, checkpoint.size, proof, old_root, checkpoint.root_hash)
-        except ProofError as exc:
-            raise LogInconsistent(
-                "consistency_failed", f"shard {row.tree_id}: {old_size} -> {checkpoint.size}: {exc}"
-            ) from exc
+        checked = [shard.last_checkpoint_at for shard in self.shards if shard.last_checkpoint_at]
+        self.metrics.publish_log(self.url, [shard.state for shard in self.shards], max(checked, default=None))
 
     # starting points --------------------------------------------------------------------------
 
-    async def rows_to_follow(self, heads: list[ShardHead]) -> list[LogRow]:
-        """The stored shard rows, plus rows for shards that appeared since (or for the first start)."""
+    async def _shards_to_follow(self, heads: list[ShardHead]) -> list[Shard]:
+        """The stored shards, plus shards that appeared since (or the first start)."""
         rows = await self.store.logs(self.url)
         if not rows:
-            return [await self._add_row(head, start) for head, start in self._first_start(heads)]
+            return [Shard.of(await self._add_row(head, start)) for head, start in self._first_start(heads)]
         newest = max(row.shard_offset for row in rows)
         known = {row.tree_id for row in rows}
         for head in heads:
             if head.tree_id not in known and head.offset > newest:
                 self.log.info("shard_discovered", tree_id=head.tree_id, offset=head.offset)
                 rows.append(await self._add_row(head, 0))
-        return rows
+        return [Shard.of(row) for row in rows]
 
     def _first_start(self, heads: list[ShardHead]) -> list[tuple[ShardHead, int]]:
-        if self.start == "head":
-            return [(heads[-1], heads[-1].size_hint)]
-        start = int(self.start)
+        start = self.settings.start
+        if start == "head":
+            active = heads[-1]
+            return [(active, self.open_note(active.signed_note, active.tree_id).size)]
         for position, head in enumerate(heads):
-            if head.active or start < head.offset + head.size_hint:
-                local = max(start - head.offset, 0)
-                return [(head, local), *((later, 0) for later in heads[position + 1 :])]
+            if head.active or start < head.offset + (head.claimed_size or 0):
+                return [(head, max(start - head.offset, 0)), *((later, 0) for later in heads[position + 1 :])]
         raise AssertionError("the active shard always matches")
 
     async def _add_row(self, head: ShardHead, local_start: int) -> LogRow:
         row = LogRow(
             url=self.url,
             api=self.source.api,
-            origin=self.source.origin(head.tree_id),
+            origin=self._origin(head.tree_id),
             tree_id=head.tree_id,
             shard_offset=head.offset,
             next_index=head.offset + local_start,
@@ -216,239 +288,85 @@ class LogFollower:
 
     # reading entries --------------------------------------------------------------------------
 
-    async def bootstrap_range(self, row: LogRow, head: ShardHead, checkpoint: Checkpoint) -> CompactRange:
+    async def _bootstrap(self, shard: Shard, head: ShardHead) -> CompactRange:
         """The compact range of [0, next) from the inclusion proof of leaf next-1 (a start mid-log)."""
-        local = row.shard_next
-        if local == 0:
+        state = shard.state
+        assert state.verified is not None
+        if state.next == 0:
             return CompactRange()
-        proof = await self.source.bootstrap_proof(local - 1, head, checkpoint.size)
-        size, root = checkpoint.size, checkpoint.root_hash
-        if proof.tree_size > checkpoint.size:
-            newer = self.open_note(proof.checkpoint or "", row.tree_id)
+        proof = await self.source.bootstrap_proof(state.next - 1, head, state.verified.size)
+        size, root = state.verified.size, state.verified.root
+        if proof.tree_size > size:  # a v1 server proves against its newest tree: verify that one first
+            newer = self.open_note(proof.checkpoint or "", state.tree_id)
             if newer.size != proof.tree_size:
                 raise LogProtocolError(self.url, "an inclusion proof and its checkpoint disagree on the size")
-            await self._prove_append_only(row, newer)
+            needed = tailcore.append_only_proof(state, newer)
+            consistency = (
+                await self.source.consistency_proof(needed.first, needed.last, state.tree_id) if needed else ()
+            )
+            tailcore.accept(state, newer, consistency)
             size, root = newer.size, newer.root_hash
-        elif proof.tree_size < checkpoint.size:
+        elif proof.tree_size < size:
             raise LogProtocolError(self.url, f"inclusion proof for an older tree ({proof.tree_size}); retrying")
-        try:
-            return CompactRange.from_inclusion_proof(proof.leaf_hash, local - 1, size, proof.hashes, root)
-        except ProofError as exc:
-            raise LogInconsistent("inclusion_failed", f"leaf {local - 1} of shard {row.tree_id!r}: {exc}") from exc
+        return tailcore.bootstrap(state, proof.leaf_hash, proof.hashes, size, root)
 
-    def compact_range(self, row: LogRow) -> CompactRange | None:
-        if row.shard_next > 0 and not row.compact_range:
-            return None
-        return CompactRange.from_bytes(row.shard_next, row.compact_range)
-
-    async def catch_up(self, row: LogRow, head: ShardHead, checkpoint: Checkpoint) -> int:
-        """Read, verify and commit every entry up to the checkpoint; returns how many."""
+    async def catch_up(self, shard: Shard, head: ShardHead) -> int:
+        """Read, verify and commit every entry up to the verified head; returns how many."""
+        verified = shard.state.verified
+        assert verified is not None
         final = not head.active
-        target = checkpoint.size
-        start = row.shard_next
-        compact = self.compact_range(row)
-        if compact is None:
-            if start > target:
+        if shard.state.compact is None:
+            if shard.state.next > verified.size:
                 return 0  # a configured start beyond the log's end: wait for the log to reach it
-            compact = await self.bootstrap_range(row, head, checkpoint)
-        if start >= target:
-            if final and start == target and not row.retired:
-                batch = self._batch(row, row.next_index, compact, retired=True)
-                await self.handler.commit(row, [], await self.handler.analyse([]), batch)
-                row.retired = True
+            compact = await self._bootstrap(shard, head)
+            await self._commit(shard, [], None, compact, retired=final and compact.size == verified.size)
+        start = shard.state.next
+        if start >= verified.size:
+            if final and not shard.state.retired:
+                await self._commit(shard, [], None, shard.state.compact, retired=True)
             return 0
-        bounds = [(b, min(b + self.chunk_size, target)) for b in range(start, target, self.chunk_size)]
-        pending: deque[asyncio.Task[FetchedChunk]] = deque()
-        chunks = iter(bounds)
-        try:
-            for _ in range(PREFETCH_CHUNKS):
-                self._prefetch(pending, chunks, head, target)
-            for begin, end in bounds:
-                if self.stopping.is_set():
-                    return begin - start
-                chunk = await pending.popleft()
-                self._prefetch(pending, chunks, head, target)
-                compact.extend(entry.leaf_hash for entry in chunk.entries)
-                await self._prove_prefix(row, compact, checkpoint)
-                batch = self._batch(row, row.shard_offset + end, compact, retired=final and end == target)
-                await self.handler.commit(row, chunk.entries, chunk.analysis, batch)
-                row.next_index, row.compact_range = batch.next_index, batch.compact_range
-                self.publish_gauges()
-        finally:
-            for task in pending:
-                task.cancel()
-        return target - start
 
-    @staticmethod
-    def _batch(row: LogRow, next_index: int, compact: CompactRange, *, retired: bool) -> Batch:
-        return Batch(
-            log_id=row.id,
-            expected_next=row.next_index,
-            next_index=next_index,
+        async def fetch(bounds: tuple[int, int]) -> FetchedChunk:
+            first, end = head.offset + bounds[0], head.offset + bounds[1]
+            entries = await self.source.entries(first, end, head, verified.size)
+            return FetchedChunk(entries, await self.handler.analyse(entries), sum(len(e.body) for e in entries))
+
+        async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:
+            assert shard.state.compact is not None
+            compact = tailcore.fold(shard.state.compact, [entry.leaf_hash for entry in chunk.entries])
+            needed = tailcore.prefix_proof(compact, verified)
+            proof = (
+                await self.source.consistency_proof(needed.first, needed.last, shard.state.tree_id) if needed else ()
+            )
+            tailcore.prove_prefix(shard.state.tree_id, compact, verified, proof)
+            await self._commit(
+                shard, chunk.entries, chunk.analysis, compact, retired=final and compact.size == verified.size
+            )
+
+        fetcher = OrderedFetcher(
+            fetch, depth=PREFETCH_CHUNKS, weight=lambda chunk: chunk.size_bytes, held_limit=HELD_BYTES
+        )
+        await fetcher.run(tailcore.chunk_bounds(start, verified.size, self.chunk_size), consume, self.stopping.is_set)
+        return shard.state.next - start
+
+    async def _commit(
+        self,
+        shard: Shard,
+        entries: Sequence[SourceEntry],
+        analysis: Any,
+        compact: CompactRange | None,
+        *,
+        retired: bool,
+    ) -> None:
+        assert compact is not None
+        batch = Batch(
+            log_id=shard.id,
+            expected_next=shard.state.next_global,
+            next_index=shard.state.offset + compact.size,
             compact_range=compact.to_bytes(),
             retired=retired,
         )
-
-    def _prefetch(
-        self,
-        pending: deque[asyncio.Task[FetchedChunk]],
-        chunks: Iterator[tuple[int, int]],
-        head: ShardHead,
-        tree_size: int,
-    ) -> None:
-        bounds = next(chunks, None)
-        if bounds is not None:
-            first, end = head.offset + bounds[0], head.offset + bounds[1]
-            pending.append(asyncio.create_task(self._fetch_and_analyse(first, end, head, tree_size)))
-
-    async def _fetch_and_analyse(self, first: int, end: int, head: ShardHead, tree_size: int) -> FetchedChunk:
-        entries = await self.source.entries(first, end, head, tree_size)
-        return FetchedChunk(entries, await self.handler.analyse(entries))
-
-    async def _prove_prefix(self, row: LogRow, compact: CompactRange, checkpoint: Checkpoint) -> None:
-        """The entries read so far, [0, compact.size), are exactly the start of the verified tree."""
-        if compact.size == checkpoint.size:
-            if compact.root() != checkpoint.root_hash:
-                raise LogInconsistent("entries_mismatch", f"shard {row.tree_id}: entries do not hash to the root")
-            return
-        proof = await self.source.consistency_proof(compact.size, checkpoint.size, row.tree_id)
-        try:
-            verify_consistency(compact.size, checkpoint.size, proof, compact.root(), checkpoint.root_hash)
-        except ProofError as exc:
-            raise LogInconsistent(
-                "entries_mismatch", f"shard {row.tree_id}: entries before {compact.size} are not in the tree: {exc}"
-            ) from exc
-
-    # one cycle --------------------------------------------------------------------------------
-
-    async def cycle(self) -> CycleResult:
-        """Verify the newest checkpoint of every followed shard and catch up to it."""
-        if not await self.store.hold_log_lock(self.url):
-            self.log.debug("log_tailed_by_another_replica")
-            return CycleResult(standby=True)
-        heads = await self.source.heads()
-        result = CycleResult()
-        self.rows = await self.rows_to_follow(heads)
-        for row in self.rows:
-            if row.state == "inconsistent":
-                result.inconsistent = True
-                continue
-            if row.retired:
-                continue
-            try:
-                result.entries += await self._follow_shard(row, {head.tree_id: head for head in heads})
-                result.lagging |= row.shard_next < row.verified_size
-            except LogInconsistent as exc:
-                await self._record_inconsistency(row, exc)
-                result.inconsistent = True
-        return result
-
-    async def _follow_shard(self, row: LogRow, heads: dict[str, ShardHead]) -> int:
-        head = heads.get(row.tree_id)
-        if head is None:
-            raise LogInconsistent("shard_vanished", f"shard {row.tree_id} is no longer listed by the log")
-        if head.offset != row.shard_offset:
-            raise LogInconsistent("shard_moved", f"shard {row.tree_id} starts at {head.offset}, was {row.shard_offset}")
-        checkpoint = await self.verify_checkpoint(row, head)
-        bound = self.log.bind(tree_id=row.tree_id, size=checkpoint.size)
-        count = await self.catch_up(row, head, checkpoint)
-        if count:
-            bound.info("caught_up", entries=count, next_index=row.next_index)
-        if not head.active and row.retired:
-            bound.info("shard_retired", final_size=checkpoint.size)
-        return count
-
-    async def _record_inconsistency(self, row: LogRow, exc: LogInconsistent) -> None:
-        self.log.error("log_inconsistent", tree_id=row.tree_id, reason=exc.reason, detail=exc.detail)
-        alert = NewAlert(
-            dedup_key=f"log_inconsistent:{self.url}:{row.tree_id}:{exc.reason}:{row.verified_size}",
-            kind="log_inconsistent",
-            severity="critical",
-            summary=f"log {self.url} (shard {row.tree_id}) is inconsistent: {exc.detail}",
-            payload=alert_payload(row.url, row.origin, reason=exc.reason, detail=exc.detail, tree_id=row.tree_id),
-            log_id=row.id,
-        )
-        await self.store.mark_inconsistent(row.id, exc.detail, alert, self.sinks)
-        row.state = "inconsistent"
-
-
-class Backoff:
-    """Delays between failed cycles: doubling from the poll interval up to a cap, reset on success."""
-
-    def __init__(self, base: float, cap: float = 300.0):
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-
-    def failed(self) -> float:
-        self.failures += 1
-        return min(self.cap, self.base * 2 ** (self.failures - 1))
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-
-class StallWatch:
-    """`log_stalled` when a log makes no progress for 5 x poll_interval: no cycle succeeded, or
-    entries wait to be read and none was. One alert per stall (its start is in the dedup key)."""
-
-    FACTOR = 5
-
-    def __init__(self, follower: LogFollower, poll_interval: float):
-        self.follower = follower
-        self.limit = self.FACTOR * poll_interval
-        self.progress_at = time.monotonic()
-        self.stalled_since = datetime.now(UTC)
-        self.alerted = False
-
-    def progressed(self) -> None:
-        self.progress_at = time.monotonic()
-        self.stalled_since = datetime.now(UTC)
-        self.alerted = False
-
-    async def check(self) -> None:
-        idle = time.monotonic() - self.progress_at
-        if self.alerted or idle < self.limit:
-            return
-        self.alerted = True
-        url = self.follower.url
-        since = self.stalled_since.isoformat(timespec="seconds")
-        self.follower.log.warning("log_stalled", idle_seconds=round(idle))
-        await self.follower.store.raise_alert(
-            NewAlert(
-                dedup_key=f"log_stalled:{url}:{since}",
-                kind="log_stalled",
-                severity="warning",
-                summary=f"log {url} made no progress for {idle:.0f}s (since {since})",
-                payload=alert_payload(url, log_name(url), since=since),
-            ),
-            self.follower.sinks,
-        )
-
-
-async def follow_forever(follower: LogFollower, poll_interval: float, stop: asyncio.Event) -> None:
-    """Cycle until `stop`; an unreachable log is reported once per backoff step, never skipped."""
-    backoff = Backoff(poll_interval)
-    stall = StallWatch(follower, poll_interval)
-    follower.stopping = stop
-    while not stop.is_set():
-        delay = poll_interval
-        try:
-            result = await follower.cycle()
-            if backoff.failures:
-                follower.log.info("log_reachable_again")
-                await follower.store.mark_reachability(follower.url, "ok", None)
-            backoff.succeeded()
-            if result.entries or not result.lagging or result.standby:
-                stall.progressed()
-            if result.entries:
-                delay = 0  # more may have arrived while we were catching up
-        except (LogUnavailableError, LogProtocolError) as exc:
-            delay = backoff.failed()
-            follower.log.warning("log_unreachable", error=str(exc)[:300], retry_in=round(delay, 1))
-            await follower.store.mark_reachability(follower.url, "unreachable", str(exc)[:500])
-        await stall.check()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+        await self.handler.commit(shard, entries, analysis if analysis is not None else {}, batch)
+        shard.state = tailcore.advance(shard.state, compact, retired=retired)
+        self.on_progress()
+        self.publish()

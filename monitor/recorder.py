@@ -13,18 +13,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
 from monitor.analyser import ChunkAnalyser, Outcome
 from monitor.analysis import EntryAnalysis, Finding
+from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
 from monitor.entries import EntryDecodeError
 from monitor.metrics import Metrics
-from monitor.store.models import LogRow, SigningRow
+from monitor.store.models import SigningRow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry
 from monitor.trust import TrustRoot
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Shard
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +50,7 @@ class SigningRecorder:
         return await self.analyser.analyse([entry.body for entry in entries]) if entries else {}
 
     async def commit(
-        self, row: LogRow, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
+        self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
     ) -> None:
         started = time.perf_counter()
         for position, outcome in sorted(outcomes.items()):
@@ -57,27 +62,29 @@ class SigningRecorder:
         new_alerts = await self.store.commit_batch(batch, self.sinks)
         self._count(row, entries, batch, new_alerts, time.perf_counter() - started)
 
-    def _add_error(self, row: LogRow, entry: SourceEntry, error: EntryDecodeError, batch: Batch) -> None:
+    def _add_error(self, row: Shard, entry: SourceEntry, error: EntryDecodeError, batch: Batch) -> None:
         log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
         batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
         batch.alerts.append(
             NewAlert(
-                dedup_key=f"entry_undecodable:{row.url}:{entry.log_index}",
-                kind="entry_undecodable",
-                severity="warning",
+                dedup_key=entry_undecodable_key(row.url, entry.log_index),
+                kind=AlertKind.ENTRY_UNDECODABLE,
+                severity=Severity.WARNING,
                 summary=f"entry {entry.log_index} of {row.url} cannot be decoded ({error.reason})",
                 payload=alert_payload(
                     row.url,
                     row.origin,
+                    row.api,
                     log_index=entry.log_index,
                     reason=error.reason,
                     detail=error.detail[:1000],
                 ),
                 log_id=row.id,
+                log_url=row.url,
             )
         )
 
-    def _signing(self, row: LogRow, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
+    def _signing(self, row: Shard, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
         integrated = self._verified_integrated_time(entry)
         signing = SigningRow(
@@ -108,12 +115,13 @@ class SigningRecorder:
         alert = None
         if judgement.alert_kind and judgement.severity:
             alert = NewAlert(
-                dedup_key=f"{judgement.alert_kind}:{row.url}:{entry.log_index}:{certificate.sha256}",
+                dedup_key=signing_key(judgement.alert_kind, row.url, entry.log_index, certificate.sha256),
                 kind=judgement.alert_kind,
                 severity=judgement.severity,
                 summary=alert_summary(judgement.alert_kind, identity.identity, judgement.reason, entry.log_index),
-                payload=alert_payload(row.url, row.origin, reason=judgement.reason),
+                payload=alert_payload(row.url, row.origin, row.api, reason=judgement.reason),
                 log_id=row.id,
+                log_url=row.url,
             )
         return SignedAlert(signing, alert)
 
@@ -135,7 +143,7 @@ class SigningRecorder:
         return datetime.fromtimestamp(entry.integrated_time, UTC)
 
     def _count(
-        self, row: LogRow, entries: Sequence[SourceEntry], batch: Batch, new_alerts: Sequence, seconds: float
+        self, row: Shard, entries: Sequence[SourceEntry], batch: Batch, new_alerts: Sequence, seconds: float
     ) -> None:
         if self.metrics is None:
             return
@@ -147,7 +155,7 @@ class SigningRecorder:
         for item in batch.signings:
             m.signings.labels(verdict=item.signing.verdict).inc()
         for alert in new_alerts:
-            m.alerts.labels(kind=alert.kind, severity=alert.severity).inc()
+            m.alert_raised(alert.kind, alert.severity)
 
 
 def alert_summary(kind: str, identity: str | None, reason: str, log_index: int) -> str:

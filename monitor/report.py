@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.contract import Verdict
+from monitor.contract import LogKind, LogState, Verdict
+from monitor.health import FollowerHealth
 from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, iso
 from monitor.store.outbox import deliveries_for
 from monitor.store.queries import AlertFilter, SigningFilter, alerts_page, signings_page
@@ -22,14 +23,49 @@ def log_object(row: LogRow) -> dict[str, Any]:
         "url": row.url,
         "origin": row.origin,
         "api": row.api,
+        "kind": LogKind.REKOR,
         "tree_id": row.tree_id,
         "tree_size": row.tree_size,
         "verified_size": row.verified_size,
         "next_index": row.next_index,
-        "lag": max(row.shard_offset + row.tree_size - row.next_index, 0),
+        "lag": 0 if row.retired else max(row.shard_offset + row.tree_size - row.next_index, 0),
         "last_checkpoint_at": iso(row.last_checkpoint_at),
         "state": row.state,
+        "state_detail": row.state_detail,
         "retired": row.retired,
+    }
+
+
+def log_objects(rows: Sequence[LogRow], healths: Mapping[str, FollowerHealth]) -> list[dict[str, Any]]:
+    """The stored logs, with the state the daemon knows now (the database may be behind, e.g. while
+    it was the one failing), and the followed logs that never answered, which have no row yet."""
+    objects = []
+    for row in rows:
+        view = log_object(row)
+        health = healths.get(row.url)
+        if health is not None and health.state is not None and row.state != LogState.INCONSISTENT:
+            view["state"], view["state_detail"] = health.state, health.detail
+        objects.append(view)
+    stored = {row.url for row in rows}
+    objects += [unanswered_log_object(health) for url, health in healths.items() if url not in stored]
+    return objects
+
+
+def unanswered_log_object(health: FollowerHealth) -> dict[str, Any]:
+    return {
+        "url": health.url,
+        "origin": health.origin,
+        "api": health.api,
+        "kind": LogKind.REKOR,
+        "tree_id": None,
+        "tree_size": None,
+        "verified_size": None,
+        "next_index": None,
+        "lag": None,
+        "last_checkpoint_at": None,
+        "state": health.state or LogState.UNREACHABLE,
+        "state_detail": health.detail or "no answer yet",
+        "retired": False,
     }
 
 

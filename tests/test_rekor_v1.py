@@ -249,7 +249,7 @@ async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.Cli
     failures = iter([Canned(500)])
     peer.respond = lambda seen: next(failures, None) or as_json(log_entry(3))
     observed: list[tuple[str, float]] = []
-    client = client_for(peer, session, observe=lambda endpoint, seconds: observed.append((endpoint, seconds)))
+    client = client_for(peer, session, observe=lambda endpoint, seconds, _failure: observed.append((endpoint, seconds)))
     await client.get_entry(3)
     assert [endpoint for endpoint, _ in observed] == ["entry", "entry"]
     assert all(seconds >= 0 for _, seconds in observed)

@@ -137,7 +137,9 @@ async def test_forked_history_is_detected_and_exits_3(sim: RunningSimulator, dat
     assert row["state"] == "inconsistent" and row["next_index"] == 200
     [alert] = await alerts_of(database_url)
     assert alert.kind == "log_inconsistent" and alert.severity == "critical"
-    assert json.loads(alert.payload)["log"] == {"url": sim.url, "origin": row["origin"]}, "the webhook's log object"
+    assert json.loads(alert.payload)["log"] == {"url": sim.url, "origin": row["origin"], "api": "v1"}, (
+        "the webhook's log object"
+    )
     # the cursor stays stopped, and the event is not alerted twice
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
     assert len(await alerts_of(database_url)) == 1

@@ -303,7 +303,9 @@ async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, session: aio
 
 async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
     observed: list[str] = []
-    client = TilesClient(peer.url, session, retry=FAST_RETRY, observe=lambda endpoint, _: observed.append(endpoint))
+    client = TilesClient(
+        peer.url, session, retry=FAST_RETRY, observe=lambda endpoint, _seconds, _failure: observed.append(endpoint)
+    )
     peer.answer("/checkpoint", Canned(500), Canned(body=b"note\n"))
     peer.answer("/tile/0/000.p/1", Canned(body=HASH))
     peer.answer("/tile/entries/000.p/1", Canned(body=frame([b"a"])))

@@ -6,7 +6,9 @@ every retry. Those columns are TEXT now; the model's `UntrustedText` type bounds
 the indexed ones (a btree entry has a size limit) and drops NUL, which PostgreSQL text refuses.
 
 `alerts.resolved_at`: when a lasting condition (a stalled or inconsistent log, an unwitnessed
-checkpoint) cleared; null while it holds, and for one-off events.
+checkpoint) cleared; null while it holds, and for one-off events. `alerts.log_url`: the log an alert
+is about (log alerts of a log that never answered have no `logs` row to point at), so a condition
+is resolved by (kind, log_url).
 
 Revision ID: 0003
 Revises: 0002
@@ -39,10 +41,17 @@ def upgrade() -> None:
     with op.batch_alter_table("alerts") as batch:
         batch.alter_column("dedup_key", type_=sa.Text, existing_type=sa.String(300), existing_nullable=False)
         batch.add_column(sa.Column("resolved_at", UTC_DATETIME))
+        batch.add_column(sa.Column("log_url", sa.String(500)))
+    op.execute(
+        "UPDATE alerts SET log_url = (SELECT url FROM logs WHERE logs.id = alerts.log_id) WHERE log_id IS NOT NULL"
+    )
+    op.create_index("ix_alerts_kind_log_url", "alerts", ["kind", "log_url"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alerts_kind_log_url", "alerts")
     with op.batch_alter_table("alerts") as batch:
+        batch.drop_column("log_url")
         batch.drop_column("resolved_at")
         batch.alter_column("dedup_key", type_=sa.String(300), existing_type=sa.Text, existing_nullable=False)
     with op.batch_alter_table("signings") as batch:

@@ -115,6 +115,9 @@ class Dispatcher:
     async def pending_count(self) -> int:
         return await outbox.pending_count(self.store)
 
+    async def pending_by_sink(self) -> dict[str, int]:
+        return await outbox.pending_by_sink(self.store)
+
     async def _reconcile_sinks(self, now: datetime) -> None:
         """Rows of sinks not configured: failed, visibly; rows failed that way whose sink is back: pending."""
         names = [route.name for route in self.routes]

@@ -96,7 +96,8 @@ class LogRow(Base):
     shard_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     """Global index of this shard's leaf 0: next_index - shard_offset is the per-shard index."""
     tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
-    """Newest size the log announced (verified or not): for lag."""
+    """Size of the newest checkpoint whose signature verified, accepted or not (for lag); never a size
+    the log merely claimed: an unsigned one is not stored."""
     verified_size: Mapped[int] = mapped_column(BigInteger, default=0)
     verified_root: Mapped[str | None] = mapped_column(String(64))
     last_checkpoint: Mapped[str | None] = mapped_column(Text)
@@ -145,6 +146,8 @@ class AlertRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """When a lasting condition (AlertKind.lasting) cleared; null while it holds, and for events."""
+    log_url: Mapped[str | None] = mapped_column(String(500))
+    """The log the alert is about (a log alert's log may have no `logs` row yet)."""
 
 
 UNTRUSTED_SIGNING_COLUMNS: dict[str, int | None] = {

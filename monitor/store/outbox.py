@@ -132,6 +132,16 @@ async def pending_count(store: Store) -> int:
     return int(count or 0)
 
 
+async def pending_by_sink(store: Store) -> dict[str, int]:
+    async with store.sessions() as session:
+        rows = await session.execute(
+            select(AlertDeliveryRow.sink, func.count())
+            .where(AlertDeliveryRow.status == PENDING)
+            .group_by(AlertDeliveryRow.sink)
+        )
+        return {sink: int(count) for sink, count in rows.all()}
+
+
 async def deliveries_for(store: Store, alert_ids: Iterable[int]) -> dict[int, list[AlertDeliveryRow]]:
     """The delivery rows of each given alert (by sink name); every id given is a key, maybe of []."""
     wanted = list(dict.fromkeys(alert_ids))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -13,7 +15,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from monitor.contract import Severity
+from monitor.contract import AlertKind, LogState, Severity
 from monitor.store.db import create_engine
 from monitor.store.models import (
     AlertDeliveryRow,
@@ -26,10 +28,10 @@ from monitor.store.models import (
 )
 
 
-def alert_payload(url: str, origin: str, **details: Any) -> dict[str, Any]:
+def alert_payload(url: str, origin: str, api: str, **details: Any) -> dict[str, Any]:
     """Every alert's payload: the log it is about, and the signing (null for log alerts; filled in
     by `commit_batch` once the signing has its id). The sinks read it back (alerts/message.py)."""
-    return {"signing": None, "log": {"url": url, "origin": origin}, **details}
+    return {"signing": None, "log": {"url": url, "origin": origin, "api": api}, **details}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class NewAlert:
     payload: dict[str, Any]
     log_id: int | None = None
     signing_id: int | None = None
+    log_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class VerifiedCheckpoint:
     note: str
 
 
+LOCK_CHECK_SECONDS = 5.0
+
+
 class Store:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
@@ -97,19 +103,25 @@ class Store:
 
     async def close(self) -> None:
         for connection in self._lock_connections.values():
-            await connection.close()
+            await _close_quietly(connection)
         self._lock_connections.clear()
         await self.engine.dispose()
 
     async def hold_log_lock(self, url: str) -> bool:
         """Whether this process may tail `url`. On PostgreSQL, one replica at a time holds a session
         advisory lock per log on a connection of its own; when it dies, the connection and the lock
-        go, and another replica takes over at its next try. SQLite has a single writer: always True.
+        go, and another replica takes over at its next try. A held lock is checked on every call: if
+        its connection dropped (a database restart, a cut connection), the lock went with it, so this
+        replica lets go and competes again. SQLite has a single writer: always True.
         """
         if self.engine.dialect.name != "postgresql":
             return True
-        if url in self._lock_connections:
-            return True
+        held = self._lock_connections.get(url)
+        if held is not None:
+            if await _answers(held):
+                return True
+            del self._lock_connections[url]
+            await _close_quietly(held)
         connection = await self.engine.connect()
         key = int.from_bytes(hashlib.sha256(f"rekorwatch-log:{url}".encode()).digest()[:8], "big", signed=True)
         try:
@@ -139,11 +151,12 @@ class Store:
             session.add(row)
         return row
 
-    async def set_tree_size(self, log_id: int, tree_size: int) -> None:
+    async def set_announced(self, log_id: int, tree_size: int) -> None:
+        """The size of a checkpoint whose signature verified but that is not accepted (yet)."""
         async with self.sessions.begin() as session:
             await session.execute(update(LogRow).where(LogRow.id == log_id).values(tree_size=tree_size))
 
-    async def save_checkpoint(self, log_id: int, checkpoint: VerifiedCheckpoint) -> None:
+    async def save_checkpoint(self, log_id: int, checkpoint: VerifiedCheckpoint, announced: int) -> None:
         """Record a checkpoint that verified (signature and consistency) as the log's newest."""
         now = utcnow()
         async with self.sessions.begin() as session:
@@ -151,6 +164,7 @@ class Store:
                 update(LogRow)
                 .where(LogRow.id == log_id)
                 .values(
+                    tree_size=announced,
                     verified_size=checkpoint.tree_size,
                     verified_root=checkpoint.root_hash.hex(),
                     last_checkpoint=checkpoint.note,
@@ -209,24 +223,64 @@ class Store:
             new_alerts = await self._insert_alerts(session, alerts, sinks)
         return new_alerts
 
-    async def mark_reachability(self, url: str, state: str, detail: str | None) -> None:
-        """`ok` or `unreachable` for every shard of a log; an inconsistent shard stays so."""
+    async def mark_state(self, url: str, state: LogState, detail: str | None) -> None:
+        """`ok`, `unreachable` or `error` for every shard of a log; an inconsistent shard stays so."""
         async with self.sessions.begin() as session:
             await session.execute(
                 update(LogRow)
-                .where(LogRow.url == url, LogRow.state != "inconsistent")
+                .where(LogRow.url == url, LogRow.state != LogState.INCONSISTENT, LogRow.state != state)
                 .values(state=state, state_detail=detail)
             )
 
     async def mark_inconsistent(
         self, log_id: int, detail: str, alert: NewAlert, sinks: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        """Stop the log's cursor and raise the alert, in one transaction."""
+    ) -> bool:
+        """Stop the log's cursor and raise the alert, in one transaction; True if the alert is new."""
         async with self.sessions.begin() as session:
             await session.execute(
-                update(LogRow).where(LogRow.id == log_id).values(state="inconsistent", state_detail=detail)
+                update(LogRow).where(LogRow.id == log_id).values(state=LogState.INCONSISTENT, state_detail=detail)
+            )
+            return bool(await self._insert_alerts(session, [alert], sinks))
+
+    async def reset_log(self, url: str, alert: NewAlert, sinks: Sequence[tuple[str, str]] = ()) -> int:
+        """An operator accepts a log's history as it is now: every inconsistent shard of `url` forgets
+        its verified checkpoint and compact range (the next cycle trusts the log's newest checkpoint
+        again and re-bootstraps at the cursor), the log_inconsistent alerts are resolved, and the reset
+        is recorded as an alert of its own. Returns how many shards were reset."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(LogRow)
+                .where(LogRow.url == url, LogRow.state == LogState.INCONSISTENT)
+                .values(
+                    state=LogState.OK,
+                    state_detail=None,
+                    verified_size=0,
+                    verified_root=None,
+                    last_checkpoint=None,
+                    compact_range=b"",
+                )
+            )
+            if not result.rowcount:
+                return 0
+            await session.execute(
+                update(AlertRow)
+                .where(AlertRow.kind == AlertKind.LOG_INCONSISTENT, AlertRow.log_url == url)
+                .where(AlertRow.resolved_at.is_(None))
+                .values(resolved_at=now)
             )
             await self._insert_alerts(session, [alert], sinks)
+            return result.rowcount
+
+    async def resolve_alerts(self, kind: AlertKind, log_url: str) -> int:
+        """The lasting condition `kind` of a log cleared: its open alerts get their resolved_at."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(AlertRow)
+                .where(AlertRow.kind == kind, AlertRow.log_url == log_url, AlertRow.resolved_at.is_(None))
+                .values(resolved_at=utcnow())
+            )
+            return result.rowcount
 
     # alerts -----------------------------------------------------------------------------------
 
@@ -251,6 +305,7 @@ class Store:
                 summary=alert.summary,
                 payload=json.dumps(alert.payload, sort_keys=True),
                 log_id=alert.log_id,
+                log_url=alert.log_url,
                 signing_id=alert.signing_id,
                 created_at=utcnow(),
             )
@@ -282,3 +337,20 @@ class Store:
             query = query.where(AlertRow.created_at >= since)
         async with self.sessions() as session:
             return list((await session.scalars(query)).all())
+
+
+async def _answers(connection: AsyncConnection) -> bool:
+    """Whether a held connection still talks to the database (briefly: a dead one must not hang us)."""
+    try:
+        async with asyncio.timeout(LOCK_CHECK_SECONDS):
+            await connection.scalar(text("SELECT 1"))
+            await connection.rollback()
+    except Exception:
+        return False
+    return True
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(LOCK_CHECK_SECONDS):
+            await connection.close()

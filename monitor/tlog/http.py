@@ -24,13 +24,17 @@ from yarl import URL
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+RESPONSE_BUDGET_BYTES = 96 * 1024 * 1024
 MAX_RETRY_AFTER = 300.0
 HTTP_OK = 200
 HTTP_NOT_FOUND = 404
 HTTP_TOO_MANY_REQUESTS = 429
 SERVER_ERRORS = range(500, 600)
 
-Observer = Callable[[str, float], None]
+Observer = Callable[[str, float, str | None], None]
+"""`observe(endpoint, seconds, failure)` once per attempt; `failure` is None for an answer, else one of
+FAILURES (what a fetch-error counter is labelled with)."""
+FAILURES = ("timeout", "connection", "http_429", "http_5xx", "protocol", "memory_budget")
 Params = Mapping[str, str | int]
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -114,11 +118,39 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+class ByteBudget:
+    """Bytes of answers being read at the same time, across every log of the process.
+
+    A cap per answer alone lets eight endless answers in flight take eight caps of memory; with the
+    budget, an answer that would exceed what is left fails (and is retried later, like a timeout), so
+    hostile or broken logs cannot grow memory beyond the budget however many requests are in flight.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+SHARED_BUDGET = ByteBudget(RESPONSE_BUDGET_BYTES)
+
+
 class _TransientError(Exception):
     """One attempt failed in a way that another attempt may not (internal to the retry loop)."""
 
-    def __init__(self, cause: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, cause: str, failure: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(cause)
+        self.failure = failure
         self.status = status
         self.retry_after = retry_after
 
@@ -142,7 +174,8 @@ def _describe(exc: BaseException) -> str:
 class HttpFetcher:
     """GET/POST against one log's base URL, with retries, a timeout and a size cap per attempt.
 
-    `observe(endpoint, seconds)` is called once per HTTP attempt, whatever its outcome.
+    `observe(endpoint, seconds, failure)` is called once per HTTP attempt, whatever its outcome.
+    Answers are read within `budget`, shared by every fetcher of the process.
     """
 
     def __init__(
@@ -154,6 +187,7 @@ class HttpFetcher:
         timeout: float = 30,
         observe: Observer | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        budget: ByteBudget = SHARED_BUDGET,
     ) -> None:
         parsed = URL(base_url)
         if parsed.user is not None or parsed.password is not None:
@@ -165,6 +199,7 @@ class HttpFetcher:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._observe = observe
         self._max_response_bytes = max_response_bytes
+        self._budget = budget
 
     @property
     def base_url(self) -> str:
@@ -203,6 +238,7 @@ class HttpFetcher:
 
     async def _attempt(self, request: _Request) -> bytes | None:
         started = time.perf_counter()
+        failure: str | None = "protocol"
         try:
             async with self._session.request(
                 request.method,
@@ -213,14 +249,23 @@ class HttpFetcher:
                 allow_redirects=False,
                 raise_for_status=False,
             ) as response:
-                return await self._read_answer(request, response)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise _TransientError(_describe(exc)) from exc
+                answer = await self._read_answer(request, response)
+                failure = None
+                return answer
+        except _TransientError as exc:
+            failure = exc.failure
+            raise
+        except TimeoutError as exc:
+            failure = "timeout"
+            raise _TransientError(_describe(exc), failure) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            failure = "connection"
+            raise _TransientError(_describe(exc), failure) from exc
         except aiohttp.ClientError as exc:
             raise LogProtocolError(request.shown_url, f"invalid HTTP answer: {_describe(exc)}") from exc
         finally:
             if self._observe is not None:
-                self._observe(request.endpoint, time.perf_counter() - started)
+                self._observe(request.endpoint, time.perf_counter() - started, failure)
 
     async def _read_answer(self, request: _Request, response: aiohttp.ClientResponse) -> bytes | None:
         status = response.status
@@ -230,7 +275,8 @@ class HttpFetcher:
             return None
         if status == HTTP_TOO_MANY_REQUESTS or status in SERVER_ERRORS:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _TransientError(f"HTTP {status}", status=status, retry_after=retry_after)
+            failure = "http_429" if status == HTTP_TOO_MANY_REQUESTS else "http_5xx"
+            raise _TransientError(f"HTTP {status}", failure, status=status, retry_after=retry_after)
         raise UnexpectedStatusError(request.shown_url, status)
 
     async def _read_capped(self, request: _Request, response: aiohttp.ClientResponse) -> bytes:
@@ -240,12 +286,17 @@ class HttpFetcher:
             raise LogProtocolError(request.shown_url, f"answer of {declared} bytes exceeds the {limit}-byte cap")
         chunks: list[bytes] = []
         received = 0
-        async for chunk in response.content.iter_any():
-            received += len(chunk)
-            if received > limit:
-                raise LogProtocolError(request.shown_url, f"answer exceeds the {limit}-byte cap")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            async for chunk in response.content.iter_any():
+                if received + len(chunk) > limit:
+                    raise LogProtocolError(request.shown_url, f"answer exceeds the {limit}-byte cap")
+                if not self._budget.take(len(chunk)):
+                    raise _TransientError("the answers in flight exceed the memory budget", "memory_budget")
+                received += len(chunk)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            self._budget.give(received)
 
 
 async def gather_or_cancel(coroutines: Iterable[Coroutine[Any, Any, T]]) -> list[T]:

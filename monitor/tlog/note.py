@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -58,11 +58,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class NoteVerifier:
-    """A log key as a signed-note verifier, identified in notes by (name, key_id)."""
+    """A log key as a signed-note verifier, identified in notes by (name, key_id), or by key_id alone
+    when `any_name` (Rekor v1 signs under a server flag, not a name clients can know)."""
 
     name: str
     key_id: bytes
     public_key: PublicKey = field(repr=False, hash=False)
+    any_name: bool = False
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         key = self.public_key
@@ -165,7 +167,7 @@ def _canonical_spki(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def verifier_for_key(name: str, spki_der: bytes) -> NoteVerifier:
+def verifier_for_key(name: str, spki_der: bytes, *, any_name: bool = False) -> NoteVerifier:
     """A verifier for a log key given as DER SubjectPublicKeyInfo, with the key id logs sign with."""
     if not _is_valid_key_name(name):
         raise NoteError(f"invalid key name {name!r}")
@@ -184,21 +186,25 @@ def verifier_for_key(name: str, spki_der: bytes) -> NoteVerifier:
         key_id = hashlib.sha256(name.encode() + b"\n" + _RSA_KEY_TYPE + _canonical_spki(key)).digest()
     else:
         raise NoteError(f"unsupported key type for {name}: {type(key).__name__}")
-    return NoteVerifier(name, key_id[:KEY_ID_SIZE], key)
+    return NoteVerifier(name, key_id[:KEY_ID_SIZE], key, any_name)
 
 
-def open_checkpoint(note: str, verifiers: Sequence[NoteVerifier], *, origin: str | None = None) -> Checkpoint:
+def open_checkpoint(
+    note: str, verifiers: Sequence[NoteVerifier], *, origin: str | Callable[[str], bool] | None = None
+) -> Checkpoint:
     """Verify a signed checkpoint against known log keys and parse it.
 
     Every signature by a known (name, key id) must verify and at least one must be present;
-    other lines (witness cosignatures, rotated keys) are ignored.
+    other lines (witness cosignatures, rotated keys) are ignored. `origin` is the origin the
+    checkpoint must carry, or a predicate it must satisfy.
     """
     body, signatures = split_note(note)
-    known = {(verifier.name, verifier.key_id): verifier for verifier in verifiers}
+    known = {(verifier.name, verifier.key_id): verifier for verifier in verifiers if not verifier.any_name}
+    by_key_id = {verifier.key_id: verifier for verifier in verifiers if verifier.any_name}
     message = body.encode("utf-8")
     verified = False
     for signature in signatures:
-        verifier = known.get((signature.name, signature.key_id))
+        verifier = known.get((signature.name, signature.key_id)) or by_key_id.get(signature.key_id)
         if verifier is None:
             continue
         if not verifier.verify(message, signature.signature):
@@ -207,8 +213,10 @@ def open_checkpoint(note: str, verifiers: Sequence[NoteVerifier], *, origin: str
     if not verified:
         raise NoteError("no signature by a known log key")
     checkpoint_origin, size, root_hash, extensions = parse_checkpoint_body(body)
-    if origin is not None and checkpoint_origin != origin:
+    if isinstance(origin, str) and checkpoint_origin != origin:
         raise NoteError(f"checkpoint origin {checkpoint_origin!r} is not {origin!r}")
+    if callable(origin) and not origin(checkpoint_origin):
+        raise NoteError(f"checkpoint origin {checkpoint_origin[:200]!r} is not this log's")
     return Checkpoint(checkpoint_origin, size, root_hash, extensions, note)
 
 

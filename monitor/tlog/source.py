@@ -12,17 +12,17 @@ logs (other URLs), found in the trust root.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.tlog.http import LogProtocolError
 from monitor.tlog.merkle import leaf_hash
-from monitor.tlog.note import NoteError, parse_checkpoint_body, split_note
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.tiles import TilesClient
 
 MISSING_ENTRY_RETRIES = 5
+MAX_GLOBAL_INDEX = 2**63 - 1
 
 
 class SourceEntry(Protocol):
@@ -66,7 +66,9 @@ class ShardHead:
 
     tree_id: str
     signed_note: str
-    size_hint: int  # the unverified size, used only to place a `start: head` cursor
+    claimed_size: int | None
+    """The size a v1 log states beside its checkpoint, unsigned: it must equal the signed one, and is
+    used for nothing else (None for logs that state only the checkpoint)."""
     offset: int  # global index of the shard's leaf 0
     active: bool
 
@@ -90,7 +92,13 @@ class LogSource(Protocol):
     url: str
     api: str
 
-    def origin(self, tree_id: str) -> str: ...
+    def origin(self, tree_id: str, configured: str | None = None) -> str:
+        """The origin a shard's checkpoints carry (as far as it can be known before one is read)."""
+        ...
+
+    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
+        """Whether a verified checkpoint's origin is this shard's."""
+        ...
 
     async def heads(self) -> list[ShardHead]: ...  # oldest shard first
 
@@ -107,14 +115,24 @@ def log_name(url: str) -> str:
 
 
 class RekorV1Source:
+    """Rekor v1: origins are `<name> - <tree id>`, the name being a server flag (FORMATS.md §3), so
+    only the tree id part is checked unless the configuration names the log's `origin`."""
+
     api = "v1"
 
     def __init__(self, url: str, client: RekorV1Client):
         self.url = url
         self.client = client
 
-    def origin(self, tree_id: str) -> str:
-        return f"{log_name(self.url)} - {tree_id}"
+    def origin(self, tree_id: str, configured: str | None = None) -> str:
+        return f"{configured or log_name(self.url)} - {tree_id}"
+
+    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
+        def matches(origin: str) -> bool:
+            name, separator, tree = origin.rpartition(" - ")
+            return bool(separator and name) and tree == tree_id and configured in (None, name)
+
+        return matches
 
     async def heads(self) -> list[ShardHead]:
         info = await self.client.get_log_info()
@@ -122,6 +140,8 @@ class RekorV1Source:
         for shard in info.inactive:
             heads.append(ShardHead(shard.tree_id, shard.signed_tree_head, shard.tree_size, offset, active=False))
             offset += shard.tree_size
+            if offset > MAX_GLOBAL_INDEX:
+                raise LogProtocolError(self.url, "its shards add up to more than 2^63-1 entries")
         active = info.active
         heads.append(ShardHead(active.tree_id, active.signed_tree_head, active.tree_size, offset, active=True))
         return heads
@@ -152,6 +172,9 @@ class RekorV1Source:
 
 
 class TilesSource:
+    """A tiles log: one tree; origin = key name = the URL without its scheme, unless configured (a log
+    read through a mirror or proxy keeps its own origin)."""
+
     api = "tiles"
 
     def __init__(self, url: str, client: TilesClient, log_id: bytes = b""):
@@ -159,12 +182,16 @@ class TilesSource:
         self.client = client
         self.log_id = log_id
 
-    def origin(self, tree_id: str) -> str:
-        return log_name(self.url)
+    def origin(self, tree_id: str, configured: str | None = None) -> str:
+        return configured or log_name(self.url)
+
+    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
+        expected = self.origin(tree_id, configured)
+        return lambda origin: origin == expected
 
     async def heads(self) -> list[ShardHead]:
         note = await self.client.get_checkpoint()
-        return [ShardHead("", note, _size_hint(note), 0, active=True)]
+        return [ShardHead("", note, None, 0, active=True)]
 
     async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]:
         return await self.client.consistency_proof(first, last)
@@ -180,11 +207,3 @@ class TilesSource:
         [leaf] = await self.client.hashes_at(0, [index], tree_size)
         hashes = await self.client.inclusion_proof(index, tree_size)
         return BootstrapProof(leaf, index, tree_size, tuple(hashes), None)
-
-
-def _size_hint(note: str) -> int:
-    try:
-        body, _ = split_note(note)
-        return parse_checkpoint_body(body)[1]
-    except NoteError:
-        return 0  # verification will reject it
