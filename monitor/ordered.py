@@ -6,7 +6,8 @@
              consume(k1) → consume(k2) → ...    strictly in key order, one at a time
 
 The head of the line is always fetched, whatever the weight held, so a single heavy result cannot
-stall the line; the limit only stops fetching ahead. The first failure (of a fetch or a consume)
+stall the line; the limit only stops fetching ahead. A fetch still in flight counts as heavy as the
+heaviest result seen so far (before the first result, the line fills up to `depth`). The first failure (of a fetch or a consume)
 cancels everything in flight and propagates as itself; `stop()` returning True ends the line before
 the next consume (the one under way finishes). Keys are drawn lazily, so an endless or enormous
 key range costs nothing until it is reached.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -39,6 +40,7 @@ class OrderedFetcher(Generic[K, R]):
         self.depth = depth
         self.weight = weight
         self.held_limit = held_limit
+        self._heaviest = 0
 
     async def run(
         self,
@@ -57,6 +59,7 @@ class OrderedFetcher(Generic[K, R]):
                     return consumed
                 key, task = pending.popleft()
                 result = await task
+                self._heaviest = max(self._heaviest, self.weight(result))
                 await consume(key, result)
                 consumed += 1
         finally:
@@ -66,9 +69,9 @@ class OrderedFetcher(Generic[K, R]):
                 with contextlib.suppress(BaseException):
                     await task
 
-    def _fetch_ahead(self, remaining: Iterable[K], pending: deque[tuple[K, asyncio.Task[R]]]) -> None:
+    def _fetch_ahead(self, remaining: Iterator[K], pending: deque[tuple[K, asyncio.Task[R]]]) -> None:
         while len(pending) < self.depth and (not pending or self._room(pending)):
-            key = next(iter(remaining), _END)
+            key = next(remaining, _END)
             if key is _END:
                 return
             pending.append((key, asyncio.create_task(self.fetch(key))))  # type: ignore[arg-type]
@@ -76,12 +79,15 @@ class OrderedFetcher(Generic[K, R]):
     def _room(self, pending: deque[tuple[K, asyncio.Task[R]]]) -> bool:
         if self.held_limit is None:
             return True
-        held = sum(
-            self.weight(task.result())
-            for _, task in pending
-            if task.done() and not task.cancelled() and task.exception() is None
-        )
+        held = sum(self._weight_of(task) for _, task in pending)
         return held < self.held_limit
+
+    def _weight_of(self, task: asyncio.Task[R]) -> int:
+        if not task.done():
+            return self._heaviest
+        if task.cancelled() or task.exception() is not None:
+            return 0
+        return self.weight(task.result())
 
 
 _END = object()

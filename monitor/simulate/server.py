@@ -6,7 +6,7 @@ tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W
 
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
-and for tiles /sim/tamper_tile and /sim/drop_partials.
+/sim/hostile (simulate/hostile.py), and for tiles /sim/tamper_tile and /sim/drop_partials.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import rfc8785
 from aiohttp import web
 
 from monitor.simulate.ca import LocalCA
+from monitor.simulate.hostile import Hostility, endless_answer, endless_now, serve_hostile
 from monitor.simulate.log import LeafLocation, Shard, SimLog
 from monitor.simulate.synthetic import EntryFactory, PopulateReport, populate
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
@@ -86,6 +87,7 @@ class Simulator:
     log: SimLog
     ca: LocalCA
     faults: Faults = field(default_factory=Faults)
+    hostility: Hostility = field(default_factory=Hostility)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
@@ -437,8 +439,28 @@ async def injected_faults(request: web.Request, handler: Handler) -> web.StreamR
     return web.json_response(message, status=fault.status, headers=headers)
 
 
+@web.middleware
+async def hostile_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What a hostile log sends instead of its answers, while any switch is on (never for /sim/)."""
+    if request.path.startswith("/sim/"):
+        return await handler(request)
+    simulator = request.app[SIMULATOR]
+    if endless_now(request, simulator.hostility):
+        return await endless_answer(request)
+    return await serve_hostile(request, simulator.hostility, simulator.log, await handler(request))
+
+
+async def control_hostile(request: web.Request) -> web.Response:
+    """See simulate/hostile.py; `{}` turns every switch off."""
+    try:
+        request.app[SIMULATOR].hostility.configure(await json_object(request))
+    except (ValueError, TypeError) as exc:
+        raise ApiError(400, f"bad hostility: {exc}") from None
+    return web.json_response({"ok": True})
+
+
 def create_app(simulator: Simulator) -> web.Application:
-    app = web.Application(middlewares=[rekor_errors, injected_faults])
+    app = web.Application(middlewares=[rekor_errors, injected_faults, hostile_answers])
     app[SIMULATOR] = simulator
     if simulator.log.tiles:
         add_tiles_routes(app, simulator.tiled)
@@ -457,6 +479,7 @@ def create_app(simulator: Simulator) -> web.Application:
     app.router.add_post("/sim/rotate", control_rotate)
     app.router.add_post("/sim/fork", control_fork)
     app.router.add_post("/sim/wrong_key", control_wrong_key)
+    app.router.add_post("/sim/hostile", control_hostile)
     return app
 
 
