@@ -7,10 +7,10 @@
 
 The head of the line is always fetched, whatever the weight held, so a single heavy result cannot
 stall the line; the limit only stops fetching ahead. A fetch still in flight counts as heavy as the
-heaviest result seen so far (before the first result, the line fills up to `depth`). The first failure (of a fetch or a consume)
-cancels everything in flight and propagates as itself; `stop()` returning True ends the line before
-the next consume (the one under way finishes). Keys are drawn lazily, so an endless or enormous
-key range costs nothing until it is reached.
+heaviest result seen so far (before the first result, the line fills up to `depth`). The first
+failure (of a fetch or a consume) cancels everything in flight and propagates as itself; `stop()`
+returning True ends the line before the next consume (the one under way finishes). Keys are drawn
+lazily, so an endless or enormous key range costs nothing until it is reached.
 """
 
 from __future__ import annotations

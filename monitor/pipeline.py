@@ -228,10 +228,9 @@ class LogFollower:
         except LogInconsistent:
             self._count_checkpoint("failed")
             raise
-        await self.store.save_checkpoint(
-            shard.id, VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note), accepted.announced
-        )
-        shard.state = accepted
+        verified = VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note, checkpoint.origin)
+        await self.store.save_checkpoint(shard.id, verified, accepted.announced)
+        shard.state, shard.origin = accepted, checkpoint.origin
         shard.last_checkpoint_at = datetime.now(UTC)
         self._count_checkpoint("ok")
         self.publish()

@@ -35,6 +35,8 @@ UNTRUSTED_SIGNING_COLUMNS = {
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("logs") as batch:  # a v1 checkpoint's origin is signed, but its name part is free
+        batch.alter_column("origin", type_=sa.Text, existing_type=sa.String(500), existing_nullable=False)
     with op.batch_alter_table("signings") as batch:
         for column, length in UNTRUSTED_SIGNING_COLUMNS.items():
             batch.alter_column(column, type_=sa.Text, existing_type=sa.String(length))
@@ -57,3 +59,5 @@ def downgrade() -> None:
     with op.batch_alter_table("signings") as batch:
         for column, length in UNTRUSTED_SIGNING_COLUMNS.items():
             batch.alter_column(column, type_=sa.String(length), existing_type=sa.Text)
+    with op.batch_alter_table("logs") as batch:
+        batch.alter_column("origin", type_=sa.String(500), existing_type=sa.Text, existing_nullable=False)

@@ -59,7 +59,7 @@ class Hostility:
             return None
         body = format_checkpoint_body(log.origin(log.active), self.checkpoint_size, os.urandom(32))
         key = log.key if self.checkpoint_signed else new_key_like(log.key)
-        return sign_note(body, log.name, key)
+        return sign_note(body, log.key_name, key)
 
 
 def _path(spec: Any) -> str:

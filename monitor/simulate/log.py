@@ -221,7 +221,9 @@ class SignedHead:
 class SimLog:
     """A Rekor v1 log: inactive shards (oldest first) then the active one, all signed by one key.
 
-    `name` is the scheme-less base URL; it is the checkpoint key name and the origin's prefix.
+    `name` is the scheme-less base URL; it is the checkpoint key name and the origin's prefix,
+    unless `hostname` is set: a private Rekor v1 signs under its `--rekor_server.hostname` flag
+    (e.g. `rekor-0`), which need not be the address it is reached at.
     With `tiles` set it is a Rekor v2 (tlog-tiles) log instead: one tree, origin = name.
     """
 
@@ -232,6 +234,7 @@ class SimLog:
     final_checkpoints: dict[int, str] = field(default_factory=dict)
     checkpoint_key: SigningKey | None = None
     tiles: bool = False
+    hostname: str | None = None
     # Caches, each checked against the key it was made with: (key, SPKI DER, log id), the key the
     # shards' entry_timestamps were signed with, and each shard's last signed head for entry answers.
     _key_ids: tuple[SigningKey, bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
@@ -365,8 +368,12 @@ class SimLog:
             offset += shard.size
         return None
 
+    @property
+    def key_name(self) -> str:
+        return self.hostname or self.name
+
     def origin(self, shard: Shard) -> str:
-        return self.name if self.tiles else f"{self.name} - {shard.tree_id}"
+        return self.name if self.tiles else f"{self.key_name} - {shard.tree_id}"
 
     def checkpoint(self, shard: Shard, size: int | None = None) -> str:
         """The signed note for `shard` at `size` (default: now). A frozen shard's final one is cached."""
@@ -375,7 +382,7 @@ class SimLog:
         if cached is not None and size == shard.size:
             return cached
         body = format_checkpoint_body(self.origin(shard), size, shard.root(size))
-        return sign_note(body, self.name, self.checkpoint_key or self.key)
+        return sign_note(body, self.key_name, self.checkpoint_key or self.key)
 
     def entry_head(self, shard: Shard) -> SignedHead:
         """The shard's current size and root with a checkpoint, for entry answers.

@@ -545,17 +545,19 @@ async def start_simulator(
     api: str = "v1",
     rate: float = 0.0,
     prefill: int = 0,
+    hostname: str | None = None,
 ) -> RunningSimulator:
     """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
 
-    Writes directory/trusted_root.json and signing_config.json.
+    Writes directory/trusted_root.json and signing_config.json. `hostname`: a v1 log's checkpoint key
+    name and origin prefix, as a private deployment's `--rekor_server.hostname` (default: its address).
     """
     if api not in APIS:
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
     sock = bound_socket(host, port)
     bound_port = sock.getsockname()[1]
     authority = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
-    log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority)
+    log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority, hostname=hostname)
     simulator = Simulator(log, LocalCA.generate())
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"

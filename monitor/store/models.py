@@ -91,7 +91,7 @@ class LogRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
     api: Mapped[str] = mapped_column(String(10))
-    origin: Mapped[str] = mapped_column(String(500))
+    origin: Mapped[str] = mapped_column(UntrustedText())
     tree_id: Mapped[str] = mapped_column(String(40), default="")
     shard_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     """Global index of this shard's leaf 0: next_index - shard_offset is the per-shard index."""

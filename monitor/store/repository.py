@@ -80,6 +80,7 @@ class VerifiedCheckpoint:
     tree_size: int
     root_hash: bytes
     note: str
+    origin: str
 
 
 LOCK_CHECK_SECONDS = 5.0
@@ -164,6 +165,7 @@ class Store:
                 update(LogRow)
                 .where(LogRow.id == log_id)
                 .values(
+                    origin=checkpoint.origin,
                     tree_size=announced,
                     verified_size=checkpoint.tree_size,
                     verified_root=checkpoint.root_hash.hex(),

@@ -116,7 +116,7 @@ def log_name(url: str) -> str:
 
 class RekorV1Source:
     """Rekor v1: origins are `<name> - <tree id>`, the name being a server flag (FORMATS.md §3), so
-    only the tree id part is checked unless the configuration names the log's `origin`."""
+    only the tree id part is checked (a configured `origin` only chooses the trust root's key)."""
 
     api = "v1"
 
@@ -130,7 +130,7 @@ class RekorV1Source:
     def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
         def matches(origin: str) -> bool:
             name, separator, tree = origin.rpartition(" - ")
-            return bool(separator and name) and tree == tree_id and configured in (None, name)
+            return bool(separator and name) and tree == tree_id
 
         return matches
 
