@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.tlog.http import (
     MAX_RETRY_AFTER,
+    AdaptiveLimit,
     HttpFetcher,
     LogProtocolError,
     LogUnavailableError,
@@ -630,3 +631,36 @@ async def test_a_failing_simulator_is_unavailable(sim: RunningSimulator, session
     with pytest.raises(LogUnavailableError, match="HTTP 503"):
         await RekorV1Client(sim.url, session, retry=FAST_RETRY).get_log_info()
     assert sim.faults.remaining == 100 - FAST_RETRY.max_attempts
+
+
+async def test_429s_halve_the_requests_in_flight_and_successes_grow_them_back(
+    sim: RunningSimulator, tmp_path: Path
+) -> None:
+    """Issue 9: on 429 the client halves its in-flight requests (AIMD), so a public log is never hammered."""
+    await sim.simulator.append_unwatched(400)
+    meter = TrafficMeter()
+    async with aiohttp.ClientSession(trace_configs=[meter.trace_config()]) as traced:
+        client = RekorV1Client(sim.url, traced, retry=RetryPolicy(max_attempts=20, base_delay=0.01), concurrency=16)
+        sim.faults.inject(count=1000, delay=0.01)
+        await client.get_entries(range(160))
+        assert meter.max_in_flight == 16, "a log that answers gets the configured concurrency"
+        sim.faults.inject(count=16, status=429, retry_after=0)
+        await client.get_entries(range(160, 320))  # 16 requests at once, each answered 429 once
+        limit = client._http.limit.limit
+        assert limit <= 9, "a burst of 429s halves the limit (once: they came together)"
+        sim.faults.inject(count=1000, delay=0.01)
+        meter.max_in_flight = 0
+        await client.get_entries(range(320, 400))
+        assert meter.max_in_flight <= limit + 1, "the next batches respect the halved limit"
+        await client.get_entries(range(0, 400))
+        assert client._http.limit.limit > limit, "successes grow it back"
+
+
+async def test_the_adaptive_limit_never_goes_below_one_nor_above_its_ceiling() -> None:
+    limit = AdaptiveLimit(4, cooldown=0)
+    for _ in range(10):
+        limit.throttled()
+    assert limit.limit == 1
+    for _ in range(100):
+        limit.succeeded()
+    assert limit.limit == 4

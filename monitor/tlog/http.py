@@ -8,6 +8,7 @@ retried: asking again would only fetch the same nonsense).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -143,6 +144,60 @@ class ByteBudget:
 SHARED_BUDGET = ByteBudget(RESPONSE_BUDGET_BYTES)
 
 
+class AdaptiveLimit:
+    """Requests in flight to one log: additive increase, multiplicative decrease (as TCP does).
+
+    At most `ceiling` (the configured concurrency). A 429 halves the limit (not below 1; one halving
+    per `cooldown` seconds, so a burst of 429s answered together counts once); every `limit`
+    successes in a row grow it back by one. A public log that sheds load is never hammered, and one
+    that recovers gets its full concurrency back within a few hundred requests.
+    """
+
+    def __init__(self, ceiling: int, *, cooldown: float = 1.0) -> None:
+        if ceiling < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.cooldown = cooldown
+        self.in_flight = 0
+        self._successes = 0
+        self._halved_at = -cooldown
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> AdaptiveLimit:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        async with self._changed:
+            self.in_flight -= 1
+            self._changed.notify_all()
+
+    def throttled(self) -> None:
+        now = time.monotonic()
+        if now - self._halved_at >= self.cooldown:
+            self.limit = max(1, self.limit // 2)
+            self._halved_at = now
+        self._successes = 0
+
+    def succeeded(self) -> None:
+        self._successes += 1
+        if self._successes >= self.limit and self.limit < self.ceiling:
+            self.limit += 1
+            self._successes = 0
+            self._notify_soon()
+
+    def _notify_soon(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        with contextlib.suppress(RuntimeError):  # no running loop: nobody can be waiting
+            asyncio.get_running_loop().create_task(notify())
+
+
 class _TransientError(Exception):
     """One attempt failed in a way that another attempt may not (internal to the retry loop)."""
 
@@ -175,7 +230,8 @@ class HttpFetcher:
     """GET/POST against one log's base URL, with retries, a timeout and a size cap per attempt.
 
     `observe(endpoint, seconds, failure)` is called once per HTTP attempt, whatever its outcome.
-    Answers are read within `budget`, shared by every fetcher of the process.
+    Answers are read within `budget`, shared by every fetcher of the process. At most `concurrency`
+    attempts are in flight, fewer while the log answers 429 (AdaptiveLimit).
     """
 
     def __init__(
@@ -188,6 +244,7 @@ class HttpFetcher:
         observe: Observer | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         budget: ByteBudget = SHARED_BUDGET,
+        concurrency: int = 8,
     ) -> None:
         parsed = URL(base_url)
         if parsed.user is not None or parsed.password is not None:
@@ -200,6 +257,7 @@ class HttpFetcher:
         self._observe = observe
         self._max_response_bytes = max_response_bytes
         self._budget = budget
+        self.limit = AdaptiveLimit(concurrency)
 
     @property
     def base_url(self) -> str:
@@ -237,6 +295,12 @@ class HttpFetcher:
                 await asyncio.sleep(delay)
 
     async def _attempt(self, request: _Request) -> bytes | None:
+        async with self.limit:
+            answer = await self._timed_attempt(request)
+        self.limit.succeeded()
+        return answer
+
+    async def _timed_attempt(self, request: _Request) -> bytes | None:
         started = time.perf_counter()
         failure: str | None = "protocol"
         try:
@@ -254,6 +318,8 @@ class HttpFetcher:
                 return answer
         except _TransientError as exc:
             failure = exc.failure
+            if failure == "http_429":
+                self.limit.throttled()
             raise
         except TimeoutError as exc:
             failure = "timeout"

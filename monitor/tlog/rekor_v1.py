@@ -7,7 +7,6 @@ here is trusted yet: checkpoints, proofs and entries are verified by the caller.
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import json
 import re
@@ -105,11 +104,10 @@ class RekorV1Client:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
+        self._http = HttpFetcher(
+            session, base_url, retry=retry, timeout=timeout, observe=observe, concurrency=concurrency
+        )
         self._batch_size = batch_size
-        self._slots = asyncio.Semaphore(concurrency)
 
     @property
     def base_url(self) -> str:
@@ -173,8 +171,7 @@ class RekorV1Client:
 
     async def _retrieve(self, batch: list[int], proofs: bool) -> dict[int, RekorEntry]:
         try:
-            async with self._slots:
-                raw = await self._http.post_json(RETRIEVE_PATH, {"logIndexes": batch}, endpoint="retrieve")
+            raw = await self._http.post_json(RETRIEVE_PATH, {"logIndexes": batch}, endpoint="retrieve")
         except UnexpectedStatusError as exc:
             if exc.status not in BATCH_TOO_LARGE_STATUSES or len(batch) == 1:
                 raise

@@ -12,7 +12,6 @@ checkpoints, so a tampered tile or bundle only makes that verification fail.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -212,10 +211,9 @@ class TilesClient:
         concurrency: int = 8,
         observe: Observer | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._http = HttpFetcher(
+            session, base_url, retry=retry, timeout=timeout, observe=observe, concurrency=concurrency
+        )
 
     @property
     def base_url(self) -> str:
@@ -318,5 +316,4 @@ class TilesClient:
             raise LogProtocolError(self._http.url_for(fetched.path), str(exc)) from None
 
     async def _get(self, path: str, endpoint: str) -> bytes | None:
-        async with self._slots:
-            return await self._http.get(path, endpoint=endpoint)
+        return await self._http.get(path, endpoint=endpoint)
