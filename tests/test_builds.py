@@ -331,6 +331,8 @@ async def test_a_long_retry_after_is_left_to_the_caller(sim: RunningSimulator, h
     sim.simulator.builds.start_outage(5, retry_after=600)
     answer = await client_of(sim, http).get_build("ad00000000000000000000ad")
     assert isinstance(answer, Unavailable) and answer.retry_after == 600
+    check = judge_build(answer, PIPELINE_ID, NOW, NOW)
+    assert (check.result, check.retry_later, check.retry_after) == (BuildResult.ERROR, True, 600)
     assert len(sim.simulator.builds.requests) == 1
 
 

@@ -59,6 +59,7 @@ class BuildCheck:
     created: datetime | None = None
     finished: datetime | None = None
     retry_later: bool = False  # the answer may differ later (API down, key refused): ask again with backoff
+    retry_after: float | None = None  # seconds the API asked to wait before the next request, if it did
 
 
 def workflow_id_of(run_url: str | None, platform_url: str) -> str | None:
@@ -99,9 +100,14 @@ def judge_build(answer: BuildAnswer, pipeline_id: str, not_before: datetime, now
             return BuildCheck(
                 BuildResult.ERROR, None, None, f"the Codefresh API refused the key (HTTP {status})", retry_later=True
             )
-        case Unavailable(reason):
+        case Unavailable(reason, retry_after):
             return BuildCheck(
-                BuildResult.ERROR, None, None, f"the Codefresh API is unavailable: {reason}", retry_later=True
+                BuildResult.ERROR,
+                None,
+                None,
+                f"the Codefresh API is unavailable: {reason}",
+                retry_later=True,
+                retry_after=retry_after,
             )
     raise TypeError(f"not a build answer: {type(answer).__name__}")
 
