@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from monitor.simulate.ca import utc_now
+
 BUILD_STARTED_BEFORE = timedelta(minutes=1)
 BUILD_FINISHED_AFTER = timedelta(minutes=2)
 OTHER_PIPELINE_ID = "5f00000000000000000000ff"
@@ -106,8 +108,9 @@ class SimBuildsApi:
         self.builds[workflow_id] = build
         return build
 
-    def record_signing(self, identity: Mapping[str, Any], issued_at: datetime, fate: BuildFate) -> None:
-        """Register the build of a Codefresh signing (`codefresh_identity`'s arguments) as `fate` says."""
+    def record_signing(self, identity: Mapping[str, Any], fate: BuildFate) -> None:
+        """Register the build of a Codefresh signing just issued (`codefresh_identity`'s arguments) as
+        `fate` says; its issuance is now (to the second, as the certificate's notBefore)."""
         if fate is BuildFate.UNKNOWN:
             return
         pipeline = (
@@ -115,7 +118,7 @@ class SimBuildsApi:
             if fate is BuildFate.REGISTERED
             else (OTHER_PIPELINE_ID, OTHER_PIPELINE_NAME)
         )
-        self.register(identity["workflow_id"], *pipeline, issued_at)
+        self.register(identity["workflow_id"], *pipeline, utc_now())
 
     def forget(self, workflow_id: str) -> None:
         self.builds.pop(workflow_id, None)

@@ -5,12 +5,12 @@ Rekor API (FORMATS.md §1): GET /api/v1/log, /api/v1/log/proof, /api/v1/log/publ
 tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>].
 
 Codefresh builds API (FORMATS.md §9, `builds.SimBuildsApi`): GET /api/builds/<workflow id>, on
-either API; the log's injected faults never touch it (it has its own outage).
+either API; the log's injected faults never touch it: it has its own controls, POST
+/sim/builds/outage, /sim/builds/forget, /sim/builds/move, and GET /sim/builds/requests.
 
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
-for tiles /sim/tamper_tile and /sim/drop_partials, and for the builds API /sim/builds/outage,
-/sim/builds/forget, /sim/builds/move and GET /sim/builds/requests.
+and for tiles /sim/tamper_tile and /sim/drop_partials.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import rfc8785
 from aiohttp import web
 
 from monitor.simulate.builds import BuildFate, SimBuildsApi
-from monitor.simulate.ca import LocalCA, utc_now
+from monitor.simulate.ca import LocalCA
 from monitor.simulate.log import LeafLocation, Shard, SimLog
 from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
@@ -93,8 +93,8 @@ class Simulator:
     log: SimLog
     ca: LocalCA
     faults: Faults = field(default_factory=Faults)
-    builds: SimBuildsApi = field(default_factory=SimBuildsApi)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
+    builds: SimBuildsApi = field(default_factory=SimBuildsApi)
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
 
@@ -107,9 +107,8 @@ class Simulator:
         optional); the builds API then knows its build as `build` (a `BuildFate`) says."""
         fate = BuildFate(build)
         identity.setdefault("workflow_id", object_id(self.factory.rng))
-        issued_at = utc_now()
         index = self.log.append(self.factory.codefresh(**identity))
-        self.builds.record_signing(identity, issued_at, fate)
+        self.builds.record_signing(identity, fate)
         return index
 
     def append_github(self, **identity: Any) -> int:
