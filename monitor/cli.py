@@ -191,21 +191,32 @@ def alerts_command(config_file: str | None, status: str | None, kind: str | None
 
 @main.command("inspect")
 @config_option
+@click.option(
+    "--check-build",
+    is_flag=True,
+    help="Also ask the Codefresh API about each watched account's signing (online; needs the account's api_key).",
+)
 @click.argument("source", metavar="FILE|-", type=click.File("rb"))
-def inspect_command(config_file: str | None, source: BinaryIO) -> None:
+def inspect_command(config_file: str | None, check_build: bool, source: BinaryIO) -> None:
     """Decode and verify a Rekor v1 LogEntry or a sigstore bundle (v0.1-v0.3), offline; print JSON.
 
     Checks what the input carries against the config's trust root (never refreshed here):
     inclusion proof, checkpoint, signed entry timestamp, and each certificate's chain to a Fulcio
     CA valid at its notBefore. A check is null when the input has nothing to check. `verdict` is
     what `run` would store under the config's watch rules, null when the issuer is not watched
-    (such certificates are not stored at all).
+    (such certificates are not stored at all). With --check-build, each certificate gets `build`:
+    the Codefresh builds API's answer judged as `run` judges it, or null when `run` would not ask.
     """
-    from monitor.inspect import InspectError, inspect_input
+    from monitor.inspect import InspectError, inspect_input, inspect_with_build_checks
 
     settings = settings_or_exit(config_file)
+    data = source.read()
     try:
-        report = inspect_input(source.read(), settings)
+        if check_build:
+            configure_logging(os.environ.get("REKORWATCH_LOG_LEVEL", "warning"))
+            report = asyncio.run(inspect_with_build_checks(data, settings))
+        else:
+            report = inspect_input(data, settings)
     except InspectError as exc:
         click.echo(f"inspect: {exc}", err=True)
         sys.exit(1)

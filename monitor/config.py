@@ -72,7 +72,8 @@ Regexp = Annotated[str, BeforeValidator(_full_match_pattern)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error's text must never echo a secret (api_key, tokens).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class TrustSettings(_Strict):
@@ -106,6 +107,11 @@ class LogSettings(_Strict):
         return value
 
 
+def _is_plain_http_url(value: str) -> bool:
+    """http(s)://host[:port][/path], nothing that could carry credentials or change the request."""
+    return re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/\-]*)?", value) is not None
+
+
 class CodefreshPipeline(_Strict):
     id: str = Field(min_length=1)
     name: str | None = None
@@ -118,6 +124,10 @@ class CodefreshAccount(_Strict):
     pipelines: list[CodefreshPipeline] = Field(default_factory=list)
     all_pipelines: bool = False
     """Set by writing `pipelines: "*"` (or a "*" item): every pipeline of the account is allowed."""
+    api_key: SecretStr | None = None
+    """Codefresh API key: each signing's build is checked (FORMATS.md §9). An empty `${VAR}` means none."""
+    api_url: str | None = None
+    """Base URL of the Codefresh API; `builds_api_url` falls back to platform_url."""
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +143,36 @@ class CodefreshAccount(_Strict):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+                raise ValueError("api_key contains control characters")
+            return value or None
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _is_plain_http_url(value):
+            raise ValueError("api_url must be an http(s) URL without credentials, query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _key_needs_a_url(self) -> CodefreshAccount:
+        if self.api_key is not None and self.api_url is None and not _is_plain_http_url(self.platform_url):
+            raise ValueError("api_key needs an http(s) api_url, or a platform_url that is one")
+        return self
+
+    @property
+    def builds_api_url(self) -> str:
+        """Where the builds API is asked: api_url, else platform_url."""
+        return self.api_url or self.platform_url
 
 
 class IdentityRule(_Strict):

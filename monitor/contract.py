@@ -83,6 +83,15 @@ SEVERITY_OF: dict[AlertKind, Severity] = {
 """The usual severity of each kind (`unlogged_certificate` of an expected certificate is a warning)."""
 
 
+class BuildResult(StrEnum):
+    """`result` of a Codefresh build check (`build_checks_total{result}`)."""
+
+    VERIFIED = "verified"
+    NOT_FOUND = "not_found"
+    MISMATCH = "mismatch"
+    ERROR = "error"
+
+
 class LogState(StrEnum):
     """`state` of a log object: what an operator must know first about a log."""
 

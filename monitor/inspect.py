@@ -10,6 +10,10 @@ Each check is `true`/`false`, or `null` when the input carries nothing to check:
 `problems` says why a check failed. `verdict` is what the daemon would store under the config's
 watch rules, or null when the daemon would not store the certificate at all (issuer not watched).
 A bundle's first transparency-log entry is inspected; the certificates are those of the entry body.
+
+Only `inspect_with_build_checks` goes online: it adds `build` to every certificate, the Codefresh
+builds API's judgement of its build (`codefresh_api.check`), or null when the daemon would not
+check it (not a watched account's own signing, or the account has no api_key).
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import aiohttp
 from cryptography import x509
 
-from monitor.config import Settings
+from monitor.codefresh_api import BuildCheck, BuildsClients, ClientOptions, build_check_target, check_build
+from monitor.config import Settings, WatchSettings
 from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
 from monitor.identity.sct import verify_embedded_scts
 from monitor.policy import Judgement, Policy
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
+from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
 from monitor.tlog.note import NoteError, open_checkpoint, verifier_for_key
 from monitor.trust import LogKey, TrustRoot, TrustRootError, load_trust_root
@@ -52,6 +59,8 @@ IDENTITY_FIELDS = (
 )
 
 MAX_UNIX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+# One person waits for the answer: fewer retries than the daemon, and no long Retry-After.
+INSPECT_API_OPTIONS = ClientOptions(retry=RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0), max_wait=10.0)
 
 T = TypeVar("T")
 
@@ -332,30 +341,52 @@ def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
     }
 
 
-def _certificate_view(der: bytes, policy: Policy, trust_root: TrustRoot, chains: ChainVerifier) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _InspectedCertificate:
+    """A certificate's view, and what its build check needs (None when it could not be parsed)."""
+
+    view: dict[str, Any]
+    certificate: FulcioCertificate | None = None
+    identity: SigningIdentity | None = None
+    judgement: Judgement | None = None
+
+
+def _inspect_certificate(
+    der: bytes, policy: Policy, trust_root: TrustRoot, chains: ChainVerifier
+) -> _InspectedCertificate:
     try:
         certificate = parse_fulcio_certificate(der)
     except CertificateError as exc:
-        return _unparseable_view(der, exc)
+        return _InspectedCertificate(_unparseable_view(der, exc))
     identity = identify(certificate)
     chain_verified = chains.verify(certificate)
-    return {
+    judgement = policy.judge(identity, chain_verified)
+    view = {
         **_identity_view(certificate, identity),
         "chain_verified": chain_verified,
         "sct_verified": verify_embedded_scts(x509.load_der_x509_certificate(der), trust_root),
         "extensions": certificate.extensions,
-        **_judgement_view(policy.judge(identity, chain_verified)),
+        **_judgement_view(judgement),
     }
+    return _InspectedCertificate(view, certificate, identity, judgement)
 
 
 def inspect_entry(entry: TlogEntry, trust_root: TrustRoot, policy: Policy) -> dict[str, Any]:
+    report, _ = _inspect_entry(entry, trust_root, policy)
+    return report
+
+
+def _inspect_entry(
+    entry: TlogEntry, trust_root: TrustRoot, policy: Policy
+) -> tuple[dict[str, Any], list[_InspectedCertificate]]:
     try:
         decoded = decode_entry(entry.body)
     except EntryDecodeError as exc:
         raise InspectError(f"the entry body cannot be decoded: {exc}") from None
     checks = _Checks(trust_root, entry)
     chains = ChainVerifier(trust_root)
-    return {
+    certificates = [_inspect_certificate(der, policy, trust_root, chains) for der in decoded.certificates]
+    report = {
         "kind": decoded.kind,
         "api_version": decoded.api_version,
         "log_index": entry.log_index,
@@ -368,16 +399,56 @@ def inspect_entry(entry: TlogEntry, trust_root: TrustRoot, policy: Policy) -> di
         "set_verified": checks.signed_entry_timestamp(),
         "artifact_digest": decoded.artifact_digest,
         "public_keys": decoded.public_keys,
-        "certificates": [_certificate_view(der, policy, trust_root, chains) for der in decoded.certificates],
+        "certificates": [inspected.view for inspected in certificates],
         "problems": checks.problems,
     }
+    return report, certificates
 
 
-def inspect_input(data: bytes, settings: Settings) -> dict[str, Any]:
-    """The `inspect` report for `data` under `settings` (trust root and watch rules); offline."""
+def _read_input(data: bytes, settings: Settings) -> tuple[TlogEntry, TrustRoot]:
     entry = read_tlog_entry(data)
     try:
         trust_root = load_trust_root(settings.trust.root, refresh=False, signing_config=settings.trust.signing_config)
     except TrustRootError as exc:
         raise InspectError(str(exc)) from None
+    return entry, trust_root
+
+
+def inspect_input(data: bytes, settings: Settings) -> dict[str, Any]:
+    """The `inspect` report for `data` under `settings` (trust root and watch rules); offline."""
+    entry, trust_root = _read_input(data, settings)
     return inspect_entry(entry, trust_root, Policy(settings.watch))
+
+
+async def inspect_with_build_checks(data: bytes, settings: Settings) -> dict[str, Any]:
+    """`inspect_input`'s report, each certificate with its `build` checked online (or null)."""
+    entry, trust_root = _read_input(data, settings)
+    report, certificates = _inspect_entry(entry, trust_root, Policy(settings.watch))
+    async with aiohttp.ClientSession() as session:
+        clients = BuildsClients(settings.watch, session, INSPECT_API_OPTIONS)
+        for inspected in certificates:
+            check = await _check_build(clients, settings.watch, inspected)
+            inspected.view["build"] = None if check is None else _build_view(check)
+    return report
+
+
+async def _check_build(
+    clients: BuildsClients, watch: WatchSettings, inspected: _InspectedCertificate
+) -> BuildCheck | None:
+    if inspected.certificate is None or inspected.identity is None or inspected.judgement is None:
+        return None
+    target = build_check_target(watch, inspected.identity, inspected.judgement.verdict)
+    if target is None:
+        return None
+    return await check_build(clients, target, inspected.certificate.not_before)
+
+
+def _build_view(check: BuildCheck) -> dict[str, Any]:
+    return {
+        "result": check.result.value,
+        "build_verified": check.build_verified,
+        "reason": check.reason,
+        "status": check.status,
+        "created": rfc3339(check.created) if check.created else None,
+        "finished": rfc3339(check.finished) if check.finished else None,
+    }

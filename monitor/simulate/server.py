@@ -4,6 +4,10 @@ Rekor API (FORMATS.md §1): GET /api/v1/log, /api/v1/log/proof, /api/v1/log/publ
 /api/v1/log/entries?logIndex=N, /api/v1/log/entries/{uuid}; POST /api/v1/log/entries/retrieve.
 tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>].
 
+Codefresh builds API (FORMATS.md §9, `builds.SimBuildsApi`): GET /api/builds/<workflow id>, on
+either API; the log's injected faults never touch it: it has its own controls, POST
+/sim/builds/outage, /sim/builds/forget, /sim/builds/move, and GET /sim/builds/requests.
+
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
 /sim/hostile (simulate/hostile.py), and for tiles /sim/tamper_tile and /sim/drop_partials.
@@ -26,10 +30,11 @@ from typing import Any
 import rfc8785
 from aiohttp import web
 
+from monitor.simulate.builds import BuildFate, SimBuildsApi
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.hostile import Hostility, endless_answer, endless_now, serve_hostile
 from monitor.simulate.log import LeafLocation, Shard, SimLog
-from monitor.simulate.synthetic import EntryFactory, PopulateReport, populate
+from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
 from monitor.simulate.trustroot import TrustFiles, write_trust_files
 from monitor.tlog.merkle import leaf_hash
@@ -39,6 +44,8 @@ APIS = ("v1", "tiles")
 RATE_TICK_SECONDS = 0.1
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX80 = re.compile(r"[0-9a-f]{80}")
+BUILDS_PATH = "/api/builds/"
+CODEFRESH_API_KEY_FILE = "codefresh_api_key"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -89,6 +96,7 @@ class Simulator:
     faults: Faults = field(default_factory=Faults)
     hostility: Hostility = field(default_factory=Hostility)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
+    builds: SimBuildsApi = field(default_factory=SimBuildsApi)
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
 
@@ -96,9 +104,14 @@ class Simulator:
         self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles)
         self.tiled = TiledLog(self.log)
 
-    def append_codefresh(self, **identity: Any) -> int:
-        """A Codefresh signing with a fresh certificate (codefresh_identity's arguments)."""
-        return self.log.append(self.factory.codefresh(**identity))
+    def append_codefresh(self, *, build: str = BuildFate.REGISTERED, **identity: Any) -> int:
+        """A Codefresh signing with a fresh certificate (codefresh_identity's arguments, workflow_id
+        optional); the builds API then knows its build as `build` (a `BuildFate`) says."""
+        fate = BuildFate(build)
+        identity.setdefault("workflow_id", object_id(self.factory.rng))
+        index = self.log.append(self.factory.codefresh(**identity))
+        self.builds.record_signing(identity, fate)
+        return index
 
     def append_github(self, **identity: Any) -> int:
         return self.log.append(self.factory.github(**identity))
@@ -366,7 +379,7 @@ def with_identity(append: Callable[..., int], kwargs: Any) -> int:
         raise ApiError(400, "an identity must be a JSON object")
     try:
         return append(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ApiError(400, f"bad identity: {exc}") from None
 
 
@@ -417,6 +430,51 @@ async def control_drop_partials(request: web.Request) -> web.Response:
     return web.json_response({"remaining": count})
 
 
+async def get_build(request: web.Request) -> web.Response:
+    builds = request.app[SIMULATOR].builds
+    reply = builds.answer(request.match_info["workflow_id"], request.headers.get("Authorization"))
+    return web.Response(body=reply.body, status=reply.status, headers=reply.headers, content_type="application/json")
+
+
+async def control_builds_outage(request: web.Request) -> web.Response:
+    """{"count": N, "retry_after": s|null}: the next N build requests answer 503."""
+    spec = await json_object(request)
+    builds = request.app[SIMULATOR].builds
+    builds.start_outage(count_field(spec, "count", 1), int_field(spec, "retry_after"))
+    return web.json_response({"remaining": builds.outage_remaining})
+
+
+def workflow_id_field(spec: dict[str, Any]) -> str:
+    workflow_id = spec.get("workflow_id")
+    if not isinstance(workflow_id, str):
+        raise ApiError(400, "workflow_id (a string) is required")
+    return workflow_id
+
+
+async def control_builds_forget(request: web.Request) -> web.Response:
+    """{"workflow_id": id}: that build is unknown from now on."""
+    workflow_id = workflow_id_field(await json_object(request))
+    request.app[SIMULATOR].builds.forget(workflow_id)
+    return web.json_response({"forgotten": workflow_id})
+
+
+async def control_builds_move(request: web.Request) -> web.Response:
+    """{"workflow_id": id}: that build belongs to another pipeline from now on."""
+    workflow_id = workflow_id_field(await json_object(request))
+    try:
+        request.app[SIMULATOR].builds.move_to_pipeline(workflow_id)
+    except KeyError:
+        raise ApiError(404, "no such build") from None
+    return web.json_response({"moved": workflow_id})
+
+
+async def control_builds_requests(request: web.Request) -> web.Response:
+    """How many build requests arrived, and each one's workflow id and answer status."""
+    requests = request.app[SIMULATOR].builds.requests
+    listed = [{"workflow_id": item.workflow_id, "status": item.status} for item in requests]
+    return web.json_response({"count": len(requests), "requests": listed})
+
+
 @web.middleware
 async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -427,8 +485,10 @@ async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 @web.middleware
 async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Slow answers and error statuses for the log's API (never for /sim/), while any are armed."""
-    fault = None if request.path.startswith("/sim/") else request.app[SIMULATOR].faults.take()
+    """Slow answers and error statuses for the log's API (never for /sim/ nor the builds API), while any
+    are armed."""
+    own_faults = request.path.startswith(("/sim/", BUILDS_PATH))
+    fault = None if own_faults else request.app[SIMULATOR].faults.take()
     if fault is None:
         return await handler(request)
     await asyncio.sleep(fault.delay)
@@ -473,6 +533,11 @@ def create_app(simulator: Simulator) -> web.Application:
         app.router.add_get("/api/v1/log/entries", get_entry_by_index)
         app.router.add_post("/api/v1/log/entries/retrieve", retrieve_entries)
         app.router.add_get("/api/v1/log/entries/{uuid}", get_entry_by_uuid)
+    app.router.add_get(BUILDS_PATH + "{workflow_id}", get_build)
+    app.router.add_post("/sim/builds/outage", control_builds_outage)
+    app.router.add_post("/sim/builds/forget", control_builds_forget)
+    app.router.add_post("/sim/builds/move", control_builds_move)
+    app.router.add_get("/sim/builds/requests", control_builds_requests)
     app.router.add_post("/sim/faults", control_faults)
     app.router.add_post("/sim/append", control_append)
     app.router.add_post("/sim/forged", control_forged)
@@ -500,6 +565,7 @@ class RunningSimulator:
     url: str
     simulator: Simulator
     trust_files: TrustFiles
+    codefresh_api_key_file: Path
     runner: web.AppRunner
     prefill: PopulateReport | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
@@ -562,13 +628,23 @@ async def start_simulator(
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
     trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
+    key_file = write_codefresh_api_key(directory, simulator.builds.api_key)
     runner = web.AppRunner(create_app(simulator), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    running = RunningSimulator(url, simulator, trust_files, runner, report)
+    running = RunningSimulator(url, simulator, trust_files, key_file, runner, report)
     if rate > 0:
         running.background.append(asyncio.create_task(append_at_rate(simulator, rate)))
     return running
+
+
+def write_codefresh_api_key(directory: Path, key: str) -> Path:
+    """DIR/codefresh_api_key, readable by its owner only: the key the builds API accepts."""
+    path = directory / CODEFRESH_API_KEY_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(key)
+    return path
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -596,6 +672,8 @@ async def run_until_signalled(
     announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
     announce(f"trusted root: {running.trust_files.trusted_root}")
     announce(f"signing config: {running.trust_files.signing_config}")
+    announce(f"codefresh builds API: {running.url}{BUILDS_PATH}<workflow id>")
+    announce(f"codefresh API key ({running.codefresh_api_key_file}): {running.simulator.builds.api_key}")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
