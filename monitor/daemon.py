@@ -28,6 +28,8 @@ from monitor.alerting import AlertRaiser
 from monitor.alerts.dispatcher import Dispatcher, outbox_sinks
 from monitor.analyser import ChunkAnalyser
 from monitor.api import ApiContext, start_api
+from monitor.build_checks import BuildChecker
+from monitor.codefresh_api import BuildsClients
 from monitor.config import LogSettings, Settings
 from monitor.contract import LogState
 from monitor.health import FollowerHealth
@@ -110,6 +112,7 @@ class Runtime:
     dispatcher: Dispatcher
     recorder: SigningRecorder
     alerts: AlertRaiser
+    builds: BuildChecker
     followers: list[LogFollower] = field(default_factory=list)
     health: dict[str, FollowerHealth] = field(default_factory=dict)
 
@@ -176,9 +179,12 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         )
         sinks = outbox_sinks(settings.alerts)
         metrics.track_sinks(name for name, _ in sinks)
-        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, sinks, metrics)
+        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, settings.watch, sinks, metrics)
         alerts = AlertRaiser(store, sinks, metrics)
-        runtime = Runtime(settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder, alerts)
+        builds = BuildChecker(store, BuildsClients(settings.watch, session), sinks, metrics)
+        runtime = Runtime(
+            settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder, alerts, builds
+        )
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
         await runtime.publish_stored_state()
@@ -189,8 +195,8 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
 
 
 async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
-    """One full cycle per log, then deliver due alerts; 0 if every log verified, 3 if any is
-    inconsistent, 1 otherwise."""
+    """One full cycle per log, then the build checks and alert deliveries that are due; 0 if every
+    log verified, 3 if any is inconsistent, 1 otherwise."""
     code = EXIT_OK
     async with open_runtime(settings, retry) as runtime:
         for follower in runtime.followers:
@@ -202,6 +208,7 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
                 continue
             if result.inconsistent:
                 code = EXIT_INCONSISTENT
+        await runtime.builds.drain()
         await runtime.dispatcher.deliver_due()
     return code
 
@@ -236,6 +243,7 @@ async def run_forever(
         watch = StallWatch(lambda: runtime.health.values(), runtime.alerts, settings.poll_interval)
         supervisor.start("stall watch", partial(watch.run, stop))
         supervisor.start("alert dispatcher", partial(runtime.dispatcher.run, stop))
+        supervisor.start("build checks", partial(runtime.builds.run, stop))
         supervisor.start("pending alerts gauge", partial(_publish_pending_forever, runtime, stop))
         supervisor.start(
             "trust refresh", partial(_refresh_trust_forever, runtime, supervisor, stop, trust_refresh_seconds)

@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from monitor import __version__
-from monitor.contract import SEVERITY_OF, AlertKind, LogState, Severity, Verdict
+from monitor.contract import SEVERITY_OF, AlertKind, BuildResult, LogState, Severity, Verdict
 from monitor.tailcore import ShardState
 from monitor.tlog.http import FAILURES, Observer
 
@@ -106,6 +106,9 @@ class Metrics:
             registry=r,
         )
         self.signings = Counter("rekorwatch_signings", "Signings stored", ["verdict"], registry=r)
+        self.build_checks = Counter(
+            "rekorwatch_build_checks", "Codefresh build checks, by result", ["result"], registry=r
+        )
         self.alerts = Counter("rekorwatch_alerts", "Alerts raised", ["kind", "severity"], registry=r)
         self.alert_deliveries = Counter(
             "rekorwatch_alert_deliveries", "Alert delivery attempts", ["sink", "result"], registry=r
@@ -129,6 +132,8 @@ class Metrics:
         )
         for verdict in Verdict:
             self.signings.labels(verdict=verdict.value)
+        for result in BuildResult:
+            self.build_checks.labels(result=result.value)
         for kind, severity in _alert_label_values():
             self.alerts.labels(kind=kind, severity=severity)
 

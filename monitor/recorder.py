@@ -19,10 +19,13 @@ import structlog
 
 from monitor.analyser import ChunkAnalyser, Outcome
 from monitor.analysis import EntryAnalysis, Finding
+from monitor.codefresh_api import build_check_target
+from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
 from monitor.entries import EntryDecodeError
+from monitor.identity import SigningIdentity
 from monitor.metrics import Metrics
-from monitor.store.models import SigningRow
+from monitor.store.models import BuildCheckRow, SigningRow, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry
@@ -41,6 +44,7 @@ class SigningRecorder:
     store: Store
     analyser: ChunkAnalyser
     trust: TrustRoot
+    watch: WatchSettings
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
@@ -123,7 +127,24 @@ class SigningRecorder:
                 log_id=row.id,
                 log_url=row.url,
             )
-        return SignedAlert(signing, alert)
+        return SignedAlert(signing, alert, self._build_check(identity, judgement.verdict, certificate.not_before))
+
+    def _build_check(
+        self, identity: SigningIdentity, verdict: str, not_before: datetime | None
+    ) -> BuildCheckRow | None:
+        """The Codefresh build check this signing needs, queued with it (codefresh_api/check.py)."""
+        target = build_check_target(self.watch, identity, verdict)
+        if target is None or not_before is None:
+            return None
+        return BuildCheckRow(
+            account_id=target.account_id,
+            platform_url=target.platform_url,
+            workflow_id=target.workflow_id,
+            pipeline_id=target.pipeline_id,
+            not_before=not_before,
+            attempts=0,
+            next_attempt_at=utcnow(),
+        )
 
     def _verified_integrated_time(self, entry: SourceEntry) -> datetime | None:
         """The entry's integratedTime, only when its signed entry timestamp proves it."""

@@ -502,7 +502,7 @@ async def injected_faults(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def hostile_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """What a hostile log sends instead of its answers, while any switch is on (never for /sim/)."""
-    if request.path.startswith("/sim/"):
+    if request.path.startswith(("/sim/", BUILDS_PATH)):
         return await handler(request)
     simulator = request.app[SIMULATOR]
     if endless_now(request, simulator.hostility):

@@ -195,6 +195,14 @@ class SigningRow(Base):
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
     extensions: Mapped[str] = mapped_column(Text, default="{}")
+    build_verified: Mapped[bool | None] = mapped_column(default=None)
+    """Codefresh builds API: true (a build of that pipeline, in its run), false (no such build, or
+    another's), null (not checked, or not yet)."""
+    build_status: Mapped[str | None] = mapped_column(UntrustedText())
+    build_created: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    build_finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    build_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    build_reason: Mapped[str | None] = mapped_column(UntrustedText())
 
     @validates(*UNTRUSTED_SIGNING_COLUMNS)
     def _fit_untrusted(self, key: str, value: str | None) -> str | None:
@@ -226,8 +234,29 @@ class SigningRow(Base):
             "not_before": iso(self.not_before),
             "chain_verified": self.chain_verified,
             "verdict": self.verdict,
+            "build_verified": self.build_verified,
+            "build_status": self.build_status,
+            "build_created": iso(self.build_created),
+            "build_finished": iso(self.build_finished),
             "extensions": json.loads(self.extensions or "{}"),
         }
+
+
+class BuildCheckRow(Base):
+    """A Codefresh build check to do for a signing: queued with it, leased by a worker, deleted once done."""
+
+    __tablename__ = "build_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    signing_id: Mapped[int] = mapped_column(ForeignKey("signings.id", ondelete="CASCADE"), unique=True)
+    account_id: Mapped[str] = mapped_column(UntrustedText())
+    platform_url: Mapped[str] = mapped_column(UntrustedText())
+    workflow_id: Mapped[str] = mapped_column(String(64))
+    pipeline_id: Mapped[str] = mapped_column(UntrustedText())
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(UntrustedText())
 
 
 class AlertDeliveryRow(Base):

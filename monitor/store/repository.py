@@ -20,6 +20,7 @@ from monitor.store.db import create_engine
 from monitor.store.models import (
     AlertDeliveryRow,
     AlertRow,
+    BuildCheckRow,
     CheckpointRow,
     EntryErrorRow,
     LogRow,
@@ -48,10 +49,12 @@ class NewAlert:
 
 @dataclass(frozen=True)
 class SignedAlert:
-    """A signing and the alert it raises (if any): stored together, the alert pointing at it."""
+    """A signing, the alert it raises and the build check it needs (if any): stored together, the
+    alert and the check pointing at it."""
 
     signing: SigningRow
     alert: NewAlert | None
+    build_check: BuildCheckRow | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,10 @@ class Store:
             if batch.signings:
                 session.add_all([item.signing for item in batch.signings])
                 await session.flush()
+                for item in batch.signings:
+                    if item.build_check is not None:
+                        item.build_check.signing_id = item.signing.id
+                        session.add(item.build_check)
                 alerts += [
                     replace(
                         item.alert,
@@ -222,7 +229,7 @@ class Store:
                 EntryErrorRow(log_id=batch.log_id, log_index=e.log_index, reason=e.reason, detail=e.detail)
                 for e in batch.errors
             )
-            new_alerts = await self._insert_alerts(session, alerts, sinks)
+            new_alerts = await self.insert_alerts(session, alerts, sinks)
         return new_alerts
 
     async def mark_state(self, url: str, state: LogState, detail: str | None) -> None:
@@ -242,7 +249,7 @@ class Store:
             await session.execute(
                 update(LogRow).where(LogRow.id == log_id).values(state=LogState.INCONSISTENT, state_detail=detail)
             )
-            return bool(await self._insert_alerts(session, [alert], sinks))
+            return bool(await self.insert_alerts(session, [alert], sinks))
 
     async def reset_log(self, url: str, alert: NewAlert, sinks: Sequence[tuple[str, str]] = ()) -> int:
         """An operator accepts a log's history as it is now: every inconsistent shard of `url` forgets
@@ -271,7 +278,7 @@ class Store:
                 .where(AlertRow.resolved_at.is_(None))
                 .values(resolved_at=now)
             )
-            await self._insert_alerts(session, [alert], sinks)
+            await self.insert_alerts(session, [alert], sinks)
             return result.rowcount
 
     async def resolve_alerts(self, kind: AlertKind, log_url: str) -> int:
@@ -286,7 +293,7 @@ class Store:
 
     # alerts -----------------------------------------------------------------------------------
 
-    async def _insert_alerts(
+    async def insert_alerts(
         self, session: AsyncSession, alerts: Sequence[NewAlert], sinks: Sequence[tuple[str, str]] = ()
     ) -> list[AlertRow]:
         """Insert alerts whose dedup_key is new (an event already raised is not repeated), each with
@@ -327,7 +334,7 @@ class Store:
         """Insert one alert unless its dedup_key exists (also across replicas); True if new."""
         try:
             async with self.sessions.begin() as session:
-                return bool(await self._insert_alerts(session, [alert], sinks))
+                return bool(await self.insert_alerts(session, [alert], sinks))
         except IntegrityError:
             return False
 
