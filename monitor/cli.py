@@ -121,7 +121,19 @@ def status(config_file: str | None, fmt: str) -> None:
     else:
         click.echo(
             render_table(
-                rows, ["url", "tree_id", "api", "verified_size", "next_index", "lag", "state", "last_checkpoint_at"]
+                rows,
+                [
+                    "url",
+                    "tree_id",
+                    "api",
+                    "verified_size",
+                    "next_index",
+                    "lag",
+                    "rate",
+                    "eta_seconds",
+                    "state",
+                    "last_checkpoint_at",
+                ],
             )
         )
 

@@ -37,6 +37,7 @@ from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
 from monitor.pipeline import LogFollower, Shard
 from monitor.policy import Policy
+from monitor.progress import ProgressReport, showing
 from monitor.recorder import SigningRecorder
 from monitor.store.db import upgrade
 from monitor.store.repository import Store
@@ -115,10 +116,20 @@ class Runtime:
     builds: BuildChecker
     followers: list[LogFollower] = field(default_factory=list)
     health: dict[str, FollowerHealth] = field(default_factory=dict)
+    progress: ProgressReport = field(default_factory=ProgressReport)
 
     def add_follower(self, log_settings: LogSettings) -> LogFollower:
         source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
-        follower = LogFollower(log_settings, self.trust, self.store, source, self.recorder, self.alerts, self.metrics)
+        follower = LogFollower(
+            log_settings,
+            self.trust,
+            self.store,
+            source,
+            self.recorder,
+            self.alerts,
+            self.metrics,
+            progress=self.progress.of(log_settings.url),
+        )
         self.followers.append(follower)
         self.health[follower.url] = FollowerHealth(follower.url, source.origin("", log_settings.origin), source.api)
         self.metrics.track_log(follower.url)
@@ -199,15 +210,21 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
     log verified, 3 if any is inconsistent, 1 otherwise."""
     code = EXIT_OK
     async with open_runtime(settings, retry) as runtime:
-        for follower in runtime.followers:
-            try:
-                result = await follower.cycle()
-            except Exception as exc:
-                follower.log.error("log_cycle_failed", error=describe(exc))
-                code = max(code, EXIT_ERROR)
-                continue
-            if result.inconsistent:
-                code = EXIT_INCONSISTENT
+        done = asyncio.Event()
+        progress = asyncio.create_task(_show_progress_forever(runtime.progress, done))
+        try:
+            for follower in runtime.followers:
+                try:
+                    result = await follower.cycle()
+                except Exception as exc:
+                    follower.log.error("log_cycle_failed", error=describe(exc))
+                    code = max(code, EXIT_ERROR)
+                    continue
+                if result.inconsistent:
+                    code = EXIT_INCONSISTENT
+        finally:
+            done.set()
+            await progress
         await runtime.builds.drain()
         await runtime.dispatcher.deliver_due()
     return code
@@ -244,6 +261,7 @@ async def run_forever(
         supervisor.start("stall watch", partial(watch.run, stop))
         supervisor.start("alert dispatcher", partial(runtime.dispatcher.run, stop))
         supervisor.start("build checks", partial(runtime.builds.run, stop))
+        supervisor.start("catch-up progress", partial(_show_progress_forever, runtime.progress, stop))
         supervisor.start("pending alerts gauge", partial(_publish_pending_forever, runtime, stop))
         supervisor.start(
             "trust refresh", partial(_refresh_trust_forever, runtime, supervisor, stop, trust_refresh_seconds)
@@ -267,6 +285,16 @@ def _supervise_follower(supervisor: Supervisor, runtime: Runtime, follower: LogF
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
+
+
+async def _show_progress_forever(report: ProgressReport, stop: asyncio.Event) -> None:
+    showing(report)
+    try:
+        while not stop.is_set():
+            await sleep_unless(stop, report.interval)
+            report.show()
+    finally:
+        report.clear()
 
 
 async def _publish_pending_forever(runtime: Runtime, stop: asyncio.Event) -> None:

@@ -7,12 +7,15 @@ import sys
 
 import structlog
 
+from monitor.progress import clear_live_line
+
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     """Route structlog and the stdlib loggers to stderr, as JSON unless stderr is a terminal."""
     as_json = not sys.stderr.isatty() if json is None else json
     numeric = logging.getLevelName(level.upper())
     shared = [
+        clear_live_line,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

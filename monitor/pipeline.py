@@ -37,6 +37,7 @@ from monitor.config import LogSettings
 from monitor.contract import LogState
 from monitor.metrics import Metrics
 from monitor.ordered import OrderedFetcher
+from monitor.progress import LogProgress
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
@@ -120,6 +121,7 @@ class LogFollower:
     metrics: Metrics | None = None
     chunk_size: int = CHUNK_SIZE
     on_progress: Callable[[], None] = lambda: None
+    progress: LogProgress | None = None
     shards: list[Shard] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on shutdown: the chunk being committed is finished, no new one is started."""
@@ -241,10 +243,14 @@ class LogFollower:
             self.metrics.checkpoint_verifications.labels(log=self.url, result=result).inc()
 
     def publish(self) -> None:
-        if self.metrics is None:
-            return
-        checked = [shard.last_checkpoint_at for shard in self.shards if shard.last_checkpoint_at]
-        self.metrics.publish_log(self.url, [shard.state for shard in self.shards], max(checked, default=None))
+        states = [shard.state for shard in self.shards]
+        if self.progress is not None and states:
+            self.progress.update(
+                max(state.next_global for state in states), max(state.offset + state.announced for state in states)
+            )
+        if self.metrics is not None:
+            checked = [shard.last_checkpoint_at for shard in self.shards if shard.last_checkpoint_at]
+            self.metrics.publish_log(self.url, states, max(checked, default=None))
 
     # starting points --------------------------------------------------------------------------
 
@@ -364,6 +370,7 @@ class LogFollower:
             next_index=shard.state.offset + compact.size,
             compact_range=compact.to_bytes(),
             retired=retired,
+            read_rate=self.progress.rate if self.progress is not None else None,
         )
         await self.handler.commit(shard, entries, analysis if analysis is not None else {}, batch)
         shard.state = tailcore.advance(shard.state, compact, retired=retired)

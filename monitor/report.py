@@ -33,7 +33,20 @@ def log_object(row: LogRow) -> dict[str, Any]:
         "state": row.state,
         "state_detail": row.state_detail,
         "retired": row.retired,
+        **catch_up_view(row),
     }
+
+
+RATE_FRESH_SECONDS = 60.0
+
+
+def catch_up_view(row: LogRow) -> dict[str, float | None]:
+    """`rate` (entries/s) and `eta_seconds` of a log that lags and is being read now."""
+    lag = 0 if row.retired else max(row.shard_offset + row.tree_size - row.next_index, 0)
+    fresh = row.updated_at is not None and (datetime.now(UTC) - row.updated_at).total_seconds() < RATE_FRESH_SECONDS
+    if not lag or not fresh or not row.read_rate:
+        return {"rate": None, "eta_seconds": None}
+    return {"rate": round(row.read_rate, 1), "eta_seconds": round(lag / row.read_rate)}
 
 
 def log_objects(rows: Sequence[LogRow], healths: Mapping[str, FollowerHealth]) -> list[dict[str, Any]]:
@@ -66,6 +79,8 @@ def unanswered_log_object(health: FollowerHealth) -> dict[str, Any]:
         "state": health.state or LogState.UNREACHABLE,
         "state_detail": health.detail or "no answer yet",
         "retired": False,
+        "rate": None,
+        "eta_seconds": None,
     }
 
 

@@ -73,6 +73,8 @@ class Batch:
     next_index: int
     compact_range: bytes
     retired: bool = False
+    read_rate: float | None = None
+    """Entries per second of the catch-up, over its last half minute (for `status`)."""
     signings: list[SignedAlert] = field(default_factory=list)
     errors: list[EntryError] = field(default_factory=list)
     alerts: list[NewAlert] = field(default_factory=list)
@@ -204,7 +206,12 @@ class Store:
             result = await session.execute(
                 update(LogRow)
                 .where(LogRow.id == batch.log_id, LogRow.next_index == batch.expected_next)
-                .values(next_index=batch.next_index, compact_range=batch.compact_range, retired=batch.retired)
+                .values(
+                    next_index=batch.next_index,
+                    compact_range=batch.compact_range,
+                    retired=batch.retired,
+                    read_rate=batch.read_rate,
+                )
             )
             if result.rowcount != 1:
                 raise RuntimeError(f"cursor of log {batch.log_id} moved under us (expected {batch.expected_next})")
