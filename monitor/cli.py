@@ -250,12 +250,13 @@ def inspect_command(config_file: str | None, check_build: bool, source: BinaryIO
     default="simulator",
     show_default=True,
     metavar="DIR",
-    help="Where to write trusted_root.json and signing_config.json.",
+    help="Where to write trusted_root.json, signing_config.json and witness_policy.txt.",
 )
 @click.option("--rate", type=float, default=0.0, show_default=True, help="Unwatched entries per second.")
 @click.option("--prefill", type=int, default=0, show_default=True, help="Entries to generate before serving.")
-def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -> None:
-    """Run a local Rekor-compatible log with its own CA, for tests, demos and benchmarks."""
+@click.option("--split-view", is_flag=True, help="Also serve the log on a second port, forked on demand.")
+def simulate(listen: str, api: str, directory: str, rate: float, prefill: int, split_view: bool) -> None:
+    """Run a local Rekor-compatible log with its own CA and witnesses, for tests, demos and benchmarks."""
     from pathlib import Path
 
     from monitor.simulate.server import parse_listen, run_until_signalled
@@ -266,6 +267,13 @@ def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     asyncio.run(
         run_until_signalled(
-            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo, api=api
+            host=host,
+            port=port,
+            directory=Path(directory),
+            rate=rate,
+            prefill=prefill,
+            announce=click.echo,
+            api=api,
+            split_view=split_view,
         )
     )

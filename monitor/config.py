@@ -17,12 +17,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from monitor.tlog.witness import PolicyError, WitnessPolicy, parse_policy
 
 CONFIG_ENV = "REKORWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "rekorwatch.yaml"
@@ -82,6 +85,12 @@ class TrustSettings(_Strict):
     signing_config: str = "public-good"
 
 
+def _config_error(field: str, kind: str, message: str, value: Any) -> ValidationError:
+    """A problem of one field, raised from a model validator so that its YAML path names that field."""
+    error = PydanticCustomError(kind, "{message}", {"message": message})
+    return ValidationError.from_exception_data(field, [InitErrorDetails(type=error, loc=(field,), input=value)])
+
+
 class LogSettings(_Strict):
     url: str
     api: Literal["v1", "tiles"] = "v1"
@@ -91,6 +100,12 @@ class LogSettings(_Strict):
     origin: str | None = None
     """The log's own origin, when it is read through a mirror or proxy (its key is then the trust
     root's log whose base URL, without scheme, is this origin)."""
+    witness_policy: str | None = None
+    """C2SP tlog-policy text (FORMATS.md §6); or `witness_policy_file`, a path (relative to the working directory)."""
+    witness_policy_file: str | None = None
+    witness_mode: Literal["enforce", "alert"] = "enforce"
+    """enforce: entries past the newest checkpoint meeting the quorum wait; alert: read, and alerted."""
+    _parsed_witness_policy: WitnessPolicy | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
@@ -105,6 +120,44 @@ class LogSettings(_Strict):
         if isinstance(value, int) and value < 0:
             raise ValueError("start must be 'head' or a global index >= 0")
         return value
+
+    @field_validator("origin")
+    @classmethod
+    def _one_line_origin(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value != value.strip() or "\n" in value):
+            raise ValueError("origin must be a checkpoint's first line: not empty, one line, no outer spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _parse_witness_policy(self) -> LogSettings:
+        """Read and parse the witness policy now, so that every problem is a config error with its line."""
+        if self.witness_policy is not None and self.witness_policy_file is not None:
+            message = "set witness_policy or witness_policy_file, not both"
+            raise _config_error("witness_policy_file", "witness_policy", message, self.witness_policy_file)
+        field, text = "witness_policy", self.witness_policy
+        if self.witness_policy_file is not None:
+            field, text = "witness_policy_file", self._read_policy_file(self.witness_policy_file)
+        if text is not None:
+            try:
+                self._parsed_witness_policy = parse_policy(text)
+            except PolicyError as exc:
+                raise _config_error(field, "witness_policy", str(exc), text[:80]) from None
+        return self
+
+    @staticmethod
+    def _read_policy_file(path: str) -> str:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _config_error(
+                "witness_policy_file", "witness_policy", f"cannot read {path}: {reason}", path
+            ) from None
+
+    @property
+    def parsed_witness_policy(self) -> WitnessPolicy | None:
+        """The log's witness policy, parsed when the config was loaded; None when it has none."""
+        return self._parsed_witness_policy
 
 
 def _is_plain_http_url(value: str) -> bool:

@@ -7,8 +7,11 @@ Each check is `true`/`false`, or `null` when the input carries nothing to check:
   trust root) and commits to that same root and tree size; with the proof, this proves inclusion;
 - `set_verified`: the signed entry timestamp (FORMATS.md §1) verifies with that log key;
 - per certificate, `chain_verified`: it chains to a Fulcio CA valid at its notBefore.
-`problems` says why a check failed. `verdict` is what the daemon would store under the config's
-watch rules, or null when the daemon would not store the certificate at all (issuer not watched).
+`witnesses`: which witnesses of the witness policy of the configured log with the checkpoint's
+origin cosigned the checkpoint, and whether they meet its quorum (null when no configured log of
+that origin has a policy). `problems` says why a check failed. `verdict` is what the daemon would
+store under the config's watch rules, or null when the daemon would not store the certificate at
+all (issuer not watched).
 A bundle's first transparency-log entry is inspected; the certificates are those of the entry body.
 
 Only `inspect_with_build_checks` goes online: it adds `build` to every certificate, the Codefresh
@@ -22,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -31,7 +34,7 @@ import aiohttp
 from cryptography import x509
 
 from monitor.codefresh_api import BuildCheck, BuildsClients, ClientOptions, build_check_target, check_build
-from monitor.config import Settings, WatchSettings
+from monitor.config import LogSettings, Settings, WatchSettings
 from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
@@ -40,7 +43,8 @@ from monitor.policy import Judgement, Policy
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
-from monitor.tlog.note import NoteError, open_checkpoint, verifier_for_key
+from monitor.tlog.note import NoteError, open_checkpoint, parse_checkpoint_body, split_note, verifier_for_key
+from monitor.tlog.witness import evaluate
 from monitor.trust import LogKey, TrustRoot, TrustRootError, load_trust_root
 
 BUNDLE_MEDIA_TYPE_PREFIX = "application/vnd.dev.sigstore.bundle"
@@ -296,6 +300,53 @@ class _Checks:
         return self.fail(f"signed entry timestamp: {problem}") if problem else True
 
 
+# -- witnesses -------------------------------------------------------------------------------------
+
+
+def _log_origin(log: LogSettings) -> str:
+    """A configured log's origin: its `origin`, else its URL without the scheme (a v1 shard adds ` - <tree id>`)."""
+    return log.origin or log.url.split("://", 1)[-1]
+
+
+def _policy_log(logs: Sequence[LogSettings], origin: str) -> LogSettings | None:
+    """The configured log with a witness policy whose checkpoints carry `origin`."""
+    for log in logs:
+        name = _log_origin(log)
+        if log.parsed_witness_policy is not None and (origin == name or origin.startswith(f"{name} - ")):
+            return log
+    return None
+
+
+def _witnesses(
+    entry: TlogEntry, logs: Sequence[LogSettings], now: datetime, problems: list[str]
+) -> dict[str, Any] | None:
+    """Which witnesses of the policy of the checkpoint's log cosigned it; None without a checkpoint or a policy."""
+    if entry.inclusion_proof is None or entry.inclusion_proof.checkpoint is None:
+        return None
+    checkpoint = entry.inclusion_proof.checkpoint
+    try:
+        origin = parse_checkpoint_body(split_note(checkpoint)[0])[0]
+        log = _policy_log(logs, origin)
+        if log is None or log.parsed_witness_policy is None:
+            return None
+        verdict = evaluate(log.parsed_witness_policy, checkpoint, now)
+    except NoteError as exc:
+        problems.append(f"witnesses: {exc}")
+        return None
+    return {
+        "log": log.url,
+        "origin": origin,
+        "quorum_met": verdict.satisfied,
+        "cosigners": [
+            {"name": cosigner.name, "timestamp": rfc3339(datetime.fromtimestamp(cosigner.timestamp, UTC))}
+            for cosigner in verdict.cosigners
+        ],
+        "invalid": list(verdict.invalid),
+        "missing": list(verdict.missing),
+        "future": list(verdict.future),
+    }
+
+
 # -- the report ------------------------------------------------------------------------------------
 
 
@@ -371,13 +422,16 @@ def _inspect_certificate(
     return _InspectedCertificate(view, certificate, identity, judgement)
 
 
-def inspect_entry(entry: TlogEntry, trust_root: TrustRoot, policy: Policy) -> dict[str, Any]:
-    report, _ = _inspect_entry(entry, trust_root, policy)
+def inspect_entry(
+    entry: TlogEntry, trust_root: TrustRoot, policy: Policy, logs: Sequence[LogSettings] = ()
+) -> dict[str, Any]:
+    """The report of one entry; `logs` (the configured logs) give the witness policies of `witnesses`."""
+    report, _ = _inspect_entry(entry, trust_root, policy, logs)
     return report
 
 
 def _inspect_entry(
-    entry: TlogEntry, trust_root: TrustRoot, policy: Policy
+    entry: TlogEntry, trust_root: TrustRoot, policy: Policy, logs: Sequence[LogSettings] = ()
 ) -> tuple[dict[str, Any], list[_InspectedCertificate]]:
     try:
         decoded = decode_entry(entry.body)
@@ -400,6 +454,7 @@ def _inspect_entry(
         "artifact_digest": decoded.artifact_digest,
         "public_keys": decoded.public_keys,
         "certificates": [inspected.view for inspected in certificates],
+        "witnesses": _witnesses(entry, logs, datetime.now(UTC), checks.problems),
         "problems": checks.problems,
     }
     return report, certificates
@@ -417,13 +472,13 @@ def _read_input(data: bytes, settings: Settings) -> tuple[TlogEntry, TrustRoot]:
 def inspect_input(data: bytes, settings: Settings) -> dict[str, Any]:
     """The `inspect` report for `data` under `settings` (trust root and watch rules); offline."""
     entry, trust_root = _read_input(data, settings)
-    return inspect_entry(entry, trust_root, Policy(settings.watch))
+    return inspect_entry(entry, trust_root, Policy(settings.watch), settings.logs or ())
 
 
 async def inspect_with_build_checks(data: bytes, settings: Settings) -> dict[str, Any]:
     """`inspect_input`'s report, each certificate with its `build` checked online (or null)."""
     entry, trust_root = _read_input(data, settings)
-    report, certificates = _inspect_entry(entry, trust_root, Policy(settings.watch))
+    report, certificates = _inspect_entry(entry, trust_root, Policy(settings.watch), settings.logs or ())
     async with aiohttp.ClientSession() as session:
         clients = BuildsClients(settings.watch, session, INSPECT_API_OPTIONS)
         for inspected in certificates:

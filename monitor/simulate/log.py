@@ -94,6 +94,16 @@ class Shard:
             below = self.levels[level - 1]
             self.levels[level][node] = node_hash(below[2 * node], below[2 * node + 1])
 
+    def copy(self) -> Shard:
+        """An independent copy of the tree (its caches are not copied)."""
+        return Shard(
+            self.tree_id,
+            levels=[list(level) for level in self.levels],
+            bodies=list(self.bodies),
+            integrated_times=list(self.integrated_times),
+            index_by_leaf_hash=dict(self.index_by_leaf_hash),
+        )
+
     def leaf_hash_at(self, index: int) -> bytes:
         return self.levels[0][index]
 
@@ -175,6 +185,11 @@ class LeafLocation:
     shard: Shard
     index: int
     global_index: int
+
+
+def rewritten(body: bytes) -> bytes:
+    """Another entry in place of `body`: the same with a trailing newline, still decodable, another leaf hash."""
+    return body + b"\n"
 
 
 def new_tree_id() -> int:
@@ -331,14 +346,25 @@ class SimLog:
     def fork(self, at: int, body: bytes | None = None) -> None:
         """Rewrite the active shard's leaf at global index `at`, so later checkpoints are inconsistent.
 
-        The default replacement is the same entry with a trailing newline: still decodable JSON, but
-        another leaf hash.
+        The default replacement is `rewritten(original)`.
         """
         location = self.locate(at)
         if location is None or location.shard is not self.active:
             raise ValueError(f"global index {at} is not in the active shard")
         original = location.shard.bodies[location.index]
-        location.shard.replace(location.index, body if body is not None else original + b"\n")
+        location.shard.replace(location.index, body if body is not None else rewritten(original))
+
+    def copy(self) -> SimLog:
+        """Another log with the same name, key, shards and history, which then lives its own life."""
+        return SimLog(
+            self.name,
+            key=self.key,
+            inactive=[shard.copy() for shard in self.inactive],
+            active=self.active.copy(),
+            final_checkpoints=dict(self.final_checkpoints),
+            checkpoint_key=self.checkpoint_key,
+            tiles=self.tiles,
+        )
 
     def sign_with_wrong_key(self, enabled: bool) -> None:
         """Sign checkpoints (under the same key name) with a key that is not in the trust root."""

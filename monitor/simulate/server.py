@@ -8,9 +8,15 @@ Codefresh builds API (FORMATS.md §9, `builds.SimBuildsApi`): GET /api/builds/<w
 either API; the log's injected faults never touch it: it has its own controls, POST
 /sim/builds/outage, /sim/builds/forget, /sim/builds/move, and GET /sim/builds/requests.
 
+Witnesses (simulate/witnesses.py) cosign the checkpoint served as current (tiles /checkpoint, the v1
+signedTreeHead of the active shard); a transparency-dev distributor (simulate/distributor.py) serves
+the honest checkpoints under /distributor/v0/. With `split_view`, a second port serves a fork of the
+log (simulate/split.py).
+
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
-/sim/hostile (simulate/hostile.py), and for tiles /sim/tamper_tile and /sim/drop_partials.
+/sim/hostile (simulate/hostile.py), /sim/witnesses, /sim/split (with `split_view`, on either port),
+and for tiles /sim/tamper_tile and /sim/drop_partials.
 """
 
 from __future__ import annotations
@@ -32,11 +38,14 @@ from aiohttp import web
 
 from monitor.simulate.builds import BuildFate, SimBuildsApi
 from monitor.simulate.ca import LocalCA
+from monitor.simulate.distributor import Distributor, add_distributor_routes
 from monitor.simulate.hostile import Hostility, endless_answer, endless_now, serve_hostile
 from monitor.simulate.log import LeafLocation, Shard, SimLog
+from monitor.simulate.split import SplitView
 from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
 from monitor.simulate.trustroot import TrustFiles, write_trust_files
+from monitor.simulate.witnesses import WitnessPanel
 from monitor.tlog.merkle import leaf_hash
 
 MAX_SEARCH_QUERIES = 10
@@ -89,7 +98,7 @@ class Faults:
 
 @dataclass
 class Simulator:
-    """The log, its CA and the misbehaviour switches: what both the tests and /sim/ drive."""
+    """The log, its CA, its witnesses and the misbehaviour switches: what both the tests and /sim/ drive."""
 
     log: SimLog
     ca: LocalCA
@@ -97,12 +106,18 @@ class Simulator:
     hostility: Hostility = field(default_factory=Hostility)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     builds: SimBuildsApi = field(default_factory=SimBuildsApi)
+    witnesses: WitnessPanel = field(default_factory=WitnessPanel)
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles)
-        self.tiled = TiledLog(self.log)
+        self.tiled = TiledLog(self.log, self.witnesses)
+
+    def show(self, log: SimLog, witnesses: WitnessPanel) -> None:
+        """Serve another log (a split view's fork), cosigned by `witnesses`, through the same routes."""
+        self.log = self.tiled.log = log
+        self.witnesses = self.tiled.witnesses = witnesses
 
     def append_codefresh(self, *, build: str = BuildFate.REGISTERED, **identity: Any) -> int:
         """A Codefresh signing with a fresh certificate (codefresh_identity's arguments, workflow_id
@@ -127,6 +142,7 @@ class Simulator:
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
+SPLIT_VIEW = web.AppKey("split_view", SplitView)
 
 
 def find_shard(log: SimLog, tree_id: str | None) -> Shard:
@@ -256,8 +272,10 @@ def retrieval_order(
 
 
 async def get_log_info(request: web.Request) -> web.Response:
-    log = request.app[SIMULATOR].log
+    simulator = request.app[SIMULATOR]
+    log = simulator.log
     info = shard_json(log, log.active)
+    info["signedTreeHead"] = simulator.witnesses.cosigned(info["signedTreeHead"])
     info["inactiveShards"] = [shard_json(log, shard) for shard in log.inactive]
     return web.json_response(info)
 
@@ -475,6 +493,44 @@ async def control_builds_requests(request: web.Request) -> web.Response:
     return web.json_response({"count": len(requests), "requests": listed})
 
 
+async def control_witnesses(request: web.Request) -> web.Response:
+    """{"cosign": [names], "bad": [names]} (policy or key names; an absent key leaves its switch) -> the switches.
+
+    On the split view's port after a split, these are the switches of the witnesses of the fork.
+    """
+    spec = await json_object(request)
+    witnesses = request.app[SIMULATOR].witnesses
+    try:
+        witnesses.configure(cosign=optional_string_list(spec, "cosign"), bad=optional_string_list(spec, "bad"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return web.json_response(witnesses.state())
+
+
+def optional_string_list(spec: dict[str, Any], name: str) -> list[str] | None:
+    return None if spec.get(name) is None else string_list(spec, name)
+
+
+async def control_split(request: web.Request) -> web.Response:
+    """{"at": global index, "witnessed": bool (default false)}: the second port forks from `at` on."""
+    spec = await json_object(request)
+    at, witnessed = int_field(spec, "at"), spec.get("witnessed", False)
+    if at is None or type(witnessed) is not bool:
+        raise ApiError(400, "at (an integer) is required; witnessed must be true or false")
+    try:
+        request.app[SPLIT_VIEW].split(at, witnessed=witnessed)
+    except ValueError as exc:
+        raise ApiError(400, f"cannot split: {exc}") from None
+    return web.json_response({"at": at, "witnessed": witnessed})
+
+
+@web.middleware
+async def mirror_honest_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """On the split view's port: bring the fork up to date with the honest log first."""
+    request.app[SPLIT_VIEW].catch_up()
+    return await handler(request)
+
+
 @web.middleware
 async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -519,9 +575,17 @@ async def control_hostile(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def create_app(simulator: Simulator) -> web.Application:
-    app = web.Application(middlewares=[rekor_errors, injected_faults, hostile_answers])
+def create_app(simulator: Simulator, split: SplitView | None = None) -> web.Application:
+    """The app of the honest log, or, when `simulator` is `split.served`, of the split view's port."""
+    serves_fork = split is not None and split.served is simulator
+    middlewares = [*([mirror_honest_log] if serves_fork else []), rekor_errors, injected_faults, hostile_answers]
+    app = web.Application(middlewares=middlewares)
     app[SIMULATOR] = simulator
+    if split is not None:
+        app[SPLIT_VIEW] = split
+        app.router.add_post("/sim/split", control_split)
+    if not serves_fork:
+        add_distributor_routes(app, Distributor(simulator.log, simulator.witnesses))
     if simulator.log.tiles:
         add_tiles_routes(app, simulator.tiled)
         app.router.add_post("/sim/tamper_tile", control_tamper_tile)
@@ -545,6 +609,7 @@ def create_app(simulator: Simulator) -> web.Application:
     app.router.add_post("/sim/fork", control_fork)
     app.router.add_post("/sim/wrong_key", control_wrong_key)
     app.router.add_post("/sim/hostile", control_hostile)
+    app.router.add_post("/sim/witnesses", control_witnesses)
     return app
 
 
@@ -567,8 +632,13 @@ class RunningSimulator:
     trust_files: TrustFiles
     codefresh_api_key_file: Path
     runner: web.AppRunner
+    witness_policy: Path
     prefill: PopulateReport | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    split: SplitView | None = None
+    split_url: str | None = None
+    """The split view's port: the same log, forked on demand (`split.split(at)` or POST /sim/split)."""
+    split_runner: web.AppRunner | None = None
 
     @property
     def log(self) -> SimLog:
@@ -582,16 +652,33 @@ class RunningSimulator:
     def faults(self) -> Faults:
         return self.simulator.faults
 
+    @property
+    def witnesses(self) -> WitnessPanel:
+        return self.simulator.witnesses
+
     async def stop(self) -> None:
         for task in self.background:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
+        if self.split_runner is not None:
+            await self.split_runner.cleanup()
         await self.runner.cleanup()
 
 
 def prefill_log(simulator: Simulator, count: int) -> PopulateReport:
     """Generate `count` entries on every CPU before the log is served."""
     return populate(simulator.log, simulator.ca, count, workers=os.cpu_count() or 1, rekor_v2=simulator.log.tiles)
+
+
+def authority_of(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -612,27 +699,45 @@ async def start_simulator(
     rate: float = 0.0,
     prefill: int = 0,
     hostname: str | None = None,
+    split_view: bool = False,
 ) -> RunningSimulator:
     """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
 
-    Writes directory/trusted_root.json and signing_config.json. `hostname`: a v1 log's checkpoint key
-    name and origin prefix, as a private deployment's `--rekor_server.hostname` (default: its address).
+    Writes directory/trusted_root.json, signing_config.json and witness_policy.txt. `hostname`: a v1
+    log's checkpoint key name and origin prefix, as a private deployment's `--rekor_server.hostname`
+    (default: its address). With `split_view`, also serves the same log on a second (free) port of
+    `host`: `split_url`, forked on demand.
     """
     if api not in APIS:
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
     sock = bound_socket(host, port)
-    bound_port = sock.getsockname()[1]
-    authority = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
+    authority = authority_of(host, sock.getsockname()[1])
     log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority, hostname=hostname)
     simulator = Simulator(log, LocalCA.generate())
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
     trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
     key_file = write_codefresh_api_key(directory, simulator.builds.api_key)
-    runner = web.AppRunner(create_app(simulator), access_log=None)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    running = RunningSimulator(url, simulator, trust_files, key_file, runner, report)
+    witness_policy = simulator.witnesses.write_policy(directory)
+    split = None
+    if split_view:
+        served = Simulator(log, simulator.ca, rogue_ca=simulator.rogue_ca, witnesses=simulator.witnesses)
+        split = SplitView(simulator, served)
+    runner = await serve(create_app(simulator, split), sock)
+    running = RunningSimulator(
+        url=url,
+        simulator=simulator,
+        trust_files=trust_files,
+        codefresh_api_key_file=key_file,
+        runner=runner,
+        witness_policy=witness_policy,
+        prefill=report,
+        split=split,
+    )
+    if split is not None:
+        split_sock = bound_socket(host, 0)
+        running.split_url = f"http://{authority_of(host, split_sock.getsockname()[1])}"
+        running.split_runner = await serve(create_app(split.served, split), split_sock)
     if rate > 0:
         running.background.append(asyncio.create_task(append_at_rate(simulator, rate)))
     return running
@@ -664,9 +769,12 @@ async def run_until_signalled(
     prefill: int,
     announce: Callable[[str], None],
     api: str = "v1",
+    split_view: bool = False,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, announcing where the log and its trust root are."""
-    running = await start_simulator(host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill)
+    """Serve until SIGINT or SIGTERM, announcing where the log, its trust root and its witnesses are."""
+    running = await start_simulator(
+        host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill, split_view=split_view
+    )
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
     announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
@@ -674,6 +782,12 @@ async def run_until_signalled(
     announce(f"signing config: {running.trust_files.signing_config}")
     announce(f"codefresh builds API: {running.url}{BUILDS_PATH}<workflow id>")
     announce(f"codefresh API key ({running.codefresh_api_key_file}): {running.simulator.builds.api_key}")
+    for witness in running.witnesses.witnesses:
+        announce(f"witness {witness.name}: {witness.vkey}")
+    announce(f"witness policy: {running.witness_policy}")
+    announce(f"distributor: {running.url}/distributor/v0/logs")
+    if running.split_url is not None:
+        announce(f'split view (POST /sim/split {{"at": N}} to fork it): {running.split_url}')
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

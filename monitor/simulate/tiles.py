@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from monitor.simulate.log import SimLog
+from monitor.simulate.witnesses import WitnessPanel
 from monitor.tlog.merkle import HASH_SIZE
 
 TILE_HEIGHT = 8
@@ -60,14 +61,16 @@ def frame_entries(bodies: list[bytes]) -> bytes:
 
 @dataclass
 class TiledLog:
-    """The tiles view of a `SimLog`'s only tree, with its misbehaviour switches."""
+    """The tiles view of a `SimLog`'s only tree, with its misbehaviour switches and its witnesses."""
 
     log: SimLog
+    witnesses: WitnessPanel = field(default_factory=WitnessPanel)
     tampered_tiles: set[tuple[int, int]] = field(default_factory=set)
     partials_to_drop: int = 0
 
     def checkpoint(self) -> str:
-        return self.log.checkpoint(self.log.active)
+        """The current checkpoint, cosigned by the witnesses now."""
+        return self.witnesses.cosigned(self.log.checkpoint(self.log.active))
 
     def tamper_tile(self, level: int, index: int, *, enabled: bool = True) -> None:
         """Serve tile (level, index), at every width, with corrupted hashes (or stop doing so)."""

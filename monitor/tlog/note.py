@@ -80,7 +80,7 @@ class NoteVerifier:
         return True
 
 
-def _decode_base64(text: str, what: str) -> bytes:
+def decode_base64(text: str, what: str) -> bytes:
     """Strict, canonical base64: one encoding per byte string, so a note has one valid spelling."""
     try:
         raw = base64.b64decode(text, validate=True)
@@ -91,7 +91,8 @@ def _decode_base64(text: str, what: str) -> bytes:
     return raw
 
 
-def _is_valid_key_name(name: str) -> bool:
+def is_valid_key_name(name: str) -> bool:
+    """A signed-note key name: non-empty, no '+', no whitespace."""
     return bool(name) and "+" not in name and not any(char.isspace() for char in name)
 
 
@@ -99,9 +100,9 @@ def _parse_signature_line(line: str) -> NoteSignature:
     if not line.startswith(_SIGNATURE_PREFIX):
         raise NoteError("a signature line must start with an em dash and a space")
     name, _, encoded = line[len(_SIGNATURE_PREFIX) :].partition(" ")
-    if not _is_valid_key_name(name):
+    if not is_valid_key_name(name):
         raise NoteError(f"invalid key name {name!r}")
-    blob = _decode_base64(encoded, f"the signature by {name}")
+    blob = decode_base64(encoded, f"the signature by {name}")
     if len(blob) <= KEY_ID_SIZE:
         raise NoteError(f"the signature by {name} is too short")
     return NoteSignature(name, blob[:KEY_ID_SIZE], blob[KEY_ID_SIZE:])
@@ -155,12 +156,17 @@ def parse_checkpoint_body(body: str) -> tuple[str, int, bytes, tuple[str, ...]]:
     if not origin:
         raise NoteError("empty checkpoint origin")
     size = _parse_tree_size(size_text)
-    root_hash = _decode_base64(root_text, "root hash")
+    root_hash = decode_base64(root_text, "root hash")
     if len(root_hash) != ROOT_HASH_SIZE:
         raise NoteError(f"root hash is {len(root_hash)} bytes, not {ROOT_HASH_SIZE}")
     if not all(extensions):
         raise NoteError("empty checkpoint extension line")
     return origin, size, root_hash, tuple(extensions)
+
+
+def origin_log_id(origin: str) -> str:
+    """The id witnesses and distributors give the log of a checkpoint origin: hex SHA-256("o:" ‖ origin)."""
+    return hashlib.sha256(b"o:" + origin.encode("utf-8")).hexdigest()
 
 
 def _canonical_spki(key: PublicKey) -> bytes:
@@ -169,7 +175,7 @@ def _canonical_spki(key: PublicKey) -> bytes:
 
 def verifier_for_key(name: str, spki_der: bytes, *, any_name: bool = False) -> NoteVerifier:
     """A verifier for a log key given as DER SubjectPublicKeyInfo, with the key id logs sign with."""
-    if not _is_valid_key_name(name):
+    if not is_valid_key_name(name):
         raise NoteError(f"invalid key name {name!r}")
     try:
         key = serialization.load_der_public_key(spki_der)
@@ -246,5 +252,9 @@ def sign_note(body: str, name: str, private_key: SigningKey) -> str:
     else:
         raise ValueError(f"unsupported signing key {type(private_key).__name__}")
     key_id = verifier_for_key(name, _canonical_spki(private_key.public_key())).key_id
-    encoded = base64.b64encode(key_id + signature).decode("ascii")
-    return f"{body}\n{_SIGNATURE_PREFIX}{name} {encoded}\n"
+    return f"{body}\n{signature_line(name, key_id, signature)}"
+
+
+def signature_line(name: str, key_id: bytes, signature: bytes) -> str:
+    """One signature line of a note: `— <name> base64(key id ‖ signature)` and its newline."""
+    return f"{_SIGNATURE_PREFIX}{name} {base64.b64encode(key_id + signature).decode('ascii')}\n"
