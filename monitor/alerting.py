@@ -18,6 +18,7 @@ import structlog
 from monitor.contract import (
     SEVERITY_OF,
     AlertKind,
+    condition_key,
     log_inconsistent_key,
     log_reset_key,
     log_stalled_key,
@@ -100,6 +101,18 @@ class AlertRaiser:
             since=moment,
         )
         return await self.raise_alert(alert)
+
+    async def raise_condition(
+        self, kind: AlertKind, url: str, origin: str, api: str, summary: str, **details: object
+    ) -> bool:
+        """Raise a lasting condition once per episode: not while an alert of that kind for that log is
+        open (it is resolved when the condition clears). True if raised now."""
+        if await self.store.open_alert_exists(kind, url):
+            return False
+        moment = datetime.now(UTC).isoformat(timespec="seconds")
+        return await self.raise_alert(
+            log_alert(kind, condition_key(kind, url, moment), summary, url, origin, api, **details)
+        )
 
     async def resolve(self, kind: AlertKind, url: str) -> int:
         return await self.store.resolve_alerts(kind, url)

@@ -130,5 +130,10 @@ def log_stalled_key(log_url: str, stalled_since: str) -> str:
     return f"{AlertKind.LOG_STALLED}:{log_url}:{stalled_since}"
 
 
+def condition_key(kind: str, log_url: str, since: str) -> str:
+    """A lasting condition of a log (unwitnessed, invalid witness): one alert per episode."""
+    return f"{kind}:{log_url}:{since}"
+
+
 def log_reset_key(log_url: str, at: str) -> str:
     return f"{AlertKind.LOG_RESET}:{log_url}:{at}"

@@ -21,6 +21,8 @@ from functools import partial
 
 import aiohttp
 import structlog
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from pydantic import SecretStr
 
 from monitor import __version__
@@ -41,7 +43,7 @@ from monitor.progress import ProgressReport, showing
 from monitor.recorder import SigningRecorder
 from monitor.store.db import upgrade
 from monitor.store.repository import Store
-from monitor.supervisor import FollowLoop, StallWatch, Supervisor, describe, sleep_unless
+from monitor.supervisor import FollowLoop, StallWatch, Supervisor, sleep_unless
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
@@ -97,9 +99,36 @@ def new_analyser(settings: Settings, trust: TrustRoot) -> ChunkAnalyser:
 
 
 async def load_trust(settings: Settings) -> TrustRoot:
-    return await asyncio.to_thread(
+    trust = await asyncio.to_thread(
         load_trust_root, settings.trust.root, settings.trust.refresh, settings.trust.signing_config
     )
+    problems = policy_log_problems(settings, trust)
+    if problems:
+        raise TrustRootError("; ".join(problems))
+    return trust
+
+
+def _canonical_spki(spki_der: bytes) -> bytes:
+    try:
+        key = load_der_public_key(spki_der)
+    except (ValueError, UnsupportedAlgorithm):
+        return spki_der
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def policy_log_problems(settings: Settings, trust: TrustRoot) -> list[str]:
+    """A witness policy's `log` lines must name keys the trust root has: a policy written for another
+    log (or a stale key) is a configuration error, not something to find out in an incident."""
+    known = {_canonical_spki(key.spki_der) for key in (*trust.tlogs, *trust.ctlogs)}
+    problems = []
+    for position, log_settings in enumerate(settings.logs or ()):
+        policy = log_settings.parsed_witness_policy
+        for policy_log in policy.logs if policy else ():
+            if policy_log.spki_der not in known:
+                problems.append(
+                    f"logs[{position}].witness_policy: the log key of {policy_log.origin} is not in the trust root"
+                )
+    return problems
 
 
 @dataclass
@@ -132,8 +161,12 @@ class Runtime:
         )
         self.followers.append(follower)
         self.health[follower.url] = FollowerHealth(follower.url, source.origin("", log_settings.origin), source.api)
-        self.metrics.track_log(follower.url)
+        policy = log_settings.parsed_witness_policy
+        self.metrics.track_log(follower.url, [witness.name for witness in policy.witnesses] if policy else ())
         return follower
+
+    def follow_loop(self, follower: LogFollower) -> FollowLoop:
+        return FollowLoop(follower, self.health[follower.url], self.store, self.settings.poll_interval, self.metrics)
 
     def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
         """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0.
@@ -214,13 +247,10 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
         progress = asyncio.create_task(_show_progress_forever(runtime.progress, done))
         try:
             for follower in runtime.followers:
-                try:
-                    result = await follower.cycle()
-                except Exception as exc:
-                    follower.log.error("log_cycle_failed", error=describe(exc))
+                result = await runtime.follow_loop(follower).cycle()
+                if result is None:
                     code = max(code, EXIT_ERROR)
-                    continue
-                if result.inconsistent:
+                elif result.inconsistent:
                     code = EXIT_INCONSISTENT
         finally:
             done.set()
@@ -277,10 +307,7 @@ async def run_forever(
 
 
 def _supervise_follower(supervisor: Supervisor, runtime: Runtime, follower: LogFollower, stop: asyncio.Event) -> None:
-    loop = FollowLoop(
-        follower, runtime.health[follower.url], runtime.store, runtime.settings.poll_interval, runtime.metrics
-    )
-    supervisor.start(f"follow {follower.url}", partial(loop.run, stop))
+    supervisor.start(f"follow {follower.url}", partial(runtime.follow_loop(follower).run, stop))
 
 
 def _secret(value: SecretStr | None) -> str | None:

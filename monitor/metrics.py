@@ -81,6 +81,12 @@ class Metrics:
         self.log_state = Gauge(
             "rekorwatch_log_state", "1 for the log's current state, 0 for the others", ["log", "state"], registry=r
         )
+        self.cosignature_timestamp = Gauge(
+            "rekorwatch_checkpoint_cosignature_timestamp_seconds",
+            "When each policy witness cosigned the log's newest accepted checkpoint",
+            ["log", "witness"],
+            registry=r,
+        )
         self.entries_processed = Counter(
             "rekorwatch_entries_processed", "Entries read, verified and committed", ["log"], registry=r
         )
@@ -139,8 +145,10 @@ class Metrics:
 
     # series that exist from the start ----------------------------------------------------------
 
-    def track_log(self, url: str) -> None:
+    def track_log(self, url: str, witnesses: Iterable[str] = ()) -> None:
         """Create every series of a configured log, at 0, before anything happened to it."""
+        for witness in witnesses:
+            self.cosignature_timestamp.labels(log=url, witness=witness)
         for gauge in (
             self.log_tree_size,
             self.log_verified_size,

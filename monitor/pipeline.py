@@ -34,7 +34,7 @@ import structlog
 from monitor import tailcore
 from monitor.alerting import AlertRaiser
 from monitor.config import LogSettings
-from monitor.contract import LogState
+from monitor.contract import AlertKind, LogState
 from monitor.metrics import Metrics
 from monitor.ordered import OrderedFetcher
 from monitor.progress import LogProgress
@@ -45,6 +45,7 @@ from monitor.tlog.http import LogProtocolError
 from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import LogSource, ShardHead, SourceEntry
+from monitor.tlog.witness import WitnessVerdict, evaluate
 from monitor.trust import LogKey, TrustRoot
 
 log = structlog.get_logger(__name__)
@@ -102,6 +103,8 @@ class FetchedChunk:
 class CycleResult:
     entries: int = 0
     inconsistent: bool = False
+    unwitnessed: bool = False
+    """The newest checkpoint misses the witness quorum, or a policy witness's cosignature failed."""
     lagging: bool = False
     """Entries announced by a verified checkpoint remain unread after the cycle."""
     standby: bool = False
@@ -123,6 +126,10 @@ class LogFollower:
     on_progress: Callable[[], None] = lambda: None
     progress: LogProgress | None = None
     shards: list[Shard] = field(default_factory=list)
+    unwitnessed: bool = False
+    """Set by the cycle when the newest checkpoint was not witnessed enough (see `_witnessed_enough`)."""
+    witness_alerts_open: bool = True
+    """Whether witness conditions may be alerted and unresolved (unknown after a start: assume so)."""
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set on shutdown: the chunk being committed is finished, no new one is started."""
 
@@ -142,6 +149,7 @@ class LogFollower:
             return CycleResult(standby=True)
         heads = await self.source.heads()
         result = CycleResult()
+        self.unwitnessed = False
         try:
             self.shards = await self._shards_to_follow(heads)
         except LogInconsistent as exc:  # the very first checkpoint does not verify: nothing to stop yet
@@ -162,6 +170,7 @@ class LogFollower:
             except CheckpointUnusable as exc:
                 raise LogProtocolError(self.url, exc.detail) from exc
             result.lagging |= shard.state.lag > 0
+        result.unwitnessed = self.unwitnessed
         return result
 
     async def _follow_shard(self, shard: Shard, head: ShardHead | None) -> int:
@@ -172,6 +181,8 @@ class LogFollower:
                 "shard_moved", f"shard {shard.state.tree_id} starts at {head.offset}, was {shard.state.offset}"
             )
         checkpoint = await self.verify_checkpoint(shard, head)
+        if shard.state.verified is None:
+            return 0  # no checkpoint accepted yet (its witnesses do not meet the policy): nothing to read
         count = await self.catch_up(shard, head)
         bound = self.log.bind(tree_id=shard.state.tree_id, size=checkpoint.size)
         if count:
@@ -224,19 +235,91 @@ class LogFollower:
                     self.url, f"shard {head.tree_id}: treeSize {head.claimed_size} is not its checkpoint's size"
                 )
             announced = tailcore.announce(shard.state, checkpoint)
+            witnessing = self._witness_verdict(checkpoint)
+            if witnessing is not None and not await self._witnessed_enough(shard, checkpoint, witnessing, announced):
+                return checkpoint  # refused or not yet witnessed: entries past the accepted checkpoint wait
             needed = tailcore.append_only_proof(shard.state, checkpoint)
             proof = await self.source.consistency_proof(needed.first, needed.last, head.tree_id) if needed else ()
             accepted = tailcore.accept(announced, checkpoint, proof)
         except LogInconsistent:
             self._count_checkpoint("failed")
             raise
-        verified = VerifiedCheckpoint(checkpoint.size, checkpoint.root_hash, checkpoint.note, checkpoint.origin)
+        cosigners = None if witnessing is None else tuple((c.name, c.timestamp) for c in witnessing.cosigners)
+        verified = VerifiedCheckpoint(
+            checkpoint.size, checkpoint.root_hash, checkpoint.note, checkpoint.origin, cosigners
+        )
         await self.store.save_checkpoint(shard.id, verified, accepted.announced)
         shard.state, shard.origin = accepted, checkpoint.origin
         shard.last_checkpoint_at = datetime.now(UTC)
         self._count_checkpoint("ok")
+        if witnessing is not None and witnessing.satisfied:
+            await self._witnessed(witnessing)
         self.publish()
         return checkpoint
+
+    # witnesses --------------------------------------------------------------------------------
+
+    def _witness_verdict(self, checkpoint: Checkpoint) -> WitnessVerdict | None:
+        policy = self.settings.parsed_witness_policy
+        return None if policy is None else evaluate(policy, checkpoint.note, datetime.now(UTC))
+
+    async def _witnessed_enough(
+        self, shard: Shard, checkpoint: Checkpoint, verdict: WitnessVerdict, announced: ShardState
+    ) -> bool:
+        """Whether to accept a checkpoint under the log's witness policy (FORMATS.md §6, DESIGN
+        "Rules"): a policy witness's failed cosignature refuses it (witness_invalid); one that misses
+        the quorum is refused in `enforce` mode and read in `alert` mode (checkpoint_unwitnessed,
+        once per episode). A refused checkpoint's size is still announced: it shows as lag."""
+        if verdict.invalid:
+            self.unwitnessed = self.witness_alerts_open = True
+            await self.alerts.raise_condition(
+                AlertKind.WITNESS_INVALID,
+                self.url,
+                shard.origin,
+                shard.api,
+                f"checkpoint {checkpoint.size} of {self.url} carries an invalid cosignature by "
+                f"{', '.join(verdict.invalid)}: refused",
+                witnesses=list(verdict.invalid),
+                size=checkpoint.size,
+                note=checkpoint.note,
+            )
+            await self._announce_only(shard, announced)
+            return False
+        if verdict.satisfied:
+            return True
+        self.unwitnessed = self.witness_alerts_open = True
+        cosigned = ", ".join(c.name for c in verdict.cosigners) or "no policy witness"
+        await self.alerts.raise_condition(
+            AlertKind.CHECKPOINT_UNWITNESSED,
+            self.url,
+            shard.origin,
+            shard.api,
+            f"checkpoint {checkpoint.size} of {self.url} misses its witness quorum (cosigned by {cosigned})",
+            size=checkpoint.size,
+            cosigners=[c.name for c in verdict.cosigners],
+            missing=list(verdict.missing),
+            mode=self.settings.witness_mode,
+        )
+        if self.settings.witness_mode == "alert":
+            return True
+        await self._announce_only(shard, announced)
+        return False
+
+    async def _announce_only(self, shard: Shard, announced: ShardState) -> None:
+        if announced.announced != shard.state.announced:
+            await self.store.set_announced(shard.id, announced.announced)
+        shard.state = announced
+        self.publish()
+
+    async def _witnessed(self, verdict: WitnessVerdict) -> None:
+        """A checkpoint met the quorum: its cosignatures are exported, open witness conditions end."""
+        if self.metrics is not None:
+            for cosigner in verdict.cosigners:
+                self.metrics.cosignature_timestamp.labels(log=self.url, witness=cosigner.name).set(cosigner.timestamp)
+        if self.witness_alerts_open and not verdict.invalid:
+            await self.alerts.resolve(AlertKind.CHECKPOINT_UNWITNESSED, self.url)
+            await self.alerts.resolve(AlertKind.WITNESS_INVALID, self.url)
+            self.witness_alerts_open = False
 
     def _count_checkpoint(self, result: str) -> None:
         if self.metrics:

@@ -33,6 +33,7 @@ def log_object(row: LogRow) -> dict[str, Any]:
         "state": row.state,
         "state_detail": row.state_detail,
         "retired": row.retired,
+        "witnesses": [cosigner["name"] for cosigner in json.loads(row.cosigners)] if row.cosigners else [],
         **catch_up_view(row),
     }
 
@@ -79,6 +80,7 @@ def unanswered_log_object(health: FollowerHealth) -> dict[str, Any]:
         "state": health.state or LogState.UNREACHABLE,
         "state_detail": health.detail or "no answer yet",
         "retired": False,
+        "witnesses": [],
         "rate": None,
         "eta_seconds": None,
     }

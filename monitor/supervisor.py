@@ -129,37 +129,47 @@ class FollowLoop:
         self.follower.stopping = stop
         self.follower.on_progress = self.health.progressed
         while not stop.is_set():
-            delay = self.poll_interval
-            try:
-                result = await self.follower.cycle()
-            except (LogUnavailableError, LogProtocolError) as exc:
+            result = await self.cycle(retry_in=backoff.base * 2**backoff.failures)
+            if result is None:
                 delay = backoff.failed()
-                self.follower.log.warning("log_unreachable", error=describe(exc), retry_in=round(delay, 1))
-                await self._set_state(LogState.UNREACHABLE, describe(exc))
-            except Exception as exc:
-                delay = backoff.failed()
-                self._report_failure(exc, delay)
-                await self._set_state(LogState.ERROR, describe(exc))
             else:
                 if backoff.failures:
                     self.follower.log.info("log_following_again")
                 backoff.succeeded()
-                await self._cycled(result)
-                if result.entries:
-                    delay = 0  # more may have arrived while we were catching up
-            await sleep_unless(stop, delay)
+                delay = 0 if result.entries else self.poll_interval  # more may have come while catching up
+            await sleep_unless(stop, min(delay, backoff.cap))
 
-    def _report_failure(self, exc: Exception, delay: float) -> None:
+    async def cycle(self, retry_in: float | None = None) -> CycleResult | None:
+        """One cycle, whatever fails, with the log's state kept current; None when it failed."""
+        try:
+            result = await self.follower.cycle()
+        except (LogUnavailableError, LogProtocolError) as exc:
+            self.follower.log.warning("log_unreachable", error=describe(exc), retry_in=retry_in)
+            await self._set_state(LogState.UNREACHABLE, describe(exc))
+            return None
+        except Exception as exc:
+            self._report_failure(exc, retry_in)
+            await self._set_state(LogState.ERROR, describe(exc))
+            return None
+        await self._cycled(result)
+        return result
+
+    def _report_failure(self, exc: Exception, retry_in: float | None) -> None:
         error = type(exc).__name__
         internal = not isinstance(exc, SQLAlchemyError | OSError)
         self.follower.log.error(
-            "follower_failed", error=error, detail=describe(exc), retry_in=round(delay, 1), exc_info=internal
+            "follower_failed", error=error, detail=describe(exc), retry_in=retry_in, exc_info=internal
         )
         if self.metrics is not None:
             self.metrics.follower_errors.labels(log=self.follower.url, error=error).inc()
 
     async def _cycled(self, result: CycleResult) -> None:
-        await self._set_state(LogState.INCONSISTENT if result.inconsistent else LogState.OK, None)
+        if result.inconsistent:
+            await self._set_state(LogState.INCONSISTENT, None)
+        elif result.unwitnessed:
+            await self._set_state(LogState.UNWITNESSED, "the newest checkpoint is not witnessed as the policy requires")
+        else:
+            await self._set_state(LogState.OK, None)
         if result.entries or not result.lagging or result.standby:
             self.health.progressed()
 

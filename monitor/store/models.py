@@ -109,6 +109,8 @@ class LogRow(Base):
     state_detail: Mapped[str | None] = mapped_column(Text)
     retired: Mapped[bool] = mapped_column(default=False)
     read_rate: Mapped[float | None] = mapped_column(default=None)
+    cosigners: Mapped[str | None] = mapped_column(Text)
+    """JSON [{name, timestamp}]: the policy witnesses that cosigned the newest accepted checkpoint."""
     """Entries per second of the latest catch-up (over its last half minute), for `status`."""
     """The shard is inactive and was read to its final size: nothing more to fetch."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -130,6 +132,24 @@ class CheckpointRow(Base):
     root_hash: Mapped[str] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text)
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cosigners: Mapped[str | None] = mapped_column(Text)
+    """JSON [{name, timestamp}] of the policy witnesses whose cosignatures verified."""
+
+
+class GossipObservationRow(Base):
+    """A checkpoint another monitor or a distributor showed us, and how it compared with ours."""
+
+    __tablename__ = "gossip_observations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(UntrustedText())
+    origin: Mapped[str] = mapped_column(UntrustedText())
+    tree_size: Mapped[int | None] = mapped_column(BigInteger)
+    root_hash: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(UntrustedText())
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    result: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(UntrustedText())
 
 
 class AlertRow(Base):

@@ -86,6 +86,13 @@ class VerifiedCheckpoint:
     root_hash: bytes
     note: str
     origin: str
+    cosigners: tuple[tuple[str, int], ...] | None = None
+    """(witness name, timestamp) of the policy witnesses that cosigned it; None: the log has no policy."""
+
+    def cosigners_json(self) -> str | None:
+        if self.cosigners is None:
+            return None
+        return json.dumps([{"name": name, "timestamp": timestamp} for name, timestamp in self.cosigners])
 
 
 LOCK_CHECK_SECONDS = 5.0
@@ -171,6 +178,7 @@ class Store:
                 .where(LogRow.id == log_id)
                 .values(
                     origin=checkpoint.origin,
+                    cosigners=checkpoint.cosigners_json(),
                     tree_size=announced,
                     verified_size=checkpoint.tree_size,
                     verified_root=checkpoint.root_hash.hex(),
@@ -193,6 +201,7 @@ class Store:
                         root_hash=checkpoint.root_hash.hex(),
                         note=checkpoint.note,
                         verified_at=now,
+                        cosigners=checkpoint.cosigners_json(),
                     )
                 )
 
@@ -287,6 +296,16 @@ class Store:
             )
             await self.insert_alerts(session, [alert], sinks)
             return result.rowcount
+
+    async def open_alert_exists(self, kind: AlertKind, log_url: str) -> bool:
+        """Whether a lasting condition of `kind` is alerted for the log and not resolved yet."""
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(AlertRow.id)
+                .where(AlertRow.kind == kind, AlertRow.log_url == log_url, AlertRow.resolved_at.is_(None))
+                .limit(1)
+            )
+        return found is not None
 
     async def resolve_alerts(self, kind: AlertKind, log_url: str) -> int:
         """The lasting condition `kind` of a log cleared: its open alerts get their resolved_at."""
