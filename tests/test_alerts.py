@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from sqlalchemy import update
 from structlog.testing import capture_logs
 
 from monitor.alerts.dispatcher import Dispatcher, outbox_sinks, retry_delay
@@ -350,6 +351,22 @@ async def test_an_answer_retrying_cannot_fix_waits_the_cap_and_stays_pending(
     [row] = (await deliveries(store, alert)).values()
     assert (row.status, row.attempts, row.last_error) == ("pending", 1, "HTTP 400: invalid_payload")
     assert row.next_attempt_at == now + timedelta(seconds=600)
+
+
+async def test_an_unreadable_payload_parks_its_alert_and_stops_nothing(
+    sqlite_store: Store, receiver: Receiver, http: aiohttp.ClientSession
+) -> None:
+    sinks = [sink(type="webhook", url=receiver.url())]
+    broken = await raise_alert(sqlite_store, sinks, "broken")
+    fine = await raise_alert(sqlite_store, sinks, "fine")
+    async with sqlite_store.sessions.begin() as session:
+        await session.execute(update(AlertRow).where(AlertRow.id == broken.id).values(payload="{not json"))
+
+    assert await Dispatcher(sqlite_store, sinks, http).deliver_due() == 1
+
+    assert [r.delivery_id for r in receiver.requests] == [str(fine.id)]
+    row = (await deliveries(sqlite_store, broken))["webhook"]
+    assert row.status == "pending" and (row.last_error or "").startswith("internal error: JSONDecodeError")
 
 
 async def test_an_unreachable_sink_keeps_its_alerts_pending(store: Store, http: aiohttp.ClientSession) -> None:

@@ -40,8 +40,9 @@ from monitor.alerts.message import AlertMessage
 from monitor.alerts.secrets import Secrets, sink_secrets
 from monitor.alerts.sinks import build_sink
 from monitor.config import AlertSink
+from monitor.contract import LASTING_KINDS
 from monitor.store import outbox
-from monitor.store.models import utcnow
+from monitor.store.models import AlertRow, utcnow
 from monitor.store.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -232,14 +233,13 @@ class Dispatcher:
         if not failures:
             self.health[route.name] = SinkHealth()
 
-    async def _deliver(self, route: Route, delivery: outbox.ClaimedDelivery, clock: Clock) -> DeliveryError | None:
+    async def _deliver(self, route: Route, delivery: outbox.ClaimedDelivery, clock: Clock) -> Outcome:
         """A first delivery: recorded delivered, or failed and scheduled again."""
         bound = log.bind(sink=route.name, alert_id=delivery.alert.id, attempt=delivery.attempts + 1)
-        message = AlertMessage.from_row(delivery.alert)
-        failure = await self._attempt(route, message)
+        failure = await self._attempt(route, delivery.alert)
         if failure is None:
             now = clock()
-            await outbox.record_delivered(self.store, delivery.id, now, self._next_resend(route, message, now))
+            await outbox.record_delivered(self.store, delivery.id, now, self._next_resend(route, delivery.alert, now))
             bound.info("alert_delivered")
             self._report(route.name, outbox.DELIVERED)
             return SENT
@@ -254,12 +254,11 @@ class Dispatcher:
     async def _resend(self, route: Route, delivery: outbox.ClaimedDelivery, clock: Clock) -> Outcome:
         """A lasting alert sent again (firing, or with its resolution), and its next re-send scheduled."""
         bound = log.bind(sink=route.name, alert_id=delivery.alert.id)
-        message = AlertMessage.from_row(delivery.alert)
-        failure = await self._attempt(route, message)
+        failure = await self._attempt(route, delivery.alert)
         now = clock()
         if failure is None:
-            await outbox.schedule_resend(self.store, delivery.id, self._next_resend(route, message, now))
-            bound.debug("alert_resent", resolved=message.resolved_at is not None)
+            await outbox.schedule_resend(self.store, delivery.id, self._next_resend(route, delivery.alert, now))
+            bound.debug("alert_resent", resolved=delivery.alert.resolved_at is not None)
             self._report(route.name, outbox.DELIVERED)
             return SENT
         error = route.secrets.scrub(failure.message)[:ERROR_LIMIT]
@@ -270,21 +269,21 @@ class Dispatcher:
         return Outcome(failure)
 
     @staticmethod
-    def _next_resend(route: Route, message: AlertMessage, now: datetime) -> datetime | None:
+    def _next_resend(route: Route, alert: AlertRow, now: datetime) -> datetime | None:
         """When to send a delivered alert again: for a lasting one to Alertmanager, after an interval
         while it holds, never once its resolution went out (`resolved_at` marks that); else never."""
-        if not (route.resends and message.lasting):
+        if not (route.resends and alert.kind in LASTING_KINDS):
             return None
-        if message.resolved_at is not None:
-            return message.resolved_at
+        if alert.resolved_at is not None:
+            return alert.resolved_at
         return now + timedelta(seconds=route.config.resend_interval)
 
     @staticmethod
-    async def _attempt(route: Route, message: AlertMessage) -> DeliveryError | None:
+    async def _attempt(route: Route, alert: AlertRow) -> DeliveryError | None:
         """Send once; every way it can go wrong becomes a DeliveryError."""
         try:
             async with asyncio.timeout(route.config.timeout):
-                await route.sink.send(message)
+                await route.sink.send(AlertMessage.from_row(alert))
         except DeliveryError as exc:
             return exc
         except TimeoutError:

@@ -14,8 +14,8 @@ is due again and is sent again with the same delivery id.
 
 Re-sends (Alertmanager sinks only: see alerts/alertmanager.py). A delivered row of a lasting alert
 (AlertKind.lasting) keeps a schedule in `next_attempt_at`: the next re-send while the condition
-holds; once the alert's `resolved_at` is set, the row is due once more and, when that send (carrying
-the resolution) succeeded, `next_attempt_at` is set to exactly `resolved_at`, which marks it done.
+holds. Once the alert's `resolved_at` is set, its next re-send carries the resolution and, when it
+succeeded, `next_attempt_at` is set to exactly `resolved_at`, which marks the row done.
 Re-sends are claimed with the same lease, so the schedule lives in the database and survives
 restarts; `status`, `attempts` and `delivered_at` keep their meaning (first acceptance).
 """
