@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from monitor.alerts.dispatcher import Dispatcher
-from monitor.alerts.secrets import FRAGMENT, REDACTED, Secrets, sink_secrets
+from monitor.alerts.secrets import FRAGMENT, REDACTED, Secrets, scrub, sink_secrets
 from monitor.alerts.sinks import build_sink
 from monitor.config import AlertSink
 from monitor.store.repository import Store
@@ -165,6 +165,12 @@ def test_the_basic_credentials_of_a_url_are_secret() -> None:
     assert secrets.scrub(f"Authorization: Basic {header}") == f"Authorization: Basic {REDACTED}"
     assert secrets.scrub("password hunter2hunter2!") == f"password {REDACTED}!"
     assert secrets.scrub("am.example.com refused") == "am.example.com refused"  # the host is no secret
+
+
+def test_a_secret_cut_short_by_the_answer_snippet_is_still_redacted() -> None:
+    assert scrub(f"HTTP 500: key={ROUTING_KEY[:6]}", [ROUTING_KEY]) == f"HTTP 500: key={REDACTED}"
+    assert scrub(f"x {ROUTING_KEY} y", [ROUTING_KEY]) == f"x {REDACTED} y"
+    assert scrub("nothing to hide", [""]) == "nothing to hide"
 
 
 def test_a_short_explicit_secret_is_matched_whole() -> None:

@@ -183,6 +183,12 @@ class Secrets:
                 break
 
 
+def scrub(text: str, values: Iterable[str]) -> str:
+    """`text` without any fragment of the given explicit secrets (for one-off use; a sink builds its
+    `Secrets` once)."""
+    return Secrets.of([], short=[value for value in values if value]).scrub(text)
+
+
 def _redact(text: str, hidden: list[bool]) -> str:
     out: list[str] = []
     for index, char in enumerate(text):
