@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -34,6 +35,8 @@ CODEFRESH_ISSUER = "https://oidc.codefresh.io"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ConfigError(Exception):
@@ -255,8 +258,24 @@ class AlertSink(_Strict):
     pagerduty: the Events API v2 endpoint, empty for PagerDuty's own."""
     secret: SecretStr | None = None
     routing_key: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Sent with every request (e.g. `Authorization` for an Alertmanager behind a proxy); secret."""
     min_severity: Literal["info", "warning", "critical"] = "info"
     timeout: Duration = 10.0
+    backoff_cap: Duration = Field(300.0, ge=1.0, le=86400.0)
+    """Longest wait between two tries while the sink fails (and for an answer retrying cannot fix)."""
+    resend_interval: Duration = Field(60.0, ge=1.0, le=3600.0)
+    """alertmanager: how often a condition that lasts is sent again while it holds."""
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if _HEADER_VALUE_FORBIDDEN.search(value.get_secret_value()):
+                raise ValueError(f"the value of header {name!r} holds a control character")  # value not echoed
+        return headers
 
     @model_validator(mode="after")
     def _needs_url(self) -> AlertSink:
@@ -266,6 +285,8 @@ class AlertSink(_Strict):
             raise ValueError("url must be an http(s) URL")  # not echoed: sink URLs may hold tokens
         if self.type == "pagerduty" and not self.routing_key:
             raise ValueError("a pagerduty sink needs a routing_key")
+        if self.url and "@" in urlsplit(self.url).netloc and "authorization" in {h.lower() for h in self.headers}:
+            raise ValueError("give credentials either in the url or in an Authorization header, not both")
         return self
 
     @property

@@ -49,3 +49,33 @@ def test_an_unset_pagerduty_key_is_reported() -> None:
     assert problems_of("alerts: [{type: pagerduty, routing_key: '${PD_KEY}'}]") == [
         "alerts[0]: a pagerduty sink needs a routing_key"
     ]
+
+
+def test_backoff_cap_and_resend_interval_default_and_bounds() -> None:
+    settings = parse_settings(
+        "alerts: [{type: alertmanager, url: 'http://am:9093', backoff_cap: 30m}, {type: log}]", {}
+    )
+    assert (settings.alerts[0].backoff_cap, settings.alerts[0].resend_interval) == (1800.0, 60.0)
+    assert settings.alerts[1].backoff_cap == 300.0
+    problems = problems_of("alerts: [{type: log, backoff_cap: 100ms}, {type: log, name: b, resend_interval: 2h}]")
+    assert problems == [
+        "alerts[0].backoff_cap: Input should be greater than or equal to 1",
+        "alerts[1].resend_interval: Input should be less than or equal to 3600",
+    ]
+
+
+def test_sink_headers_are_checked_without_echoing_their_values() -> None:
+    settings = parse_settings(
+        "alerts: [{type: alertmanager, url: 'http://am:9093', headers: {Authorization: '${AM_TOKEN}'}}]",
+        {"AM_TOKEN": "Bearer s3cret-t0ken"},
+    )
+    assert settings.alerts[0].headers["Authorization"].get_secret_value() == "Bearer s3cret-t0ken"
+    problems = problems_of('alerts: [{type: webhook, url: "http://h", headers: {"Bad Name": x, Ok: "a\\nb"}}]')
+    assert problems == ["alerts[0].headers: 'Bad Name' is not an HTTP header name"]
+    problems = problems_of('alerts: [{type: webhook, url: "http://h", headers: {Ok: "s3cret\\nb"}}]')
+    assert problems == ["alerts[0].headers: the value of header 'Ok' holds a control character"]
+    assert not any("s3cret" in line for line in problems)
+    both = "alerts: [{type: alertmanager, url: 'http://u:p@am:9093', headers: {authorization: 'Bearer x'}}]"
+    assert problems_of(both) == [
+        "alerts[0]: give credentials either in the url or in an Authorization header, not both"
+    ]

@@ -1,4 +1,9 @@
-"""One alert as every sink sees it: the alert row, its payload unpacked (DESIGN.md "Webhook delivery")."""
+"""One alert as every sink sees it: the alert row, its payload unpacked (DESIGN.md "Webhook delivery").
+
+Links point only where something answers: a signing's log entry is linked through the log's own API
+(`log.api` of the payload): a Rekor v1 entry URL, or for a tiles log the entry bundle holding it;
+for any other API, or an alert whose payload does not say, there is no entry link.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from monitor.contract import LASTING_KINDS
 from monitor.store.models import AlertRow, iso
+from monitor.tlog.tiles import TILE_WIDTH, entries_path
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,8 @@ class AlertMessage:
     """{"url": ..., "origin": ...} of the log the alert is about."""
     details: Mapping[str, Any]
     """The payload's other keys (e.g. "reason", "detail" of a log alert)."""
+    resolved_at: datetime | None = None
+    """When a lasting condition cleared (AlertRow.resolved_at)."""
 
     @classmethod
     def from_row(cls, row: AlertRow) -> AlertMessage:
@@ -41,6 +50,7 @@ class AlertMessage:
             signing=signing,
             log=log,
             details=payload,
+            resolved_at=row.resolved_at,
         )
 
     @property
@@ -80,13 +90,28 @@ class AlertMessage:
         return None if value is None else str(value)
 
     @property
+    def lasting(self) -> bool:
+        """A condition that holds until `resolved_at` (AlertKind.lasting), rather than an event."""
+        return self.kind in LASTING_KINDS
+
+    @property
+    def log_api(self) -> str | None:
+        value = (self.log or {}).get("api")
+        return value if isinstance(value, str) else None
+
+    @property
     def entry_url(self) -> str | None:
-        """The log entry of the signing, from the log's own Rekor v1 API (works for any deployment,
-        public-good or private, unlike search.sigstore.dev)."""
-        log_url, log_index = self.signing_field("log_url"), self.signing_field("log_index")
-        if not log_url or log_index is None:
+        """The log entry of the signing from the log's own API (works for any deployment, public-good
+        or private, unlike search.sigstore.dev): a v1 entry, or a tiles log's entry bundle."""
+        log_url, log_index = self.signing_field("log_url"), (self.signing or {}).get("log_index")
+        if not log_url or not isinstance(log_index, int) or isinstance(log_index, bool) or log_index < 0:
             return None
-        return f"{log_url.rstrip('/')}/api/v1/log/entries?logIndex={log_index}"
+        match self.log_api:
+            case "v1":
+                return f"{log_url.rstrip('/')}/api/v1/log/entries?logIndex={log_index}"
+            case "tiles":
+                return f"{log_url.rstrip('/')}{entries_path(log_index // TILE_WIDTH)}"
+        return None
 
     @property
     def run_url(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,8 @@ class PagerDutySink:
     session: aiohttp.ClientSession = field(repr=False)
     routing_key: str = field(repr=False)
     url: str = field(default=EVENTS_URL, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     async def send(self, alert: AlertMessage) -> None:
         body = json.dumps(pagerduty_event(alert, self.routing_key), ensure_ascii=False).encode("utf-8")
-        await post_json(self.session, self.url, body)
+        await post_json(self.session, self.url, body, extra=self.headers)

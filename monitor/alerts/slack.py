@@ -123,7 +123,8 @@ class SlackSink:
     name: str
     session: aiohttp.ClientSession = field(repr=False)
     url: str = field(repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     async def send(self, alert: AlertMessage) -> None:
         body = json.dumps(slack_message(alert), ensure_ascii=False).encode("utf-8")
-        await post_json(self.session, self.url, body)
+        await post_json(self.session, self.url, body, extra=self.headers)

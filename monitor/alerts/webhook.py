@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -33,7 +34,8 @@ class WebhookSink:
     session: aiohttp.ClientSession = field(repr=False)
     url: str = field(repr=False)
     secret: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     async def send(self, alert: AlertMessage) -> None:
         body = alert.webhook_body()
-        await post_json(self.session, self.url, body, webhook_headers(alert, body, self.secret))
+        await post_json(self.session, self.url, body, webhook_headers(alert, body, self.secret), self.headers)

@@ -26,7 +26,7 @@ import aiohttp
 import structlog
 from pydantic import SecretStr
 
-from monitor.alerts.sinks import scrub
+from monitor.alerts.secrets import scrub
 from monitor.codefresh_api.model import (
     BuildAnswer,
     Found,

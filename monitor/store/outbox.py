@@ -11,6 +11,13 @@ the end of the lease in the same statement that selects the row (PostgreSQL: `FO
 LOCKED`; SQLite: one writer at a time), so two dispatchers never take the same row while the lease
 runs. A dispatcher killed before it records the outcome loses nothing: the lease runs out, the row
 is due again and is sent again with the same delivery id.
+
+Re-sends (Alertmanager sinks only: see alerts/alertmanager.py). A delivered row of a lasting alert
+(AlertKind.lasting) keeps a schedule in `next_attempt_at`: the next re-send while the condition
+holds. Once the alert's `resolved_at` is set, its next re-send carries the resolution and, when it
+succeeded, `next_attempt_at` is set to exactly `resolved_at`, which marks the row done.
+Re-sends are claimed with the same lease, so the schedule lives in the database and survives
+restarts; `status`, `attempts` and `delivered_at` keep their meaning (first acceptance).
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, or_, select, update
 
+from monitor.contract import LASTING_KINDS
 from monitor.store.models import AlertDeliveryRow, AlertRow
 from monitor.store.repository import Store
 
@@ -54,6 +62,33 @@ async def claim_due(store: Store, sink: str, now: datetime, lease_until: datetim
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    return await _lease(store, sink, due, lease_until)
+
+
+async def claim_resends(
+    store: Store, sink: str, now: datetime, lease_until: datetime, limit: int
+) -> list[ClaimedDelivery]:
+    """Take up to `limit` delivered rows of `sink` whose lasting alert is due to be sent again at
+    `now` (it holds, or its resolution is not sent yet), leasing them until `lease_until`."""
+    due = (
+        select(AlertDeliveryRow.id)
+        .join(AlertRow, AlertRow.id == AlertDeliveryRow.alert_id)
+        .where(
+            AlertDeliveryRow.status == DELIVERED,
+            AlertDeliveryRow.sink == sink,
+            AlertDeliveryRow.next_attempt_at <= now,
+            AlertRow.kind.in_([kind.value for kind in LASTING_KINDS]),
+            or_(AlertRow.resolved_at.is_(None), AlertDeliveryRow.next_attempt_at != AlertRow.resolved_at),
+        )
+        .order_by(AlertDeliveryRow.next_attempt_at, AlertDeliveryRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=AlertDeliveryRow)
+    )
+    return await _lease(store, sink, due, lease_until)
+
+
+async def _lease(store: Store, sink: str, due: Select[tuple[int]], lease_until: datetime) -> list[ClaimedDelivery]:
+    """Move the `due` rows' next_attempt_at to `lease_until` and read them with their alerts."""
     lease = (
         update(AlertDeliveryRow)
         .where(AlertDeliveryRow.id.in_(due))
@@ -73,13 +108,30 @@ async def claim_due(store: Store, sink: str, now: datetime, lease_until: datetim
     )
 
 
-async def record_delivered(store: Store, delivery_id: int, now: datetime) -> None:
-    """The sink accepted it. last_error is kept: it tells what the earlier attempts ran into."""
+async def record_delivered(store: Store, delivery_id: int, now: datetime, resend_at: datetime | None = None) -> None:
+    """The sink accepted it. last_error is kept: it tells what the earlier attempts ran into.
+    `resend_at`: when to send it again (a lasting alert to Alertmanager; see the module docstring)."""
+    values: dict[str, object] = {"status": DELIVERED, "delivered_at": now, "attempts": AlertDeliveryRow.attempts + 1}
+    if resend_at is not None:
+        values["next_attempt_at"] = resend_at
     async with store.sessions.begin() as session:
         await session.execute(
             update(AlertDeliveryRow)
             .where(AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == PENDING)
-            .values(status=DELIVERED, delivered_at=now, attempts=AlertDeliveryRow.attempts + 1)
+            .values(**values)
+        )
+
+
+async def schedule_resend(store: Store, delivery_id: int, at: datetime, error: str | None = None) -> None:
+    """A re-send was made (or failed, with `error`): the next one is due `at` (`resolved_at`: none)."""
+    values: dict[str, object] = {"next_attempt_at": at}
+    if error is not None:
+        values["last_error"] = error
+    async with store.sessions.begin() as session:
+        await session.execute(
+            update(AlertDeliveryRow)
+            .where(AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == DELIVERED)
+            .values(**values)
         )
 
 
@@ -91,6 +143,23 @@ async def record_failure(store: Store, delivery_id: int, error: str, retry_at: d
             .where(AlertDeliveryRow.id == delivery_id, AlertDeliveryRow.status == PENDING)
             .values(attempts=AlertDeliveryRow.attempts + 1, last_error=error, next_attempt_at=retry_at)
         )
+
+
+async def make_due(store: Store, sink: str, now: datetime, waiting_beyond: datetime) -> int:
+    """The sink is back: its pending deliveries waiting out a backoff become due `now`. Only rows due
+    after `waiting_beyond` (now plus the longest lease) are touched, so a row leased by another
+    dispatcher, mid-send, is never made due twice. Returns how many."""
+    async with store.sessions.begin() as session:
+        result = await session.execute(
+            update(AlertDeliveryRow)
+            .where(
+                AlertDeliveryRow.status == PENDING,
+                AlertDeliveryRow.sink == sink,
+                AlertDeliveryRow.next_attempt_at > waiting_beyond,
+            )
+            .values(next_attempt_at=now)
+        )
+        return result.rowcount
 
 
 async def fail_unconfigured(store: Store, configured: Collection[str]) -> Counter[str]:
