@@ -231,8 +231,12 @@ def inspect_command(config_file: str | None, source: BinaryIO) -> None:
 )
 @click.option("--rate", type=float, default=0.0, show_default=True, help="Unwatched entries per second.")
 @click.option("--prefill", type=int, default=0, show_default=True, help="Entries to generate before serving.")
-def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -> None:
-    """Run a local Rekor-compatible log with its own CA, for tests, demos and benchmarks."""
+@click.option("--ct-api", type=click.Choice(["rfc6962", "static"]), default="rfc6962", show_default=True)
+@click.option(
+    "--ct-prefill", type=int, default=0, show_default=True, help="Precertificates to log in CT only, before serving."
+)
+def simulate(listen: str, api: str, directory: str, rate: float, prefill: int, ct_api: str, ct_prefill: int) -> None:
+    """Run a local Rekor-compatible log with its own CA and CT log, for tests, demos and benchmarks."""
     from pathlib import Path
 
     from monitor.simulate.server import parse_listen, run_until_signalled
@@ -243,6 +247,14 @@ def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     asyncio.run(
         run_until_signalled(
-            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo, api=api
+            host=host,
+            port=port,
+            directory=Path(directory),
+            rate=rate,
+            prefill=prefill,
+            announce=click.echo,
+            api=api,
+            ct_api=ct_api,
+            ct_prefill=ct_prefill,
         )
     )

@@ -4,9 +4,13 @@ Rekor API (FORMATS.md §1): GET /api/v1/log, /api/v1/log/proof, /api/v1/log/publ
 /api/v1/log/entries?logIndex=N, /api/v1/log/entries/{uuid}; POST /api/v1/log/entries/retrieve.
 tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W>], /tile/entries/<N>[.p/<W>].
 
+Beside the log, its CA's CT log (simulate/ct.py): RFC 6962 under /ct/2022, or static-ct-api under
+/ctstatic (`ct_api="static"`). Every certificate the CA issues is logged there first.
+
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
-and for tiles /sim/tamper_tile and /sim/drop_partials.
+for tiles /sim/tamper_tile and /sim/drop_partials, and for CT /sim/ct/issue_only (a certificate
+that never reaches the Rekor log), /sim/ct/fork and /sim/ct/max_entries.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Any
 import rfc8785
 from aiohttp import web
 
-from monitor.simulate.ca import LocalCA
+from monitor.simulate.ca import IssuedCert, LocalCA, codefresh_identity
+from monitor.simulate.ct import CT_APIS, SimCtLog, ct_app, new_ct_log
 from monitor.simulate.log import LeafLocation, Shard, SimLog
-from monitor.simulate.synthetic import EntryFactory, PopulateReport, populate
+from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate, populate_ct
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
 from monitor.simulate.trustroot import TrustFiles, write_trust_files
 from monitor.tlog.merkle import leaf_hash
@@ -79,19 +84,30 @@ class Faults:
         return self.armed
 
 
+@dataclass(frozen=True)
+class CtIssued:
+    """A certificate the CA issued, and the index of its precertificate in the CT log."""
+
+    ct_index: int
+    issued: IssuedCert
+
+
 @dataclass
 class Simulator:
-    """The log, its CA and the misbehaviour switches: what both the tests and /sim/ drive."""
+    """The log, its CA, the CA's CT log and the misbehaviour switches: what both the tests and /sim/ drive."""
 
     log: SimLog
     ca: LocalCA
     faults: Faults = field(default_factory=Faults)
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
+    ct_api: str = "rfc6962"
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
+    ct: SimCtLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles)
+        self.ct = new_ct_log(self.log.name, self.ca.chain_der(), self.ct_api)
+        self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles, ct=self.ct)
         self.tiled = TiledLog(self.log)
 
     def append_codefresh(self, **identity: Any) -> int:
@@ -109,6 +125,14 @@ class Simulator:
         """Random signings of other identities, generated off the event loop."""
         bodies = await asyncio.to_thread(self.factory.unwatched_many, count)
         return self.log.append_many(bodies)
+
+    def issue_only(self, **identity: Any) -> CtIssued:
+        """A Codefresh certificate (codefresh_identity's arguments, workflow_id optional) that is
+        logged in CT but signs nothing in the Rekor log: what a stolen token used quietly leaves."""
+        identity.setdefault("workflow_id", object_id(self.factory.rng))
+        issued = self.factory.issue(codefresh_identity(**identity))
+        assert issued.precertificate is not None, "the factory logs its CA's certificates in CT"
+        return CtIssued(self.ct.index_of(issued.precertificate), issued)
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -368,6 +392,44 @@ def with_identity(append: Callable[..., int], kwargs: Any) -> int:
         raise ApiError(400, f"bad identity: {exc}") from None
 
 
+async def control_ct_issue_only(request: web.Request) -> web.Response:
+    """{codefresh_identity kwargs} -> a certificate logged in CT only: its CT index, serial and PEM."""
+    kwargs = await json_object(request)
+    try:
+        ct_issued = request.app[SIMULATOR].issue_only(**kwargs)
+    except TypeError as exc:
+        raise ApiError(400, f"bad identity: {exc}") from None
+    certificate = ct_issued.issued.certificate
+    return web.json_response(
+        {
+            "ct_index": ct_issued.ct_index,
+            "serial": f"{certificate.serial_number:x}",
+            "certificate": ct_issued.issued.pem.decode(),
+        }
+    )
+
+
+async def control_ct_fork(request: web.Request) -> web.Response:
+    """{"at": leaf index}: rewrite that CT leaf, so later tree heads contradict earlier ones."""
+    at = int_field(await json_object(request), "at")
+    if at is None:
+        raise ApiError(400, "at is required")
+    try:
+        request.app[SIMULATOR].ct.fork(at)
+    except ValueError as exc:
+        raise ApiError(400, f"cannot fork: {exc}") from None
+    return web.json_response({"forked": at})
+
+
+async def control_ct_max_entries(request: web.Request) -> web.Response:
+    """{"count": N >= 1}: get-entries answers at most N entries, whatever was asked."""
+    count = count_field(await json_object(request), "count", 1)
+    if count < 1:
+        raise ApiError(400, "count must be at least 1")
+    request.app[SIMULATOR].ct.max_get_entries = count
+    return web.json_response({"count": count})
+
+
 async def control_rotate(request: web.Request) -> web.Response:
     try:
         shard = request.app[SIMULATOR].log.rotate_shard()
@@ -451,6 +513,10 @@ def create_app(simulator: Simulator) -> web.Application:
         app.router.add_get("/api/v1/log/entries", get_entry_by_index)
         app.router.add_post("/api/v1/log/entries/retrieve", retrieve_entries)
         app.router.add_get("/api/v1/log/entries/{uuid}", get_entry_by_uuid)
+    app.add_subapp(simulator.ct.path, ct_app(simulator.ct))
+    app.router.add_post("/sim/ct/issue_only", control_ct_issue_only)
+    app.router.add_post("/sim/ct/fork", control_ct_fork)
+    app.router.add_post("/sim/ct/max_entries", control_ct_max_entries)
     app.router.add_post("/sim/faults", control_faults)
     app.router.add_post("/sim/append", control_append)
     app.router.add_post("/sim/forged", control_forged)
@@ -490,6 +556,14 @@ class RunningSimulator:
         return self.simulator.ca
 
     @property
+    def ct(self) -> SimCtLog:
+        return self.simulator.ct
+
+    @property
+    def ct_url(self) -> str:
+        return f"{self.url}{self.simulator.ct.path}"
+
+    @property
     def faults(self) -> Faults:
         return self.simulator.faults
 
@@ -501,8 +575,20 @@ class RunningSimulator:
 
 
 def prefill_log(simulator: Simulator, count: int) -> PopulateReport:
-    """Generate `count` entries on every CPU before the log is served."""
-    return populate(simulator.log, simulator.ca, count, workers=os.cpu_count() or 1, rekor_v2=simulator.log.tiles)
+    """Generate `count` entries on every CPU before the log is served (the watched ones logged in CT)."""
+    return populate(
+        simulator.log,
+        simulator.ca,
+        count,
+        workers=os.cpu_count() or 1,
+        rekor_v2=simulator.log.tiles,
+        ct=simulator.ct,
+    )
+
+
+def prefill_ct_log(simulator: Simulator, count: int) -> PopulateReport:
+    """Log `count` precertificates in the CT log (and nothing in Rekor) on every CPU before serving."""
+    return populate_ct(simulator.ct, simulator.ca, count, workers=os.cpu_count() or 1)
 
 
 def bound_socket(host: str, port: int) -> socket.socket:
@@ -522,21 +608,28 @@ async def start_simulator(
     api: str = "v1",
     rate: float = 0.0,
     prefill: int = 0,
+    ct_api: str = "rfc6962",
+    ct_prefill: int = 0,
 ) -> RunningSimulator:
-    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
+    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`), with its CA's
+    CT log (`ct_api` "rfc6962" or "static"); `ct_prefill` precertificates are logged in CT only.
 
     Writes directory/trusted_root.json and signing_config.json.
     """
     if api not in APIS:
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
+    if ct_api not in CT_APIS:
+        raise ValueError(f"unknown CT API {ct_api!r}; the simulator speaks {', '.join(CT_APIS)}")
     sock = bound_socket(host, port)
     bound_port = sock.getsockname()[1]
     authority = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
     log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority)
-    simulator = Simulator(log, LocalCA.generate())
+    simulator = Simulator(log, LocalCA.generate(), ct_api=ct_api)
+    if ct_prefill:
+        await asyncio.to_thread(prefill_ct_log, simulator, ct_prefill)
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
-    trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
+    trust_files = write_trust_files(directory, url, simulator.log, simulator.ca, simulator.ct)
     runner = web.AppRunner(create_app(simulator), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -563,12 +656,24 @@ async def run_until_signalled(
     prefill: int,
     announce: Callable[[str], None],
     api: str = "v1",
+    ct_api: str = "rfc6962",
+    ct_prefill: int = 0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, announcing where the log and its trust root are."""
-    running = await start_simulator(host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill)
+    running = await start_simulator(
+        host=host,
+        port=port,
+        directory=directory,
+        api=api,
+        rate=rate,
+        prefill=prefill,
+        ct_api=ct_api,
+        ct_prefill=ct_prefill,
+    )
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
     announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
+    announce(f"{ct_api} CT log at {running.ct_url} ({running.ct.size} entries)")
     announce(f"trusted root: {running.trust_files.trusted_root}")
     announce(f"signing config: {running.trust_files.signing_config}")
     stopping = asyncio.Event()
