@@ -394,7 +394,9 @@ def test_populate_signs_the_entry_timestamps_it_will_serve() -> None:
 def entry_certificate(public_key: dict[str, str]) -> bytes:
     """The DER certificate of a hashedrekord's publicKey, or b"" for a plain key or another kind."""
     pem = b64d(public_key.get("content", ""))
-    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER) if b"CERTIFICATE" in pem else b""
+    if b"CERTIFICATE" not in pem:
+        return b""
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
 
 
 def test_populate_gives_every_entry_its_own_certificate() -> None:

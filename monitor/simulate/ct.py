@@ -214,12 +214,13 @@ class SimCtLog:
         with self._lock:
             stop = min(end + 1, self.tree.size, start + self.max_get_entries)
             items = [
-                f'{{"leaf_input": "{_b64(self.tree.bodies[index])}", "extra_data": "{_b64(self._extra(index))}"}}'
+                f'{{"leaf_input": "{_b64(self.tree.bodies[index])}", "extra_data": "{_b64(self.extra_data(index))}"}}'
                 for index in range(start, stop)
             ]
         return f'{{"entries": [{", ".join(items)}]}}'
 
-    def _extra(self, index: int) -> bytes:
+    def extra_data(self, index: int) -> bytes:
+        """get-entries' extra_data of leaf `index`: its precertificate and the CA chain."""
         return encode_extra_data(ExtraData(self.pre_certificates[index], self.chain))
 
     def hash_tile(self, level: int, address: TileAddress) -> bytes | None:
