@@ -241,11 +241,15 @@ def test_removing_the_poison_gives_the_leaf_tbs_byte_for_byte() -> None:
 def test_a_certificate_without_the_poison_or_with_two_is_not_a_precertificate() -> None:
     with pytest.raises(CtEntryError, match="not 0"):
         tbs_without_poison(CERTIFICATE)
-    poison = bytes.fromhex("3011060a2b06010401d6790204030101ff04020500")
+    poison = bytes.fromhex("3013060a2b06010401d6790204030101ff04020500")
     tbs = x509.load_der_x509_certificate(PRECERT.der).tbs_certificate_bytes
+    signature = PRECERT.der[PRECERT.der.index(tbs) + len(tbs) :]  # the algorithm and the signature
     doubled = replace_extensions(tbs, lambda extensions: extensions + poison)
     with pytest.raises(CtEntryError, match="not 2"):
-        tbs_without_poison(encode_tlv(0x30, doubled + PRECERT.der[-76:]))
+        tbs_without_poison(encode_tlv(0x30, doubled + signature))
+    broken = replace_extensions(tbs, lambda extensions: extensions + b"\x04\x00")
+    with pytest.raises(CtEntryError, match="not a SEQUENCE"):
+        tbs_without_poison(encode_tlv(0x30, broken + signature))
 
 
 def replace_extensions(tbs: bytes, change: Callable[[bytes], bytes]) -> bytes:

@@ -327,25 +327,48 @@ def tbs_without_poison(precertificate: bytes) -> bytes:
             pos = element_end
         if extensions is None or extensions[1] != end:
             raise DerError("no extensions at the end of the TBS")
-        tag, pos, extensions_end = read_tlv(precertificate, *extensions)
+        tag, extensions_start, extensions_end = read_tlv(precertificate, *extensions)
         if tag != _SEQUENCE or extensions_end != end:
             raise DerError("the extensions are not one SEQUENCE")
-        kept, poisons = [], 0
-        while pos < extensions_end:
-            _, content, element_end = read_tlv(precertificate, pos, extensions_end)
-            if precertificate.startswith(_POISON_OID_TLV, content):
-                poisons += 1
-            else:
-                kept.append(precertificate[pos:element_end])
-            pos = element_end
+        poisons = _poison_extensions(precertificate, extensions_start, extensions_end)
     except DerError as exc:
         raise CtEntryError("malformed_certificate", f"precertificate: {exc}") from None
-    if poisons != 1:
-        raise CtEntryError("malformed_certificate", f"a precertificate has one poison extension, not {poisons}")
+    if len(poisons) != 1:
+        raise CtEntryError("malformed_certificate", f"a precertificate has one poison extension, not {len(poisons)}")
+    ((poison_start, poison_end),) = poisons
+    kept = precertificate[extensions_start:poison_start] + precertificate[poison_end:extensions_end]
     content = precertificate[tbs_content:head_end]
     if kept:
-        content += encode_tlv(_EXTENSIONS_TAG, encode_tlv(_SEQUENCE, b"".join(kept)))
+        content += encode_tlv(_EXTENSIONS_TAG, encode_tlv(_SEQUENCE, kept))
     return encode_tlv(_SEQUENCE, content)
+
+
+def _poison_extensions(der: bytes, pos: int, end: int) -> list[tuple[int, int]]:
+    """Where the poison extensions are among the Extension SEQUENCEs in der[pos:end].
+
+    The headers are read inline (this runs for every CT entry): an extension is a SEQUENCE of at most
+    65535 bytes, as in any certificate.
+    """
+    found = []
+    while pos < end:
+        if der[pos] != _SEQUENCE or pos + 2 > end:
+            raise DerError(f"extension at {pos} is not a SEQUENCE")
+        length = der[pos + 1]
+        if length < 0x80:
+            start = pos + 2
+        elif length == 0x81 and pos + 3 <= end:
+            length, start = der[pos + 2], pos + 3
+        elif length == 0x82 and pos + 4 <= end:
+            length, start = der[pos + 2] << 8 | der[pos + 3], pos + 4
+        else:
+            raise DerError(f"bad extension length at {pos}")
+        stop = start + length
+        if stop > end:
+            raise DerError(f"extension at {pos} runs past the extensions")
+        if der.startswith(_POISON_OID_TLV, start):
+            found.append((pos, stop))
+        pos = stop
+    return found
 
 
 def serial_number(tbs: bytes) -> int:
