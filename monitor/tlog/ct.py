@@ -45,13 +45,11 @@ MAX_SERIAL_OCTETS = 32  # RFC 5280 allows 20; a little slack, but no megabyte in
 LEAF_INDEX_EXTENSION = 0  # static-ct-api: the SCT's and the leaf's extensions carry the leaf index
 LEAF_INDEX_SIZE = 5
 
-POISON_OID = "1.3.6.1.4.1.11129.2.4.3"
-_POISON_OID_TLV = bytes.fromhex("060a2b06010401d679020403")
+_POISON_OID_TLV = bytes.fromhex("060a2b06010401d679020403")  # OID 1.3.6.1.4.1.11129.2.4.3, RFC 6962 §3.1
 _SEQUENCE = 0x30
 _INTEGER = 0x02
 _VERSION_TAG = 0xA0  # [0] EXPLICIT in TBSCertificate
 _EXTENSIONS_TAG = 0xA3  # [3] EXPLICIT in TBSCertificate
-_HEAD = struct.Struct(">BBQH")  # version, leaf_type, timestamp, entry_type
 _ENTRY_HEAD = struct.Struct(">QH")  # timestamp, entry_type
 
 

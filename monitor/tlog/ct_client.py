@@ -25,7 +25,7 @@ import aiohttp
 import orjson
 
 from monitor.tlog.answers import MalformedError, json_base64, json_int, json_list, json_object, parse_answer
-from monitor.tlog.ct import CtEntryError, CtLogEntry, split_data_tile
+from monitor.tlog.ct import FINGERPRINT_SIZE, CtEntryError, CtLogEntry, split_data_tile
 from monitor.tlog.ct_head import SignedTreeHead, parse_sth
 from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE
@@ -42,7 +42,6 @@ DEFAULT_BATCH_SIZE = 1000  # Trillian's CTFE default for --max_get_entries
 MAX_BATCH_SIZE = 10_000
 MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
 MAX_CACHED_ISSUERS = 256
-FINGERPRINT_SIZE = 32
 
 T = TypeVar("T")
 Params = dict[str, str | int]
