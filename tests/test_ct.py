@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import pickle
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from hypothesis import strategies as st
 
 from monitor.der import DerError, encode_tlv, read_tlv
 from monitor.identity.ct_chain import CtChainVerifier
-from monitor.identity.fulcio import parse_fulcio_certificate
+from monitor.identity.fulcio import ChainVerifier, parse_fulcio_certificate
 from monitor.simulate.ca import LocalCA, Precertificate, codefresh_identity, email_identity, new_p256_key
 from monitor.simulate.log import SimLog
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH
@@ -355,6 +356,18 @@ def test_the_chain_check_names_the_issuing_ca_and_refuses_a_leaf_naming_another(
     rogue_leaf = merkle_tree_leaf(TimestampedEntry(NOW_MS, PRECERT_ENTRY, rogue.leaf_tbs, ISSUER_KEY_HASH))
     decoded = decode_ct_entry(CtLogEntry.of(2, rogue_leaf, encode_extra_data(ExtraData(rogue.der, ()))))
     assert chains.issuing_ca(decoded, parse_fulcio_certificate(decoded.certificate)) is None
+
+
+def test_a_precertificate_is_no_signing_certificate_and_a_certificate_no_precertificate() -> None:
+    trust = parse_trust_root(trusted_root("http://sim.test", SimLog("sim.test"), CA), None, "sim")
+    precert, certificate = parse_fulcio_certificate(PRECERT.der), parse_fulcio_certificate(CERTIFICATE)
+    assert ChainVerifier(trust).verify(certificate) and not ChainVerifier(trust).verify(precert)
+    precertificates = ChainVerifier(trust, precertificates=True)
+    assert precertificates.verify(precert) and not precertificates.verify(certificate)
+    assert precertificates.issuer_key_hash(precert) == CA.issuer_key_hash  # cached now: the same answer
+    assert precertificates.issuer_key_hash(precert) == CA.issuer_key_hash
+    shipped = pickle.loads(pickle.dumps(precertificates))  # to a worker process, mode included
+    assert shipped.verify(precert) and not shipped.verify(certificate)
 
 
 # -- tree heads: the STH, its signature, the CT checkpoint ------------------------------------------
