@@ -33,7 +33,7 @@ from monitor.config import Settings
 from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
-from monitor.identity.sct import EmbeddedSct, embedded_scts
+from monitor.identity.sct import EmbeddedSct, embedded_scts, verify_embedded_scts
 from monitor.policy import Judgement, Policy
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_inclusion
@@ -322,6 +322,22 @@ def _identity_view(certificate: FulcioCertificate, identity: SigningIdentity) ->
     }
 
 
+def _sct_views(certificate: x509.Certificate, trust_root: TrustRoot) -> list[dict[str, Any]]:
+    return [_sct_view(sct) for sct in embedded_scts(certificate, trust_root) or ()]
+
+
+def _sct_view(sct: EmbeddedSct) -> dict[str, Any]:
+    leaf_hash = sct.leaf_hash
+    return {
+        "ct_log": sct.log.base_url if sct.log is not None else None,
+        "log_id": sct.log_id.hex(),
+        "timestamp": rfc3339(datetime.fromtimestamp(sct.timestamp / 1000, UTC)),
+        "leaf_hash": leaf_hash.hex() if leaf_hash is not None else None,
+        "leaf_index": sct.leaf_index,
+        "verified": sct.verified,
+    }
+
+
 def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
     empty = dict.fromkeys(("issuer", "identity", "san_kind", *IDENTITY_FIELDS, "not_before", "not_after"))
     return {
@@ -337,18 +353,6 @@ def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
     }
 
 
-def _sct_view(sct: EmbeddedSct) -> dict[str, Any]:
-    leaf_hash = sct.leaf_hash
-    return {
-        "ct_log": sct.log.base_url if sct.log is not None else None,
-        "log_id": sct.log_id.hex(),
-        "timestamp": rfc3339(datetime.fromtimestamp(sct.timestamp / 1000, UTC)),
-        "leaf_hash": leaf_hash.hex() if leaf_hash is not None else None,
-        "leaf_index": sct.leaf_index,
-        "verified": sct.verified,
-    }
-
-
 def _certificate_view(der: bytes, policy: Policy, trust_root: TrustRoot, chains: ChainVerifier) -> dict[str, Any]:
     try:
         certificate = parse_fulcio_certificate(der)
@@ -356,12 +360,11 @@ def _certificate_view(der: bytes, policy: Policy, trust_root: TrustRoot, chains:
         return _unparseable_view(der, exc)
     identity = identify(certificate)
     chain_verified = chains.verify(certificate)
-    scts = embedded_scts(x509.load_der_x509_certificate(der), trust_root)
     return {
         **_identity_view(certificate, identity),
         "chain_verified": chain_verified,
-        "sct_verified": None if scts is None else any(sct.verified for sct in scts),
-        "scts": [_sct_view(sct) for sct in scts or ()],
+        "sct_verified": verify_embedded_scts(x509.load_der_x509_certificate(der), trust_root),
+        "scts": _sct_views(x509.load_der_x509_certificate(der), trust_root),
         "extensions": certificate.extensions,
         **_judgement_view(policy.judge(identity, chain_verified)),
     }
