@@ -130,10 +130,6 @@ class SimCtLog:
     def size(self) -> int:
         return self.tree.size
 
-    def stamper(self) -> CtStamper:
-        """A stamper for leaves that will be appended next (`append_leaves`)."""
-        return CtStamper(self.key, self.static, self.size)
-
     def log_precertificate(self, precertificate: Precertificate, issuer_key_hash: bytes) -> bytes:
         """Append the precertificate's leaf now; the SCT for the certificate."""
         with self._lock:
