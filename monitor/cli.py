@@ -255,8 +255,14 @@ def inspect_command(config_file: str | None, check_build: bool, source: BinaryIO
 @click.option("--rate", type=float, default=0.0, show_default=True, help="Unwatched entries per second.")
 @click.option("--prefill", type=int, default=0, show_default=True, help="Entries to generate before serving.")
 @click.option("--split-view", is_flag=True, help="Also serve the log on a second port, forked on demand.")
-def simulate(listen: str, api: str, directory: str, rate: float, prefill: int, split_view: bool) -> None:
-    """Run a local Rekor-compatible log with its own CA and witnesses, for tests, demos and benchmarks."""
+@click.option("--ct-api", type=click.Choice(["rfc6962", "static"]), default="rfc6962", show_default=True)
+@click.option(
+    "--ct-prefill", type=int, default=0, show_default=True, help="Precertificates to log in CT only, before serving."
+)
+def simulate(
+    listen: str, api: str, directory: str, rate: float, prefill: int, split_view: bool, ct_api: str, ct_prefill: int
+) -> None:
+    """Run a local Rekor-compatible log with its own CA, CT log and witnesses, for tests, demos and benchmarks."""
     from pathlib import Path
 
     from monitor.simulate.server import parse_listen, run_until_signalled
@@ -275,5 +281,7 @@ def simulate(listen: str, api: str, directory: str, rate: float, prefill: int, s
             announce=click.echo,
             api=api,
             split_view=split_view,
+            ct_api=ct_api,
+            ct_prefill=ct_prefill,
         )
     )

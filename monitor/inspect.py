@@ -6,7 +6,11 @@ Each check is `true`/`false`, or `null` when the input carries nothing to check:
 - `checkpoint_verified`: the checkpoint is signed by the entry's log key (found by log id in the
   trust root) and commits to that same root and tree size; with the proof, this proves inclusion;
 - `set_verified`: the signed entry timestamp (FORMATS.md §1) verifies with that log key;
-- per certificate, `chain_verified`: it chains to a Fulcio CA valid at its notBefore.
+- per certificate, `chain_verified`: it chains to a Fulcio CA valid at its notBefore;
+- per certificate, `sct_verified`: an embedded SCT verifies with a CT log key of the trust root; `scts`
+  lists each embedded SCT with its CT log (base URL, null if the trust root does not list it) and the
+  hash of the leaf that log holds for the certificate (null if no Fulcio CA of the trust root issued
+  it), i.e. where a CT monitor finds the certificate.
 `witnesses`: which witnesses of the witness policy of the configured log with the checkpoint's
 origin cosigned the checkpoint, and whether they meet its quorum (null when no configured log of
 that origin has a policy). `problems` says why a check failed. `verdict` is what the daemon would
@@ -38,7 +42,7 @@ from monitor.config import LogSettings, Settings, WatchSettings
 from monitor.entries import EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.fulcio import CertificateError, ChainVerifier, FulcioCertificate, parse_fulcio_certificate
-from monitor.identity.sct import verify_embedded_scts
+from monitor.identity.sct import EmbeddedSct, embedded_scts, verify_embedded_scts
 from monitor.policy import Judgement, Policy
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.http import RetryPolicy
@@ -378,6 +382,22 @@ def _identity_view(certificate: FulcioCertificate, identity: SigningIdentity) ->
     }
 
 
+def _sct_views(certificate: x509.Certificate, trust_root: TrustRoot) -> list[dict[str, Any]]:
+    return [_sct_view(sct) for sct in embedded_scts(certificate, trust_root) or ()]
+
+
+def _sct_view(sct: EmbeddedSct) -> dict[str, Any]:
+    leaf_hash = sct.leaf_hash
+    return {
+        "ct_log": sct.log.base_url if sct.log is not None else None,
+        "log_id": sct.log_id.hex(),
+        "timestamp": rfc3339(datetime.fromtimestamp(sct.timestamp / 1000, UTC)),
+        "leaf_hash": leaf_hash.hex() if leaf_hash is not None else None,
+        "leaf_index": sct.leaf_index,
+        "verified": sct.verified,
+    }
+
+
 def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
     empty = dict.fromkeys(("issuer", "identity", "san_kind", *IDENTITY_FIELDS, "not_before", "not_after"))
     return {
@@ -386,6 +406,7 @@ def _unparseable_view(der: bytes, error: CertificateError) -> dict[str, Any]:
         "certificate_sha256": hashlib.sha256(der).hexdigest(),
         "chain_verified": False,
         "sct_verified": None,
+        "scts": [],
         "extensions": {},
         **_judgement_view(None),
         "error": str(error),
@@ -416,6 +437,7 @@ def _inspect_certificate(
         **_identity_view(certificate, identity),
         "chain_verified": chain_verified,
         "sct_verified": verify_embedded_scts(x509.load_der_x509_certificate(der), trust_root),
+        "scts": _sct_views(x509.load_der_x509_certificate(der), trust_root),
         "extensions": certificate.extensions,
         **_judgement_view(judgement),
     }

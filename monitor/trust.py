@@ -103,6 +103,11 @@ class TrustRoot:
         wanted = url.rstrip("/")
         return [key for key in self.tlogs if key.base_url.rstrip("/") == wanted]
 
+    def ct_log_keys_for_url(self, url: str) -> list[LogKey]:
+        """The CT log keys listed for `url` (one per log: a CT log never changes its key, RFC 6962 §3.2)."""
+        wanted = url.rstrip("/")
+        return [key for key in self.ctlogs if key.base_url.rstrip("/") == wanted]
+
 
 def _timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

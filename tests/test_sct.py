@@ -14,8 +14,9 @@ from monitor.identity.sct import verify_embedded_scts
 from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.trust import parse_trust_root
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
-PUBLIC_GOOD = json.loads((FIXTURES / "trusted_root.json").read_text())
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sigstore"
+SHIPPED = Path(__file__).resolve().parents[1] / "monitor" / "trustroots"
+PUBLIC_GOOD = json.loads((SHIPPED / "public-good" / "trusted_root.json").read_text())
 
 
 def github_leaf() -> x509.Certificate:

@@ -391,6 +391,14 @@ def test_populate_signs_the_entry_timestamps_it_will_serve() -> None:
         public.verify(log.signed_entry_timestamp(location), rfc8785.dumps(payload), ec.ECDSA(hashes.SHA256()))
 
 
+def entry_certificate(public_key: dict[str, str]) -> bytes:
+    """The DER certificate of a hashedrekord's publicKey, or b"" for a plain key or another kind."""
+    pem = b64d(public_key.get("content", ""))
+    if b"CERTIFICATE" not in pem:
+        return b""
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
 def test_populate_gives_every_entry_its_own_certificate() -> None:
     log, ca = SimLog("sim.test"), LocalCA.generate()
     report = populate(log, ca, 300, watched_fraction=0.1, seed=1)
@@ -710,7 +718,10 @@ async def test_prefill_and_rate(tmp_path: Path) -> None:
 
 def test_populate_chunks_are_made_in_other_processes() -> None:
     ca = LocalCA.generate()
-    chunks = [PopulateChunk(ca.to_pem(), 5, 0.5, FULCIO_TEST_CODEFRESH, seed) for seed in (1, 2)]
-    results = list(chunk_results(chunks, workers=2))
+    chunks = [PopulateChunk(ca.to_pem(), 5, watched, FULCIO_TEST_CODEFRESH, 1) for watched in ((0, 3), (4,))]
+    results = list(chunk_results(chunks, populate_chunk, workers=2))
     assert [len(result.bodies) for result in results] == [5, 5]
-    assert results[0][1] == populate_chunk(chunks[0])[1]  # the seed decides which entries are watched
+    for chunk, result in zip(chunks, results, strict=True):  # in order, the watched entries where asked
+        certificates = [json.loads(body)["spec"].get("signature", {}).get("publicKey", {}) for body in result.bodies]
+        codefresh = [at for at, key in enumerate(certificates) if b"oidc.codefresh.io" in entry_certificate(key)]
+        assert tuple(codefresh) == chunk.watched

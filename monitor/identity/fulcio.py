@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -328,59 +328,77 @@ def _require_code_signing(_policy: Policy, _certificate: x509.Certificate, usage
 
 
 @functools.cache
-def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
-    """Web PKI defaults, except the EKU: Fulcio leaves must be code-signing, CAs may carry any."""
+def _extension_policies(precertificates: bool) -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    """Web PKI defaults, except the EKU: Fulcio leaves must be code-signing, CAs may carry any.
+
+    A precertificate (what Fulcio logs in CT) is a leaf with the critical poison extension; the
+    precertificate policy requires it, the default one refuses it (it is no signing certificate).
+    """
     ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
     ee_policy = ExtensionPolicy.webpki_defaults_ee().require_present(
         x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _require_code_signing
     )
+    if precertificates:
+        ee_policy = ee_policy.require_present(x509.PrecertPoison, Criticality.CRITICAL, None)
     return ca_policy, ee_policy
 
 
 class ChainVerifier:
-    """Does a certificate chain to a Fulcio CA of the trust root valid at its notBefore?
+    """Does a certificate chain to a Fulcio CA of the trust root valid at its notBefore, and which CA signed it?
 
     The chain is verified at notBefore (Fulcio leaves live ten minutes) and the leaf must carry
-    the code-signing EKU. Results are cached by certificate hash; trust stores by the set of
-    authorities valid at a moment. Picklable (holds DER only), so it can go to worker processes.
+    the code-signing EKU. With `precertificates`, the leaves are precertificates (CT precert
+    entries) instead of certificates. Results are cached by certificate hash; trust stores by the
+    set of authorities valid at a moment. Picklable (holds DER only), so it can go to worker processes.
     """
 
-    def __init__(self, trust_root: TrustRoot, cache_size: int = 4096):
+    def __init__(self, trust_root: TrustRoot, cache_size: int = 4096, *, precertificates: bool = False):
         self._authorities = tuple(
             _Authority(ca.validity, tuple(cert.public_bytes(Encoding.DER) for cert in ca.certificates))
             for ca in trust_root.fulcio
         )
         self._cache_size = cache_size
+        self._precertificates = precertificates
         self._clear_caches()
 
     def __getstate__(self) -> dict[str, object]:
-        return {"authorities": self._authorities, "cache_size": self._cache_size}
+        return {
+            "authorities": self._authorities,
+            "cache_size": self._cache_size,
+            "precertificates": self._precertificates,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self._authorities = state["authorities"]  # type: ignore[assignment]
         self._cache_size = state["cache_size"]  # type: ignore[assignment]
+        self._precertificates = state["precertificates"]  # type: ignore[assignment]
         self._clear_caches()
 
     def _clear_caches(self) -> None:
-        self._results: OrderedDict[str, bool] = OrderedDict()
+        self._results: OrderedDict[str, bytes] = OrderedDict()  # b"" when it does not chain
         self._stores: dict[tuple[int, ...], Store] = {}
 
     def verify(self, cert: FulcioCertificate) -> bool:
+        return self.issuer_key_hash(cert) is not None
+
+    def issuer_key_hash(self, cert: FulcioCertificate) -> bytes | None:
+        """SHA-256 of the SubjectPublicKeyInfo of the trust root's CA certificate that signed `cert`
+        (CT's issuer_key_hash), or None when `cert` does not chain."""
         cached = self._results.get(cert.sha256)
         if cached is not None:
             self._results.move_to_end(cert.sha256)
-            return cached
+            return cached or None
         result = self._verify_uncached(cert)
-        self._results[cert.sha256] = result
+        self._results[cert.sha256] = result or b""
         if len(self._results) > self._cache_size:
             self._results.popitem(last=False)
         return result
 
-    def _verify_uncached(self, cert: FulcioCertificate) -> bool:
+    def _verify_uncached(self, cert: FulcioCertificate) -> bytes | None:
         store = self._store_at(cert.not_before)
         if store is None:
-            return False
-        ca_policy, ee_policy = _extension_policies()
+            return None
+        ca_policy, ee_policy = _extension_policies(self._precertificates)
         verifier = (
             PolicyBuilder()
             .store(store)
@@ -389,10 +407,13 @@ class ChainVerifier:
             .build_client_verifier()
         )
         try:
-            verifier.verify(x509.load_der_x509_certificate(cert.der), [])
+            chain = verifier.verify(x509.load_der_x509_certificate(cert.der), []).chain
         except (VerificationError, *_X509_ERRORS):
-            return False
-        return True
+            return None
+        if len(chain) < 2:  # a trust anchor itself: no CA signed it
+            return None
+        spki = chain[1].public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(spki).digest()
 
     def _store_at(self, moment: datetime) -> Store | None:
         """Every certificate of the authorities valid at `moment`, as trust anchors.

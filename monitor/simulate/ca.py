@@ -5,6 +5,11 @@ the Fulcio extensions under OID 1.3.6.1.4.1.57264.1.N encoded as Fulcio does (N 
 N >= 8 DER UTF8String). EC P-256 everywhere, and leaves are DER-encoded here directly (exactly as
 cryptography's CertificateBuilder encodes them, which the tests check), so issuing one costs about
 one signature.
+
+Given a CT log (`ct`), the CA does what Fulcio does: it signs a precertificate (the leaf's TBS plus
+the critical poison extension, last), logs it, and issues the certificate with the log's SCT in an
+SCT list extension in place of the poison: removing either extension gives the same TBS, the one
+the CT leaf holds. That costs two more signatures (the precertificate's and the log's).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
+from hashlib import sha256
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +41,9 @@ DER_ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")  # AlgorithmId
 DER_EMPTY_NAME = bytes.fromhex("3000")
 DER_TRUE = bytes.fromhex("0101ff")
 SAN_URI_TAG, SAN_EMAIL_TAG = 0x86, 0x81  # GeneralName [6] uniformResourceIdentifier, [1] rfc822Name
+CT_POISON_OID = "1.3.6.1.4.1.11129.2.4.3"
+CT_SCT_LIST_OID = "1.3.6.1.4.1.11129.2.4.2"
+DER_NULL = bytes.fromhex("0500")
 
 CODEFRESH_ISSUER = "https://oidc.codefresh.io"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -59,6 +69,21 @@ class IssuedCert:
     der: bytes
     pem: bytes
     private_key: ec.EllipticCurvePrivateKey
+    precertificate: bytes | None = None  # the precertificate DER, when the certificate was logged in CT
+
+
+@dataclass(frozen=True)
+class Precertificate:
+    """A precertificate DER, and the TBS a CT log's leaf holds for it (the TBS without the poison)."""
+
+    der: bytes
+    leaf_tbs: bytes
+
+
+class PrecertificateLog(Protocol):
+    """A CT log the CA submits precertificates to; it answers with the serialized SCT."""
+
+    def log_precertificate(self, precertificate: Precertificate, issuer_key_hash: bytes) -> bytes: ...
 
 
 @cache
@@ -255,6 +280,13 @@ LEAF_KEY_USAGE = key_usage(digital_signature=True, key_cert_sign=False)
 CODE_SIGNING = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
 LEAF_EXTENSIONS_HEAD = der_extension_of(LEAF_KEY_USAGE, critical=True) + der_extension_of(CODE_SIGNING)
 SAN_OID = x509.SubjectAlternativeName.oid.dotted_string
+DER_POISON_EXTENSION = der_extension(CT_POISON_OID, DER_NULL, critical=True)
+
+
+def sct_list_extension(sct: bytes) -> bytes:
+    """The SCT list extension holding one serialized SCT: OCTET STRING { u16 list length ‖ u16 length ‖ SCT }."""
+    entry = len(sct).to_bytes(2, "big") + sct
+    return der_extension(CT_SCT_LIST_OID, der_tlv(0x04, len(entry).to_bytes(2, "big") + entry))
 
 
 @dataclass(frozen=True)
@@ -305,15 +337,40 @@ class LocalCA:
         *,
         not_before: datetime | None = None,
         key: ec.EllipticCurvePrivateKey | None = None,
+        ct: PrecertificateLog | None = None,
     ) -> IssuedCert:
         """A Fulcio-like leaf for `identity`; pass `key` to reuse one leaf key across many certificates.
 
         Extensions: key usage (critical), code signing, subject and authority key ids, the SAN
-        (critical), then the Fulcio ones. Encoded here; what CertificateBuilder would encode.
+        (critical), then the Fulcio ones. Encoded here; what CertificateBuilder would encode. With
+        `ct`, the precertificate is logged there first and the certificate embeds the log's SCT.
         """
         leaf_key = key or new_p256_key()
-        start = not_before or utc_now()
-        spki, subject_key_identifier = leaf_key_parts(leaf_key)
+        head, extensions = self._leaf_parts(identity, not_before or utc_now(), leaf_key)
+        precertificate = None
+        if ct is not None:
+            precertificate = self._precertificate(head, extensions)
+            extensions += sct_list_extension(ct.log_precertificate(precertificate, self.issuer_key_hash))
+        der = self._signed(_tbs(head, extensions))
+        return IssuedCert(
+            x509.load_der_x509_certificate(der),
+            der,
+            pem_of_der(der),
+            leaf_key,
+            None if precertificate is None else precertificate.der,
+        )
+
+    def precertificate(
+        self, identity: CertIdentity, *, not_before: datetime | None = None, key: ec.EllipticCurvePrivateKey
+    ) -> Precertificate:
+        """Only the precertificate of a leaf for `identity` (one signature), as a CT log receives it."""
+        return self._precertificate(*self._leaf_parts(identity, not_before or utc_now(), key))
+
+    def _leaf_parts(
+        self, identity: CertIdentity, start: datetime, key: ec.EllipticCurvePrivateKey
+    ) -> tuple[bytes, bytes]:
+        """The TBS fields before the extensions, and the extensions, of a leaf."""
+        spki, subject_key_identifier = leaf_key_parts(key)
         extensions = b"".join(
             [
                 LEAF_EXTENSIONS_HEAD,
@@ -323,8 +380,7 @@ class LocalCA:
                 *(der_extension(f"{FULCIO_OID_PREFIX}.{n}", value) for n, value in fulcio_extension_values(identity)),
             ]
         )
-        tbs = der_tlv(
-            0x30,
+        head = (
             DER_X509_V3
             + der_integer(x509.random_serial_number())
             + DER_ECDSA_WITH_SHA256
@@ -332,11 +388,23 @@ class LocalCA:
             + der_tlv(0x30, der_time(start) + der_time(start + LEAF_VALIDITY))
             + DER_EMPTY_NAME
             + spki
-            + der_tlv(0xA3, der_tlv(0x30, extensions)),
         )
+        return head, extensions
+
+    def _precertificate(self, head: bytes, extensions: bytes) -> Precertificate:
+        return Precertificate(self._signed(_tbs(head, extensions + DER_POISON_EXTENSION)), _tbs(head, extensions))
+
+    def _signed(self, tbs: bytes) -> bytes:
         signature = self.intermediate_key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-        der = der_tlv(0x30, tbs + DER_ECDSA_WITH_SHA256 + der_tlv(0x03, b"\x00" + signature))
-        return IssuedCert(x509.load_der_x509_certificate(der), der, pem_of_der(der), leaf_key)
+        return der_tlv(0x30, tbs + DER_ECDSA_WITH_SHA256 + der_tlv(0x03, b"\x00" + signature))
+
+    @cached_property
+    def issuer_key_hash(self) -> bytes:
+        """SHA-256 of the intermediate's SubjectPublicKeyInfo: CT's issuer_key_hash for its leaves."""
+        public_key = self.intermediate_cert.public_key()
+        return sha256(
+            public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        ).digest()
 
     @cached_property
     def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
@@ -350,6 +418,10 @@ class LocalCA:
     @cached_property
     def issuer_name_der(self) -> bytes:
         return self.intermediate_cert.subject.public_bytes()
+
+
+def _tbs(head: bytes, extensions: bytes) -> bytes:
+    return der_tlv(0x30, head + der_tlv(0xA3, der_tlv(0x30, extensions)))
 
 
 def self_signed_test_certificate() -> IssuedCert:

@@ -13,10 +13,14 @@ signedTreeHead of the active shard); a transparency-dev distributor (simulate/di
 the honest checkpoints under /distributor/v0/. With `split_view`, a second port serves a fork of the
 log (simulate/split.py).
 
+Beside the log, its CA's CT log (simulate/ct.py): RFC 6962 under /ct/2022, or static-ct-api under
+/ctstatic (`ct_api="static"`). Every certificate the CA issues is logged there first.
+
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
 /sim/hostile (simulate/hostile.py), /sim/witnesses, /sim/split (with `split_view`, on either port),
-and for tiles /sim/tamper_tile and /sim/drop_partials.
+for tiles /sim/tamper_tile and /sim/drop_partials, and for CT /sim/ct/issue_only (a certificate
+that never reaches the Rekor log), /sim/ct/fork and /sim/ct/max_entries.
 """
 
 from __future__ import annotations
@@ -37,12 +41,13 @@ import rfc8785
 from aiohttp import web
 
 from monitor.simulate.builds import BuildFate, SimBuildsApi
-from monitor.simulate.ca import LocalCA
+from monitor.simulate.ca import IssuedCert, LocalCA, codefresh_identity
+from monitor.simulate.ct import CT_APIS, SimCtLog, ct_app, new_ct_log
 from monitor.simulate.distributor import Distributor, add_distributor_routes
 from monitor.simulate.hostile import Hostility, endless_answer, endless_now, serve_hostile
 from monitor.simulate.log import LeafLocation, Shard, SimLog
 from monitor.simulate.split import SplitView
-from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate
+from monitor.simulate.synthetic import EntryFactory, PopulateReport, object_id, populate, populate_ct
 from monitor.simulate.tiles import TiledLog, add_tiles_routes
 from monitor.simulate.trustroot import TrustFiles, write_trust_files
 from monitor.simulate.witnesses import WitnessPanel
@@ -96,9 +101,18 @@ class Faults:
         return self.armed
 
 
+@dataclass(frozen=True)
+class CtIssued:
+    """A certificate the CA issued, and the index of its precertificate in the CT log."""
+
+    ct_index: int
+    issued: IssuedCert
+
+
 @dataclass
 class Simulator:
-    """The log, its CA, its witnesses and the misbehaviour switches: what both the tests and /sim/ drive."""
+    """The log, its CA and the CA's CT log, its witnesses and the misbehaviour switches: what both the
+    tests and /sim/ drive."""
 
     log: SimLog
     ca: LocalCA
@@ -107,11 +121,14 @@ class Simulator:
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     builds: SimBuildsApi = field(default_factory=SimBuildsApi)
     witnesses: WitnessPanel = field(default_factory=WitnessPanel)
+    ct_api: str = "rfc6962"
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
+    ct: SimCtLog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles)
+        self.ct = new_ct_log(self.log.name, self.ca.chain_der(), self.ct_api)
+        self.factory = EntryFactory(self.ca, rekor_v2=self.log.tiles, ct=self.ct)
         self.tiled = TiledLog(self.log, self.witnesses)
 
     def show(self, log: SimLog, witnesses: WitnessPanel) -> None:
@@ -139,6 +156,14 @@ class Simulator:
         """Random signings of other identities, generated off the event loop."""
         bodies = await asyncio.to_thread(self.factory.unwatched_many, count)
         return self.log.append_many(bodies)
+
+    def issue_only(self, **identity: Any) -> CtIssued:
+        """A Codefresh certificate (codefresh_identity's arguments, workflow_id optional) that is
+        logged in CT but signs nothing in the Rekor log: what a stolen token used quietly leaves."""
+        identity.setdefault("workflow_id", object_id(self.factory.rng))
+        issued = self.factory.issue(codefresh_identity(**identity))
+        assert issued.precertificate is not None, "the factory logs its CA's certificates in CT"
+        return CtIssued(self.ct.index_of(issued.precertificate), issued)
 
 
 SIMULATOR = web.AppKey("simulator", Simulator)
@@ -401,6 +426,44 @@ def with_identity(append: Callable[..., int], kwargs: Any) -> int:
         raise ApiError(400, f"bad identity: {exc}") from None
 
 
+async def control_ct_issue_only(request: web.Request) -> web.Response:
+    """{codefresh_identity kwargs} -> a certificate logged in CT only: its CT index, serial and PEM."""
+    kwargs = await json_object(request)
+    try:
+        ct_issued = request.app[SIMULATOR].issue_only(**kwargs)
+    except TypeError as exc:
+        raise ApiError(400, f"bad identity: {exc}") from None
+    certificate = ct_issued.issued.certificate
+    return web.json_response(
+        {
+            "ct_index": ct_issued.ct_index,
+            "serial": f"{certificate.serial_number:x}",
+            "certificate": ct_issued.issued.pem.decode(),
+        }
+    )
+
+
+async def control_ct_fork(request: web.Request) -> web.Response:
+    """{"at": leaf index}: rewrite that CT leaf, so later tree heads contradict earlier ones."""
+    at = int_field(await json_object(request), "at")
+    if at is None:
+        raise ApiError(400, "at is required")
+    try:
+        request.app[SIMULATOR].ct.fork(at)
+    except ValueError as exc:
+        raise ApiError(400, f"cannot fork: {exc}") from None
+    return web.json_response({"forked": at})
+
+
+async def control_ct_max_entries(request: web.Request) -> web.Response:
+    """{"count": N >= 1}: get-entries answers at most N entries, whatever was asked."""
+    count = count_field(await json_object(request), "count", 1)
+    if count < 1:
+        raise ApiError(400, "count must be at least 1")
+    request.app[SIMULATOR].ct.max_get_entries = count
+    return web.json_response({"count": count})
+
+
 async def control_rotate(request: web.Request) -> web.Response:
     try:
         shard = request.app[SIMULATOR].log.rotate_shard()
@@ -558,7 +621,7 @@ async def injected_faults(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def hostile_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """What a hostile log sends instead of its answers, while any switch is on (never for /sim/)."""
-    if request.path.startswith(("/sim/", BUILDS_PATH)):
+    if request.path.startswith(("/sim/", BUILDS_PATH, request.app[SIMULATOR].ct.path)):
         return await handler(request)
     simulator = request.app[SIMULATOR]
     if endless_now(request, simulator.hostility):
@@ -602,6 +665,10 @@ def create_app(simulator: Simulator, split: SplitView | None = None) -> web.Appl
     app.router.add_post("/sim/builds/forget", control_builds_forget)
     app.router.add_post("/sim/builds/move", control_builds_move)
     app.router.add_get("/sim/builds/requests", control_builds_requests)
+    app.add_subapp(simulator.ct.path, ct_app(simulator.ct))
+    app.router.add_post("/sim/ct/issue_only", control_ct_issue_only)
+    app.router.add_post("/sim/ct/fork", control_ct_fork)
+    app.router.add_post("/sim/ct/max_entries", control_ct_max_entries)
     app.router.add_post("/sim/faults", control_faults)
     app.router.add_post("/sim/append", control_append)
     app.router.add_post("/sim/forged", control_forged)
@@ -649,6 +716,14 @@ class RunningSimulator:
         return self.simulator.ca
 
     @property
+    def ct(self) -> SimCtLog:
+        return self.simulator.ct
+
+    @property
+    def ct_url(self) -> str:
+        return f"{self.url}{self.simulator.ct.path}"
+
+    @property
     def faults(self) -> Faults:
         return self.simulator.faults
 
@@ -666,8 +741,20 @@ class RunningSimulator:
 
 
 def prefill_log(simulator: Simulator, count: int) -> PopulateReport:
-    """Generate `count` entries on every CPU before the log is served."""
-    return populate(simulator.log, simulator.ca, count, workers=os.cpu_count() or 1, rekor_v2=simulator.log.tiles)
+    """Generate `count` entries on every CPU before the log is served (the watched ones logged in CT)."""
+    return populate(
+        simulator.log,
+        simulator.ca,
+        count,
+        workers=os.cpu_count() or 1,
+        rekor_v2=simulator.log.tiles,
+        ct=simulator.ct,
+    )
+
+
+def prefill_ct_log(simulator: Simulator, count: int) -> PopulateReport:
+    """Log `count` precertificates in the CT log (and nothing in Rekor) on every CPU before serving."""
+    return populate_ct(simulator.ct, simulator.ca, count, workers=os.cpu_count() or 1)
 
 
 def authority_of(host: str, port: int) -> str:
@@ -700,8 +787,11 @@ async def start_simulator(
     prefill: int = 0,
     hostname: str | None = None,
     split_view: bool = False,
+    ct_api: str = "rfc6962",
+    ct_prefill: int = 0,
 ) -> RunningSimulator:
-    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
+    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`), with its CA's
+    CT log (`ct_api` "rfc6962" or "static"); `ct_prefill` precertificates are logged in CT only.
 
     Writes directory/trusted_root.json, signing_config.json and witness_policy.txt. `hostname`: a v1
     log's checkpoint key name and origin prefix, as a private deployment's `--rekor_server.hostname`
@@ -710,18 +800,22 @@ async def start_simulator(
     """
     if api not in APIS:
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
+    if ct_api not in CT_APIS:
+        raise ValueError(f"unknown CT API {ct_api!r}; the simulator speaks {', '.join(CT_APIS)}")
     sock = bound_socket(host, port)
     authority = authority_of(host, sock.getsockname()[1])
     log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority, hostname=hostname)
-    simulator = Simulator(log, LocalCA.generate())
+    simulator = Simulator(log, LocalCA.generate(), ct_api=ct_api)
+    if ct_prefill:
+        await asyncio.to_thread(prefill_ct_log, simulator, ct_prefill)
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
-    trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
+    trust_files = write_trust_files(directory, url, simulator.log, simulator.ca, simulator.ct)
     key_file = write_codefresh_api_key(directory, simulator.builds.api_key)
     witness_policy = simulator.witnesses.write_policy(directory)
     split = None
     if split_view:
-        served = Simulator(log, simulator.ca, rogue_ca=simulator.rogue_ca, witnesses=simulator.witnesses)
+        served = Simulator(log, simulator.ca, rogue_ca=simulator.rogue_ca, witnesses=simulator.witnesses, ct_api=ct_api)
         split = SplitView(simulator, served)
     runner = await serve(create_app(simulator, split), sock)
     running = RunningSimulator(
@@ -770,14 +864,25 @@ async def run_until_signalled(
     announce: Callable[[str], None],
     api: str = "v1",
     split_view: bool = False,
+    ct_api: str = "rfc6962",
+    ct_prefill: int = 0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, announcing where the log, its trust root and its witnesses are."""
     running = await start_simulator(
-        host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill, split_view=split_view
+        host=host,
+        port=port,
+        directory=directory,
+        api=api,
+        rate=rate,
+        prefill=prefill,
+        split_view=split_view,
+        ct_api=ct_api,
+        ct_prefill=ct_prefill,
     )
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
     announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
+    announce(f"{ct_api} CT log at {running.ct_url} ({running.ct.size} entries)")
     announce(f"trusted root: {running.trust_files.trusted_root}")
     announce(f"signing config: {running.trust_files.signing_config}")
     announce(f"codefresh builds API: {running.url}{BUILDS_PATH}<workflow id>")

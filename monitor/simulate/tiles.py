@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from monitor.simulate.log import SimLog
+from monitor.simulate.log import Shard, SimLog
 from monitor.simulate.witnesses import WitnessPanel
 from monitor.tlog.merkle import HASH_SIZE
 
@@ -54,6 +54,16 @@ def tampered(tile: bytes) -> bytes:
     return bytes(flipped)
 
 
+def shard_hash_tile(shard: Shard, level: int, address: TileAddress) -> bytes | None:
+    """Hash tile `level`/`address` of a tree, or None when the tree does not hold that many hashes there."""
+    levels = shard.levels
+    if TILE_HEIGHT * level >= len(levels):
+        return None
+    start = address.index * TILE_WIDTH
+    hashes = levels[TILE_HEIGHT * level][start : start + address.width]
+    return b"".join(hashes) if len(hashes) == address.width else None
+
+
 def frame_entries(bodies: list[bytes]) -> bytes:
     """An entry bundle: each body prefixed with its length as a big-endian uint16 (so at most 65535 bytes)."""
     return b"".join(len(body).to_bytes(2, "big") + body for body in bodies)
@@ -84,14 +94,9 @@ class TiledLog:
         self.partials_to_drop = count
 
     def hash_tile(self, level: int, address: TileAddress) -> bytes | None:
-        levels = self.log.active.levels
-        if self.dropped(address) or TILE_HEIGHT * level >= len(levels):
+        tile = None if self.dropped(address) else shard_hash_tile(self.log.active, level, address)
+        if tile is None:
             return None
-        start = address.index * TILE_WIDTH
-        hashes = levels[TILE_HEIGHT * level][start : start + address.width]
-        if len(hashes) < address.width:
-            return None
-        tile = b"".join(hashes)
         return tampered(tile) if (level, address.index) in self.tampered_tiles else tile
 
     def entry_bundle(self, address: TileAddress) -> bytes | None:

@@ -12,6 +12,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from monitor.simulate.ca import LocalCA
+from monitor.simulate.ct import SimCtLog
 from monitor.simulate.log import SimLog
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
@@ -37,12 +38,14 @@ def key_details(log: SimLog) -> str:
     return "PKIX_ED25519" if isinstance(log.key, ed25519.Ed25519PrivateKey) else "PKIX_ECDSA_P256_SHA_256"
 
 
-def trusted_root(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
-    """A trust root holding exactly the simulator's log key and CA, both valid since the CA's start.
+def trusted_root(url: str, log: SimLog, ca: LocalCA, ct: SimCtLog | None = None) -> dict[str, Any]:
+    """A trust root holding exactly the simulator's log key, CA and CT log, all valid since the CA's start.
 
-    The log's keyId is its full signed-note key id (for a v2 Ed25519 key, not a hash of the SPKI).
+    The log's keyId is its full signed-note key id (for a v2 Ed25519 key, not a hash of the SPKI);
+    the CT log's is its RFC 6962 log id, SHA-256 of its key.
     """
     valid_for = {"start": rfc3339(ca.root_cert.not_valid_before_utc)}
+    ctlogs = [] if ct is None else [ct_log_entry(url, ct, valid_for)]
     return {
         "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
         "tlogs": [
@@ -65,8 +68,17 @@ def trusted_root(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
                 "validFor": valid_for,
             }
         ],
-        "ctlogs": [],
+        "ctlogs": ctlogs,
         "timestampAuthorities": [],
+    }
+
+
+def ct_log_entry(url: str, ct: SimCtLog, valid_for: dict[str, str]) -> dict[str, Any]:
+    return {
+        "baseUrl": f"{url}{ct.path}",
+        "hashAlgorithm": "SHA2_256",
+        "publicKey": {"rawBytes": b64(ct.spki_der), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": valid_for},
+        "logId": {"keyId": b64(ct.log_id)},
     }
 
 
@@ -88,9 +100,9 @@ def signing_config(url: str, log: SimLog, ca: LocalCA) -> dict[str, Any]:
     }
 
 
-def write_trust_files(directory: Path, url: str, log: SimLog, ca: LocalCA) -> TrustFiles:
+def write_trust_files(directory: Path, url: str, log: SimLog, ca: LocalCA, ct: SimCtLog | None = None) -> TrustFiles:
     directory.mkdir(parents=True, exist_ok=True)
     files = TrustFiles(directory / "trusted_root.json", directory / "signing_config.json")
-    files.trusted_root.write_text(json.dumps(trusted_root(url, log, ca), indent=2) + "\n")
+    files.trusted_root.write_text(json.dumps(trusted_root(url, log, ca, ct), indent=2) + "\n")
     files.signing_config.write_text(json.dumps(signing_config(url, log, ca), indent=2) + "\n")
     return files

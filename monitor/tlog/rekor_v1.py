@@ -1,22 +1,31 @@
 """Async client for the Rekor v1 REST API, built to face a hostile or flaky log.
 
-Every answer is parsed once with `json.loads` and every field is type-checked by hand (cheap enough for
-thousands of entries per second); anything malformed is a `LogProtocolError` naming the field. Nothing
-here is trusted yet: checkpoints, proofs and entries are verified by the caller.
+Every answer is parsed once with `json.loads` and every field is type-checked by hand (tlog/answers.py:
+cheap enough for thousands of entries per second); anything malformed is a `LogProtocolError` naming the
+field. Nothing here is trusted yet: checkpoints, proofs and entries are verified by the caller.
 """
 
 from __future__ import annotations
 
 import binascii
-import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 
+from monitor.tlog.answers import (
+    MalformedError,
+    describe,
+    json_base64,
+    json_int,
+    json_list,
+    json_object,
+    json_str,
+    parse_answer,
+)
 from monitor.tlog.http import (
     HttpFetcher,
     LogProtocolError,
@@ -34,7 +43,6 @@ RETRIEVE_PATH = "/api/v1/log/entries/retrieve"
 
 MAX_BATCH_SIZE = 10  # Rekor's maxSearchQueries: a larger retrieve request gets 422
 BATCH_TOO_LARGE_STATUSES = frozenset({413, 422})
-MAX_INT64 = 2**63 - 1
 MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
 HASH_SIZE = 32
 HASH_HEX_LENGTH = 2 * HASH_SIZE
@@ -43,8 +51,6 @@ DEFAULT_RETRY = RetryPolicy()
 
 _TREE_ID = re.compile(r"[0-9]{1,19}")
 _ENTRY_UUID = re.compile(r"(?:[0-9a-fA-F]{16})?[0-9a-fA-F]{64}")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,7 @@ class RekorV1Client:
         url = self._http.url_for(LOG_PATH)
         if raw is None:
             raise LogProtocolError(url, "the log info endpoint answered 404")
-        return _parse_answer(raw, url, "log info", parse_log_info)
+        return parse_answer(raw, url, "log info", parse_log_info)
 
     async def get_consistency_proof(self, first_size: int, last_size: int, tree_id: str | None = None) -> list[bytes]:
         """The proof that the shard's tree of `last_size` extends the one of `first_size` (per-shard sizes).
@@ -136,7 +142,7 @@ class RekorV1Client:
         url = self._http.url_for(PROOF_PATH, params)
         if raw is None:
             raise LogProtocolError(url, "the consistency proof endpoint answered 404")
-        return _parse_answer(raw, url, "consistency proof", parse_consistency_proof)
+        return parse_answer(raw, url, "consistency proof", parse_consistency_proof)
 
     async def get_entry(self, global_index: int) -> RekorEntry | None:
         """The entry at a global index, or None if the log has none there."""
@@ -147,7 +153,7 @@ class RekorV1Client:
         if raw is None:
             return None
         url = self._http.url_for(ENTRIES_PATH, params)
-        entry = _parse_answer(raw, url, "log entry", parse_log_entry)
+        entry = parse_answer(raw, url, "log entry", parse_log_entry)
         if entry.log_index != global_index:
             raise LogProtocolError(url, f"asked for entry {global_index}, got entry {entry.log_index}")
         return entry
@@ -182,37 +188,14 @@ class RekorV1Client:
             return first | second
         url = self._http.url_for(RETRIEVE_PATH)
         parse = partial(match_entries, requested=frozenset(batch), proofs=proofs)
-        return _parse_answer(raw, url, "retrieve answer", parse)
-
-
-class MalformedError(Exception):
-    """A field of an answer has the wrong type or value; `field` is its path in the answer."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
-
-    def within(self, prefix: str) -> MalformedError:
-        return MalformedError(f"{prefix}.{self.field}", self.problem)
-
-
-def _parse_answer(raw: bytes, url: str, what: str, parse: Callable[[Any], T]) -> T:
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise LogProtocolError(url, f"{what} is not valid JSON: {exc}") from exc
-    try:
-        return parse(document)
-    except MalformedError as exc:
-        raise LogProtocolError(url, f"malformed {what}: {exc}") from exc
+        return parse_answer(raw, url, "retrieve answer", parse)
 
 
 def parse_log_info(document: Any) -> LogInfo:
     """`/api/v1/log`: the active shard's fields at the top level, plus `inactiveShards`."""
     active = _shard(document, "log info")
     listed = document.get("inactiveShards")
-    shards = [] if listed is None else _list(listed, "inactiveShards")
+    shards = [] if listed is None else json_list(listed, "inactiveShards")
     inactive = tuple(_shard(item, f"inactiveShards[{position}]") for position, item in enumerate(shards))
     tree_ids = [shard.tree_id for shard in (*inactive, active)]
     if len(set(tree_ids)) != len(tree_ids):
@@ -221,22 +204,22 @@ def parse_log_info(document: Any) -> LogInfo:
 
 
 def parse_consistency_proof(document: Any) -> list[bytes]:
-    return list(_hashes(_object(document, "consistency proof").get("hashes"), "hashes"))
+    return list(_hashes(json_object(document, "consistency proof").get("hashes"), "hashes"))
 
 
 def parse_log_entry(document: Any, *, proof: bool = True) -> RekorEntry:
     """A `LogEntry`: `{uuid: LogEntryAnon}` with exactly one key."""
-    wrapper = _object(document, "log entry")
+    wrapper = json_object(document, "log entry")
     if len(wrapper) != 1:
         raise MalformedError("log entry", f"has {len(wrapper)} keys, expected one {{uuid: entry}}")
     ((uuid, anonymous),) = wrapper.items()
-    return _entry(uuid, _object(anonymous, "entry"), proof)
+    return _entry(uuid, json_object(anonymous, "entry"), proof)
 
 
 def match_entries(document: Any, requested: frozenset[int], *, proofs: bool = True) -> dict[int, RekorEntry]:
     """A retrieve answer, `[LogEntry, ...]`, keyed by each entry's global logIndex."""
     found: dict[int, RekorEntry] = {}
-    for position, item in enumerate(_list(document, "answer")):
+    for position, item in enumerate(json_list(document, "answer")):
         try:
             entry = parse_log_entry(item, proof=proofs)
         except MalformedError as exc:
@@ -252,11 +235,11 @@ def match_entries(document: Any, requested: frozenset[int], *, proofs: bool = Tr
 def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
     if not _ENTRY_UUID.fullmatch(uuid):
         raise MalformedError("uuid", "is not 64 or 80 hex digits")
-    body = _base64(entry.get("body"), "body")
+    body = json_base64(entry.get("body"), "body")
     hashed = leaf_hash(body)
     if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
         raise MalformedError("uuid", "does not end with the leaf hash of the body")
-    log_index = _int(entry.get("logIndex"), "logIndex")
+    log_index = json_int(entry.get("logIndex"), "logIndex")
     integrated_time = entry.get("integratedTime")
     verification = entry.get("verification")
     proof, timestamp = (None, None) if verification is None else _verification(verification, log_index, with_proof)
@@ -264,7 +247,7 @@ def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
         uuid=uuid,
         body=body,
         leaf_hash=hashed,
-        integrated_time=None if integrated_time is None else _int(integrated_time, "integratedTime"),
+        integrated_time=None if integrated_time is None else json_int(integrated_time, "integratedTime"),
         log_id=_hash(entry.get("logID"), "logID"),
         log_index=log_index,
         inclusion_proof=proof,
@@ -273,20 +256,20 @@ def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
 
 
 def _verification(value: Any, global_index: int, with_proof: bool) -> tuple[InclusionProof | None, bytes | None]:
-    verification = _object(value, "verification")
+    verification = json_object(value, "verification")
     proof = verification.get("inclusionProof") if with_proof else None
     timestamp = verification.get("signedEntryTimestamp")
     return (
         None if proof is None else _inclusion_proof(proof, global_index),
-        None if timestamp is None else _base64(timestamp, "verification.signedEntryTimestamp"),
+        None if timestamp is None else json_base64(timestamp, "verification.signedEntryTimestamp"),
     )
 
 
 def _inclusion_proof(value: Any, global_index: int) -> InclusionProof:
     where = "verification.inclusionProof"
-    proof = _object(value, where)
-    log_index = _int(proof.get("logIndex"), f"{where}.logIndex")
-    tree_size = _int(proof.get("treeSize"), f"{where}.treeSize", minimum=1)
+    proof = json_object(value, where)
+    log_index = json_int(proof.get("logIndex"), f"{where}.logIndex")
+    tree_size = json_int(proof.get("treeSize"), f"{where}.treeSize", minimum=1)
     if log_index >= tree_size:
         raise MalformedError(f"{where}.logIndex", f"{log_index} is not below treeSize {tree_size}")
     # A shard's leaf index is the global index minus the sizes of the shards before it.
@@ -298,51 +281,26 @@ def _inclusion_proof(value: Any, global_index: int) -> InclusionProof:
         tree_size=tree_size,
         root_hash=_hash(proof.get("rootHash"), f"{where}.rootHash"),
         hashes=_hashes(proof.get("hashes"), f"{where}.hashes"),
-        checkpoint=None if checkpoint is None else _str(checkpoint, f"{where}.checkpoint"),
+        checkpoint=None if checkpoint is None else json_str(checkpoint, f"{where}.checkpoint"),
     )
 
 
 def _shard(value: Any, where: str) -> ShardInfo:
-    shard = _object(value, where)
+    shard = json_object(value, where)
     tree_id = shard.get("treeID")
     if type(tree_id) is not str or not _TREE_ID.fullmatch(tree_id):
         raise MalformedError(f"{where}.treeID", "is not a decimal string")
     return ShardInfo(
         tree_id=tree_id,
-        tree_size=_int(shard.get("treeSize"), f"{where}.treeSize"),
+        tree_size=json_int(shard.get("treeSize"), f"{where}.treeSize"),
         root_hash=_hash(shard.get("rootHash"), f"{where}.rootHash"),
-        signed_tree_head=_str(shard.get("signedTreeHead"), f"{where}.signedTreeHead"),
+        signed_tree_head=json_str(shard.get("signedTreeHead"), f"{where}.signedTreeHead"),
     )
-
-
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if type(value) is not dict:
-        raise MalformedError(where, f"is {_kind(value)}, not an object")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if type(value) is not list:
-        raise MalformedError(where, f"is {_kind(value)}, not a list")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if type(value) is not str:
-        raise MalformedError(where, f"is {_kind(value)}, not a string")
-    return value
-
-
-def _int(value: Any, where: str, *, minimum: int = 0) -> int:
-    # `type(...) is int` also keeps out booleans, which JSON decoding makes an int subclass.
-    if type(value) is not int or not minimum <= value <= MAX_INT64:
-        raise MalformedError(where, f"is {_kind(value)}, not an integer in [{minimum}, 2^63)")
-    return value
 
 
 def _hash(value: Any, where: str) -> bytes:
     if type(value) is not str or len(value) != HASH_HEX_LENGTH:
-        raise MalformedError(where, f"is {_kind(value)}, not {HASH_HEX_LENGTH} hex digits")
+        raise MalformedError(where, f"is {describe(value)}, not {HASH_HEX_LENGTH} hex digits")
     try:
         return binascii.a2b_hex(value)
     except ValueError:
@@ -350,7 +308,7 @@ def _hash(value: Any, where: str) -> bytes:
 
 
 def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
-    items = _list(value, where)
+    items = json_list(value, where)
     if len(items) > MAX_PROOF_HASHES:
         raise MalformedError(where, f"has {len(items)} hashes, more than any tree needs")
     try:
@@ -361,26 +319,3 @@ def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
     if len(hashes) != len(items) or any(len(item) != HASH_SIZE for item in hashes):
         raise MalformedError(where, f"is not a list of {HASH_HEX_LENGTH}-hex-digit hashes")
     return hashes
-
-
-def _base64(value: Any, where: str) -> bytes:
-    if type(value) is not str:
-        raise MalformedError(where, f"is {_kind(value)}, not a base64 string")
-    try:
-        return binascii.a2b_base64(value, strict_mode=True)
-    except ValueError:
-        raise MalformedError(where, "is not valid base64") from None
-
-
-_JSON_KINDS = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", float: "a number"}
-
-
-def _kind(value: Any) -> str:
-    """A short description of a JSON value for error messages (not the value itself: it may be huge)."""
-    if value is None:
-        return "missing or null"
-    if type(value) is int:
-        return f"the integer {value}" if abs(value) <= 2**64 else "a huge integer"
-    if type(value) in (str, list, dict):
-        return f"{_JSON_KINDS[type(value)]} of length {len(value)}"
-    return _JSON_KINDS.get(type(value), type(value).__name__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aiohttp
 
@@ -29,6 +30,7 @@ ENTRY_LENGTH_SIZE = 2  # each bundle entry is prefixed by its length, a big-endi
 DEFAULT_RETRY = RetryPolicy()
 
 Range = tuple[int, int]  # leaves [start, end)
+E = TypeVar("E")
 
 
 class TileFormatError(ValueError):
@@ -97,6 +99,11 @@ def entries_path(index: int, width: int = TILE_WIDTH) -> str:
     return f"/tile/entries/{encode_index(index)}{_partial_suffix(width)}"
 
 
+def data_tile_path(index: int, width: int = TILE_WIDTH) -> str:
+    """A static-ct-api data tile: the leaves of level-0 tile `index`."""
+    return f"/tile/data/{encode_index(index)}{_partial_suffix(width)}"
+
+
 def parse_tile(raw: bytes, width: int) -> list[bytes]:
     """A hash tile's `width` hashes."""
     if len(raw) % HASH_SIZE:
@@ -123,6 +130,20 @@ def parse_entry_bundle(raw: bytes, width: int) -> list[bytes]:
     if offset != size:
         raise TileFormatError(f"{size - offset} bytes follow the last of the bundle's {width} entries")
     return entries
+
+
+@dataclass(frozen=True)
+class BundleFormat(Generic[E]):
+    """Where a log serves the leaves of each level-0 tile, and how one such resource splits into them.
+
+    `parse(raw, width)` must return exactly `width` items or raise TileFormatError.
+    """
+
+    path: Callable[[int, int], str]  # (tile index, width) -> path
+    parse: Callable[[bytes, int], list[E]]
+
+
+ENTRY_BUNDLES: BundleFormat[bytes] = BundleFormat(entries_path, parse_entry_bundle)
 
 
 def covering_nodes(start: int, end: int) -> list[Node]:
@@ -238,19 +259,27 @@ class TilesClient:
 
     async def get_entry_bundle(self, index: int, tree_size: int) -> list[bytes]:
         """The entries of bundle `index` (leaves [256·index, 256·index + 256)) that the tree of `tree_size` holds."""
-        width = tile_width(0, index, tree_size)
-        fetched = await self._partial_or_full(lambda served: entries_path(index, served), width, "entries")
-        return self._parsed(parse_entry_bundle, fetched)[:width]
+        return await self.get_bundle(ENTRY_BUNDLES, index, tree_size)
 
     async def get_entries(self, first: int, end: int, tree_size: int) -> list[bytes]:
         """The entries [first, end) in index order, their bundles fetched concurrently."""
+        return await self.get_bundled(ENTRY_BUNDLES, first, end, tree_size)
+
+    async def get_bundle(self, bundles: BundleFormat[E], index: int, tree_size: int) -> list[E]:
+        """The leaves of level-0 tile `index` that the tree of `tree_size` holds, as `bundles` serves them."""
+        width = tile_width(0, index, tree_size)
+        fetched = await self._partial_or_full(lambda served: bundles.path(index, served), width, "entries")
+        return self._parsed(bundles.parse, fetched)[:width]
+
+    async def get_bundled(self, bundles: BundleFormat[E], first: int, end: int, tree_size: int) -> list[E]:
+        """The leaves [first, end) in index order, as `bundles` serves them, fetched concurrently."""
         if not 0 <= first <= end <= tree_size:
             raise ValueError(f"entries [{first}, {end}) are not in a tree of size {tree_size}")
-        bundles = range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
-        fetched = await gather_or_cancel(self.get_entry_bundle(bundle, tree_size) for bundle in bundles)
-        entries: list[bytes] = []
-        for bundle, bundle_entries in zip(bundles, fetched, strict=True):
-            offset = bundle * TILE_WIDTH
+        indexes = range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
+        fetched = await gather_or_cancel(self.get_bundle(bundles, index, tree_size) for index in indexes)
+        entries: list[E] = []
+        for index, bundle_entries in zip(indexes, fetched, strict=True):
+            offset = index * TILE_WIDTH
             entries.extend(bundle_entries[max(first - offset, 0) : end - offset])
         return entries
 
@@ -309,7 +338,7 @@ class TilesClient:
             raise LogProtocolError(self._http.url_for(path), "the log does not serve a resource its tree needs (404)")
         return _Fetched(path, width, raw)
 
-    def _parsed(self, parse: Callable[[bytes, int], list[bytes]], fetched: _Fetched) -> list[bytes]:
+    def _parsed(self, parse: Callable[[bytes, int], list[E]], fetched: _Fetched) -> list[E]:
         try:
             return parse(fetched.body, fetched.width)
         except TileFormatError as exc:
