@@ -64,7 +64,7 @@ class AlertRaiser:
         return new
 
     async def log_inconsistent(
-        self, url: str, origin: str, api: str, shard: Shard | None, exc: LogInconsistent
+        self, url: str, origin: str, api: str, shard: Shard | None, exc: LogInconsistent, **details: object
     ) -> None:
         """Raise `log_inconsistent`; with a stored shard, stop its cursor in the same transaction."""
         tree_id = shard.state.tree_id if shard else ""
@@ -81,6 +81,7 @@ class AlertRaiser:
             reason=exc.reason,
             detail=exc.detail,
             tree_id=tree_id,
+            **details,
         )
         if shard is None:
             await self.raise_alert(alert)

@@ -23,7 +23,7 @@ from monitor import __version__
 from monitor.contract import ALERT_STATUSES, LogState
 from monitor.health import FollowerHealth
 from monitor.metrics import Metrics
-from monitor.report import VERDICTS, alert_objects, log_objects, parse_time
+from monitor.report import VERDICTS, alert_objects, checkpoint_object, log_objects, parse_time
 from monitor.store.models import LogRow
 from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
 from monitor.store.repository import Store
@@ -151,6 +151,7 @@ LANDING_LINKS = (
     ("/api/v1/logs", "the logs and their state"),
     ("/api/v1/signings", "the signing history"),
     ("/api/v1/alerts", "alerts and their deliveries"),
+    ("/api/v1/checkpoints", "the newest verified checkpoint of every log (gossip)"),
 )
 
 
@@ -229,6 +230,12 @@ async def list_logs(request: web.Request) -> web.Response:
     return web.json_response(log_objects(await context.store.logs(), context.health()))
 
 
+async def list_checkpoints(request: web.Request) -> web.Response:
+    """The newest verified checkpoint of every log and shard: what peers gossip with."""
+    rows = await request.app[CONTEXT].store.logs()
+    return web.json_response({"items": [checkpoint_object(row) for row in rows if row.last_checkpoint]})
+
+
 def create_app(context: ApiContext) -> web.Application:
     app = web.Application(middlewares=[errors_and_auth])
     app[CONTEXT] = context
@@ -240,6 +247,7 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_get("/api/v1/signings/{id}", get_signing)
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_get("/api/v1/logs", list_logs)
+    app.router.add_get("/api/v1/checkpoints", list_checkpoints)
     return app
 
 

@@ -321,6 +321,42 @@ class ServerSettings(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
+class GossipPeer(_Strict):
+    """Another rekorwatch instance, asked for its checkpoints (GET {url}/api/v1/checkpoints)."""
+
+    url: str
+    token: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+class GossipSettings(_Strict):
+    """Comparing our verified checkpoints with what others saw (FORMATS.md §7): split views."""
+
+    interval: Duration = 300.0
+    peers: list[GossipPeer] = Field(default_factory=list)
+    distributors: list[str] = Field(default_factory=list)
+    """transparency-dev distributor API base URLs, e.g. https://api.transparency.dev"""
+
+    @field_validator("distributors")
+    @classmethod
+    def _http_urls(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^https?://[^/\s]+", value):
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return [value.rstrip("/") for value in values]
+
+
 class Settings(_Strict):
     database: str = "sqlite+aiosqlite:///rekorwatch.db"
     trust: TrustSettings = Field(default_factory=TrustSettings)
@@ -329,6 +365,7 @@ class Settings(_Strict):
     watch: WatchSettings = Field(default_factory=WatchSettings)
     alerts: list[AlertSink] = Field(default_factory=list)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    gossip: GossipSettings | None = None
 
     @field_validator("database")
     @classmethod

@@ -92,6 +92,15 @@ class BuildResult(StrEnum):
     ERROR = "error"
 
 
+class GossipResult(StrEnum):
+    """`result` of comparing another's checkpoint with ours (`gossip_checks_total{source,result}`)."""
+
+    CONSISTENT = "consistent"
+    SPLIT_VIEW = "split_view"
+    UNVERIFIABLE = "unverifiable"
+    ERROR = "error"
+
+
 class LogState(StrEnum):
     """`state` of a log object: what an operator must know first about a log."""
 

@@ -33,7 +33,8 @@ from monitor.api import ApiContext, start_api
 from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
 from monitor.config import LogSettings, Settings
-from monitor.contract import LogState
+from monitor.contract import GossipResult, LogState
+from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
 from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
@@ -146,6 +147,7 @@ class Runtime:
     followers: list[LogFollower] = field(default_factory=list)
     health: dict[str, FollowerHealth] = field(default_factory=dict)
     progress: ProgressReport = field(default_factory=ProgressReport)
+    gossip: Gossip | None = None
 
     def add_follower(self, log_settings: LogSettings) -> LogFollower:
         source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
@@ -164,6 +166,10 @@ class Runtime:
         policy = log_settings.parsed_witness_policy
         self.metrics.track_log(follower.url, [witness.name for witness in policy.witnesses] if policy else ())
         return follower
+
+    @property
+    def followers_by_url(self) -> dict[str, LogFollower]:
+        return {follower.url: follower for follower in self.followers}
 
     def follow_loop(self, follower: LogFollower) -> FollowLoop:
         return FollowLoop(follower, self.health[follower.url], self.store, self.settings.poll_interval, self.metrics)
@@ -231,6 +237,11 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         )
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
+        if settings.gossip is not None:
+            sources = gossip_sources(settings.gossip, session)
+            metrics.track_gossip(source.name for source in sources)
+            followed = lambda: runtime.followers_by_url  # noqa: E731
+            runtime.gossip = Gossip(settings.gossip, store, alerts, followed, sources, metrics)
         await runtime.publish_stored_state()
         try:
             yield runtime
@@ -255,6 +266,9 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
         finally:
             done.set()
             await progress
+        if runtime.gossip is not None:
+            if any(c.result is GossipResult.SPLIT_VIEW for c in await runtime.gossip.round()):
+                code = EXIT_INCONSISTENT
         await runtime.builds.drain()
         await runtime.dispatcher.deliver_due()
     return code
@@ -291,6 +305,8 @@ async def run_forever(
         supervisor.start("stall watch", partial(watch.run, stop))
         supervisor.start("alert dispatcher", partial(runtime.dispatcher.run, stop))
         supervisor.start("build checks", partial(runtime.builds.run, stop))
+        if runtime.gossip is not None:
+            supervisor.start("gossip", partial(runtime.gossip.run, stop))
         supervisor.start("catch-up progress", partial(_show_progress_forever, runtime.progress, stop))
         supervisor.start("pending alerts gauge", partial(_publish_pending_forever, runtime, stop))
         supervisor.start(

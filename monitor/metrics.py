@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from monitor import __version__
-from monitor.contract import SEVERITY_OF, AlertKind, BuildResult, LogState, Severity, Verdict
+from monitor.contract import SEVERITY_OF, AlertKind, BuildResult, GossipResult, LogState, Severity, Verdict
 from monitor.tailcore import ShardState
 from monitor.tlog.http import FAILURES, Observer
 
@@ -111,6 +111,12 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.gossip_checks = Counter(
+            "rekorwatch_gossip_checks",
+            "Checkpoints of other monitors and distributors compared with ours, by source and result",
+            ["source", "result"],
+            registry=r,
+        )
         self.signings = Counter("rekorwatch_signings", "Signings stored", ["verdict"], registry=r)
         self.build_checks = Counter(
             "rekorwatch_build_checks", "Codefresh build checks, by result", ["result"], registry=r
@@ -166,6 +172,11 @@ class Metrics:
             self.checkpoint_verifications.labels(log=url, result=result)
         for failure in FAILURES:
             self.fetch_errors.labels(log=url, reason=failure)
+
+    def track_gossip(self, sources: Iterable[str]) -> None:
+        for source in sources:
+            for result in GossipResult:
+                self.gossip_checks.labels(source=source, result=result.value)
 
     def track_sinks(self, names: Iterable[str]) -> None:
         for name in names:

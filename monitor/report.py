@@ -38,6 +38,18 @@ def log_object(row: LogRow) -> dict[str, Any]:
     }
 
 
+def checkpoint_object(row: LogRow) -> dict[str, Any]:
+    """A log's newest verified checkpoint, as /api/v1/checkpoints gives it to peers."""
+    return {
+        "url": row.url,
+        "origin": row.origin,
+        "size": row.verified_size,
+        "root_hash": row.verified_root,
+        "note": row.last_checkpoint,
+        "verified_at": iso(row.last_checkpoint_at),
+    }
+
+
 RATE_FRESH_SECONDS = 60.0
 
 

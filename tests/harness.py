@@ -65,9 +65,11 @@ class Daemon:
 
 
 @asynccontextmanager
-async def running_daemon(settings: Settings, retry: RetryPolicy = FAST_RETRY, **options: Any) -> AsyncIterator[Daemon]:
-    """`rekorwatch run` in this event loop, its API on a free port; stopped (cleanly) on exit."""
-    port = await free_port()
+async def running_daemon(
+    settings: Settings, retry: RetryPolicy = FAST_RETRY, port: int | None = None, **options: Any
+) -> AsyncIterator[Daemon]:
+    """`rekorwatch run` in this event loop, its API on `port` (default: a free one); stopped cleanly on exit."""
+    port = port or await free_port()
     settings = settings.model_copy(update={"server": ServerSettings(listen=f"127.0.0.1:{port}")})
     stop = asyncio.Event()
     daemon = Daemon(

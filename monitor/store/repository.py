@@ -170,7 +170,8 @@ class Store:
             await session.execute(update(LogRow).where(LogRow.id == log_id).values(tree_size=tree_size))
 
     async def save_checkpoint(self, log_id: int, checkpoint: VerifiedCheckpoint, announced: int) -> None:
-        """Record a checkpoint that verified (signature and consistency) as the log's newest."""
+        """Record a checkpoint that verified (signature and consistency) as the log's newest. The log's
+        state is not touched: an inconsistency found meanwhile (by gossip) stands."""
         now = utcnow()
         async with self.sessions.begin() as session:
             await session.execute(
@@ -184,8 +185,6 @@ class Store:
                     verified_root=checkpoint.root_hash.hex(),
                     last_checkpoint=checkpoint.note,
                     last_checkpoint_at=now,
-                    state="ok",
-                    state_detail=None,
                 )
             )
             exists = await session.scalar(

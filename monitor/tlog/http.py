@@ -245,6 +245,7 @@ class HttpFetcher:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         budget: ByteBudget = SHARED_BUDGET,
         concurrency: int = 8,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         parsed = URL(base_url)
         if parsed.user is not None or parsed.password is not None:
@@ -258,6 +259,7 @@ class HttpFetcher:
         self._max_response_bytes = max_response_bytes
         self._budget = budget
         self.limit = AdaptiveLimit(concurrency)
+        self._headers = dict(headers or {})  # never shown: they may hold a token
 
     @property
     def base_url(self) -> str:
@@ -309,6 +311,7 @@ class HttpFetcher:
                 self._base_url + request.path,
                 params=request.params,
                 json=request.payload,
+                headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 raise_for_status=False,

@@ -1,0 +1,159 @@
+"""Issue 12, gossip: two monitors shown two histories of one log find out by comparing notes; an honest
+pair stays quiet; a peer that lies with a badly signed checkpoint proves nothing. Real daemons, the
+simulator's split view and distributor, over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from monitor.config import GossipPeer, GossipSettings, LogSettings, Settings, TrustSettings
+from monitor.contract import GossipResult
+from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
+from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.store.models import AlertRow, GossipObservationRow, LogRow
+from monitor.store.repository import Store
+from tests.conftest import fresh_postgres_database
+from tests.harness import FAST_RETRY, eventually, free_port, running_daemon
+
+
+@pytest.fixture(params=["v1", "tiles"])
+async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    running = await start_simulator(directory=tmp_path / "sim", api=request.param, split_view=True)
+    yield running
+    await running.stop()
+
+
+def settings_for(
+    sim: RunningSimulator, database_url: str, *, view: str | None = None, gossip: GossipSettings | None = None
+) -> Settings:
+    """A daemon on the honest log, or on `view` (the split view's port) naming the log's own origin."""
+    api = "tiles" if sim.log.tiles else "v1"
+    origin = None if view is None else sim.url.removeprefix("http://")
+    return Settings(
+        database=database_url,
+        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
+        logs=[LogSettings(url=view or sim.url, api=api, start=0, origin=origin)],
+        poll_interval=0.2,
+        gossip=gossip,
+    )
+
+
+async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
+    async with Store.open(database_url) as store, store.sessions() as session:
+        return list((await session.scalars(select(model).order_by(model.id))).all())
+
+
+async def split_view_alerts(database_url: str) -> list[AlertRow]:
+    return [alert for alert in await rows_of(database_url, AlertRow) if '"reason": "split_view"' in alert.payload]
+
+
+@asynccontextmanager
+async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Another fresh database on the same backend, for a second daemon."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+        return
+    async with fresh_postgres_database() as other:
+        yield other
+
+
+async def test_two_daemons_shown_two_histories_both_find_the_split_view(
+    sim: RunningSimulator, database_url: str, tmp_path: Path
+) -> None:
+    await sim.simulator.append_unwatched(120)
+    sim.split.split(100)  # type: ignore[union-attr]
+    ports = [await free_port(), await free_port()]
+    peers = [GossipSettings(interval=0.3, peers=[GossipPeer(url=f"http://127.0.0.1:{port}")]) for port in ports]
+    async with second_database(database_url, tmp_path) as other_database:
+        honest = settings_for(sim, database_url, gossip=peers[1])
+        shown_a_fork = settings_for(sim, other_database, view=sim.split_url, gossip=peers[0])
+        async with (
+            running_daemon(honest, port=ports[0]),
+            running_daemon(shown_a_fork, port=ports[1]),
+        ):
+            for database in (database_url, other_database):
+                await eventually(lambda db=database: _has_split_view(db), f"split_view raised on {database}")
+        for database in (database_url, other_database):
+            [alert] = await split_view_alerts(database)
+            assert alert.kind == "log_inconsistent" and alert.severity == "critical"
+            assert '"theirs":' in alert.payload and '"ours":' in alert.payload, "both notes as evidence"
+            assert {row.state for row in await rows_of(database, LogRow)} == {"inconsistent"}, "the cursor stops"
+            results = {row.result for row in await rows_of(database, GossipObservationRow)}
+            assert GossipResult.SPLIT_VIEW in results
+
+
+async def _has_split_view(database_url: str) -> bool:
+    try:
+        return bool(await split_view_alerts(database_url))
+    except Exception:  # schema not there yet
+        return False
+
+
+async def test_an_honest_pair_stays_quiet(sim: RunningSimulator, database_url: str, tmp_path: Path) -> None:
+    await sim.simulator.append_unwatched(50)
+    ports = [await free_port(), await free_port()]
+    peers = [GossipSettings(interval=0.2, peers=[GossipPeer(url=f"http://127.0.0.1:{port}")]) for port in ports]
+    async with second_database(database_url, tmp_path) as other_database:
+        one = settings_for(sim, database_url, gossip=peers[1])
+        two = settings_for(sim, other_database, view=sim.split_url, gossip=peers[0])  # same history, other port
+        async with running_daemon(one, port=ports[0]), running_daemon(two, port=ports[1]):
+            for _ in range(3):
+                await sim.simulator.append_unwatched(7)
+
+                async def compared(db: str = database_url) -> bool:
+                    return len(await rows_of(db, GossipObservationRow)) >= 3
+
+                await eventually(compared, "several comparisons")
+        for database in (database_url, other_database):
+            observations = await rows_of(database, GossipObservationRow)
+            assert {row.result for row in observations} <= {"consistent", "error"}
+            assert any(row.result == "consistent" for row in observations)
+            assert [a.kind for a in await rows_of(database, AlertRow) if a.kind == "log_inconsistent"] == []
+
+
+async def test_the_distributor_shows_the_honest_log_to_a_monitor_shown_a_fork(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    await sim.simulator.append_unwatched(80)
+    sim.split.split(60)  # type: ignore[union-attr]
+    gossip = GossipSettings(interval=0.2, distributors=[sim.url])
+    settings = settings_for(sim, database_url, view=sim.split_url, gossip=gossip)
+    assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
+    [alert] = await split_view_alerts(database_url)
+    assert sim.url in alert.payload, "the distributor is named as the source"
+
+
+async def test_a_peer_that_lies_with_a_badly_signed_checkpoint_proves_nothing(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    await sim.simulator.append_unwatched(40)
+    sim.simulator.hostility.configure({"checkpoint": {"size": 40, "signed": False}})
+    forged = sim.simulator.hostility.hostile_checkpoint(sim.log)
+    sim.simulator.hostility.configure({})
+
+    async def checkpoints(_request: web.Request) -> web.Response:
+        return web.json_response({"items": [{"note": forged}]})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/checkpoints", checkpoints)
+    async with TestServer(app) as liar:
+        lying_peer = GossipSettings(peers=[GossipPeer(url=str(liar.make_url("")))])
+        assert await run_once(settings_for(sim, database_url, gossip=lying_peer), FAST_RETRY) == EXIT_OK
+    assert [row.result for row in await rows_of(database_url, GossipObservationRow)] == ["unverifiable"]
+    assert await rows_of(database_url, AlertRow) == []
+    [log] = await rows_of(database_url, LogRow)
+    assert log.state == "ok"
+
+
+async def test_a_peer_that_is_down_is_an_error_never_an_alert(sim: RunningSimulator, database_url: str) -> None:
+    await sim.simulator.append_unwatched(10)
+    down = GossipSettings(interval=0.2, peers=[GossipPeer(url=f"http://127.0.0.1:{await free_port()}")])
+    assert await run_once(settings_for(sim, database_url, gossip=down), FAST_RETRY) == EXIT_OK
+    assert await rows_of(database_url, AlertRow) == []
