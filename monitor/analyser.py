@@ -21,26 +21,41 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
 
-from monitor.analysis import EntryAnalysis, analyse_entry
+from monitor.analysis import CertificateFinding, EntryAnalysis, analyse_ct_entry, analyse_entry
 from monitor.entries import EntryDecodeError
+from monitor.errors import ReasonedError
+from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import ChainVerifier
 from monitor.policy import Policy
+from monitor.tlog.ct import CtEntryError, CtLogEntry
 
 Outcome = EntryAnalysis | EntryDecodeError
-_worker: tuple[Policy, ChainVerifier] | None = None
-
-
+CtOutcome = CertificateFinding | CtEntryError
 PARENT_CHECK_SECONDS = 0.5
 
 
-def _start_worker(policy: Policy, chains: ChainVerifier, parent: int) -> None:
+@dataclass(frozen=True)
+class Judges:
+    """What decoding and judging need, given to the worker once: the watch rules and the chain checks."""
+
+    policy: Policy
+    chains: ChainVerifier
+    ct_chains: CtChainVerifier
+
+
+_worker: Judges | None = None
+
+
+def _start_worker(judges: Judges, parent: int) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = (policy, chains)
+    _worker = judges
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
@@ -55,15 +70,20 @@ def _exit_with_parent(parent: int) -> None:
 
 def _analyse_in_worker(bodies: Sequence[bytes]) -> dict[int, Outcome]:
     assert _worker is not None, "worker not initialised"
-    return analyse_bodies(bodies, *_worker)
+    return analyse_bodies(bodies, _worker)
 
 
-def analyse_bodies(bodies: Sequence[bytes], policy: Policy, chains: ChainVerifier) -> dict[int, Outcome]:
-    """{position: outcome} for the bodies that yield findings or cannot be decoded."""
+def _analyse_ct_in_worker(entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
+    assert _worker is not None, "worker not initialised"
+    return analyse_ct_entries(entries, _worker)
+
+
+def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome]:
+    """{position: outcome} for the Rekor entry bodies that yield findings or cannot be decoded."""
     outcomes: dict[int, Outcome] = {}
     for position, body in enumerate(bodies):
         try:
-            analysis = analyse_entry(body, policy, chains)
+            analysis = analyse_entry(body, judges.policy, judges.chains)
         except EntryDecodeError as exc:
             outcomes[position] = exc
             continue
@@ -72,10 +92,27 @@ def analyse_bodies(bodies: Sequence[bytes], policy: Policy, chains: ChainVerifie
     return outcomes
 
 
+def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:
+    """{position: outcome} for the CT entries that hold a watched certificate or cannot be decoded."""
+    outcomes: dict[int, CtOutcome] = {}
+    for position, entry in enumerate(entries):
+        try:
+            found = analyse_ct_entry(entry, judges.policy, judges.ct_chains)
+        except CtEntryError as exc:
+            outcomes[position] = exc
+            continue
+        if found is not None:
+            outcomes[position] = found
+    return outcomes
+
+
+def is_undecodable(outcome: object) -> bool:
+    return isinstance(outcome, ReasonedError)
+
+
 class ChunkAnalyser:
-    def __init__(self, policy: Policy, chains: ChainVerifier, *, processes: int | None = None):
-        self.policy = policy
-        self.chains = chains
+    def __init__(self, judges: Judges, *, processes: int | None = None):
+        self.judges = judges
         self.processes = (1 if (os.cpu_count() or 1) > 1 else 0) if processes is None else processes
         self.executor = self._new_executor()
 
@@ -90,16 +127,24 @@ class ChunkAnalyser:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(self.policy, self.chains, os.getpid()),
+            initargs=(self.judges, os.getpid()),
         )
 
     async def analyse(self, bodies: Sequence[bytes]) -> dict[int, Outcome]:
+        """Rekor entry bodies, in the worker."""
+        return await self._run(_analyse_in_worker, analyse_bodies, bodies)
+
+    async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
+        """CT entries, in the worker."""
+        return await self._run(_analyse_ct_in_worker, analyse_ct_entries, entries)
+
+    async def _run(self, in_worker: Callable[[Any], Any], in_process: Callable[[Any, Judges], Any], items: Any) -> Any:
         loop = asyncio.get_running_loop()
         executor = self.executor
         try:
             if self.in_process:
-                return await loop.run_in_executor(executor, analyse_bodies, bodies, self.policy, self.chains)
-            return await loop.run_in_executor(executor, _analyse_in_worker, bodies)
+                return await loop.run_in_executor(executor, in_process, items, self.judges)
+            return await loop.run_in_executor(executor, in_worker, items)
         except BrokenProcessPool:
             if self.executor is executor:  # the first to notice replaces the dead worker
                 self.executor = self._new_executor()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from monitor.entries import DecodedEntry, EntryDecodeError, decode_entry
 from monitor.identity import SigningIdentity, identify
+from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import (
     CertificateError,
     ChainVerifier,
@@ -23,6 +24,7 @@ from monitor.identity.fulcio import (
     parse_fulcio_certificate,
 )
 from monitor.policy import Judgement, Policy
+from monitor.tlog.ct import PRECERT_ENTRY, CtEntryError, CtLogEntry, decode_ct_entry
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class Finding:
     identity: SigningIdentity
     chain_verified: bool
     judgement: Judgement
+    issuer_ca: bytes | None = None
+    """SHA-256 of the key of the trust root's CA that issued the certificate (None: it does not chain)."""
+
+    @property
+    def serial(self) -> str:
+        return serial_text(self.certificate.serial)
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,49 @@ def _examine(der: bytes, policy: Policy, chains: ChainVerifier) -> Finding | Non
     except CertificateError as exc:
         raise EntryDecodeError("bad_certificate", f"a certificate of a watched issuer: {exc}") from None
     identity = identify(certificate)
-    chain_verified = chains.verify(certificate)
-    judgement = policy.judge(identity, chain_verified)
+    issuer_ca = chains.issuer_key_hash(certificate)
+    judgement = policy.judge(identity, issuer_ca is not None)
     if judgement is None:  # only if the full parse reads another issuer than the cheap one did
         return None
-    return Finding(certificate, identity, chain_verified, judgement)
+    return Finding(certificate, identity, issuer_ca is not None, judgement, issuer_ca)
+
+
+def serial_text(serial: int) -> str:
+    """A serial number as stored and joined on: lowercase hex, no leading zeros."""
+    return format(serial, "x")
+
+
+@dataclass(frozen=True)
+class CertificateFinding:
+    """A certificate of a watched issuer in a CT log entry: what the `certificates` table keeps."""
+
+    finding: Finding
+    ct_index: int
+    ct_timestamp_ms: int
+    entry_type: str
+    issuer_ca: bytes | None
+    serial: str
+
+
+def analyse_ct_entry(raw: CtLogEntry, policy: Policy, chains: CtChainVerifier) -> CertificateFinding | None:
+    """A CT entry's certificate, when its issuer is watched; None otherwise. Raises CtEntryError for a
+    leaf or extra data that cannot be decoded (or a precertificate that is not the leaf's), and for a
+    watched certificate that cannot be parsed: recorded as undecodable, never dropped."""
+    entry = decode_ct_entry(raw)
+    if not policy.watches_issuer(certificate_issuer(entry.certificate)):
+        return None
+    try:
+        certificate = parse_fulcio_certificate(entry.certificate)
+    except CertificateError as exc:
+        raise CtEntryError("malformed_certificate", f"a certificate of a watched issuer: {exc}") from None
+    identity = identify(certificate)
+    issuing_ca = chains.issuing_ca(entry, certificate)
+    judgement = policy.judge(identity, issuing_ca is not None)
+    if judgement is None:
+        return None
+    finding = Finding(certificate, identity, issuing_ca is not None, judgement, issuing_ca)
+    entry_type = "precert" if entry.entry_type == PRECERT_ENTRY else "x509"
+    issuer_ca = issuing_ca or entry.issuer_key_hash
+    return CertificateFinding(
+        finding, raw.log_index, entry.timestamp, entry_type, issuer_ca, serial_text(entry.serial_number)
+    )

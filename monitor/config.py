@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -321,6 +321,38 @@ class ServerSettings(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
+class CtLogSettings(_Strict):
+    """A CT log of Fulcio to watch (DESIGN.md "ct_logs"): every certificate issued, used in Rekor or not."""
+
+    url: str
+    api: Literal["rfc6962", "static"] = "rfc6962"
+    start: Literal["head"] | int = "head"
+    concurrency: int = Field(8, ge=1, le=64)
+    origin: str | None = None
+    """The log's own origin (its URL without scheme), when it is read through a mirror or proxy."""
+
+    witness_mode: ClassVar[str] = "enforce"
+
+    @property
+    def parsed_witness_policy(self) -> None:
+        """CT logs have no witness policy (the follower of every log asks)."""
+        return None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("start")
+    @classmethod
+    def _non_negative(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("start must be 'head' or an index >= 0")
+        return value
+
+
 class GossipPeer(_Strict):
     """Another rekorwatch instance, asked for its checkpoints (GET {url}/api/v1/checkpoints)."""
 
@@ -366,6 +398,10 @@ class Settings(_Strict):
     alerts: list[AlertSink] = Field(default_factory=list)
     server: ServerSettings = Field(default_factory=ServerSettings)
     gossip: GossipSettings | None = None
+    ct_logs: list[CtLogSettings] | None = None
+    """Default: the trust root's CT logs valid now, from their head; [] turns CT watching off."""
+    ct_grace: Duration = 600.0
+    """A watched certificate in CT with no Rekor signing this long after its CT timestamp: unlogged_certificate."""
 
     @field_validator("database")
     @classmethod

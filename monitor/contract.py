@@ -139,6 +139,11 @@ def log_stalled_key(log_url: str, stalled_since: str) -> str:
     return f"{AlertKind.LOG_STALLED}:{log_url}:{stalled_since}"
 
 
+def certificate_key(kind: str, issuer_ca: str | None, serial: str) -> str:
+    """Alerts about one certificate (certificate_issued, unlogged_certificate): once per certificate."""
+    return f"{kind}:{issuer_ca or '-'}:{serial}"
+
+
 def condition_key(kind: str, log_url: str, since: str) -> str:
     """A lasting condition of a log (unwitnessed, invalid witness): one alert per episode."""
     return f"{kind}:{log_url}:{since}"

@@ -28,28 +28,34 @@ from pydantic import SecretStr
 from monitor import __version__
 from monitor.alerting import AlertRaiser
 from monitor.alerts.dispatcher import Dispatcher, outbox_sinks
-from monitor.analyser import ChunkAnalyser
+from monitor.analyser import ChunkAnalyser, Judges
 from monitor.api import ApiContext, start_api
 from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
-from monitor.config import LogSettings, Settings
+from monitor.config import CtLogSettings, LogSettings, Settings
 from monitor.contract import GossipResult, LogState
+from monitor.ct_recorder import CertificateRecorder
 from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
+from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
-from monitor.pipeline import LogFollower, Shard
+from monitor.pipeline import BatchHandler, LogFollower, Shard
 from monitor.policy import Policy
 from monitor.progress import ProgressReport, showing
 from monitor.recorder import SigningRecorder
 from monitor.store.db import upgrade
 from monitor.store.repository import Store
-from monitor.supervisor import FollowLoop, StallWatch, Supervisor, sleep_unless
+from monitor.supervisor import FollowLoop, StallWatch, Supervisor, describe, sleep_unless
+from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
+from monitor.tlog.ct_head import log_id_of
+from monitor.tlog.ct_source import RFC6962_API, STATIC_API, Rfc6962Source, StaticCtSource
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
 from monitor.tlog.tiles import TilesClient
 from monitor.trust import TrustRoot, TrustRootError, load_trust_root
+from monitor.unlogged import UnloggedSweep
 
 log = structlog.get_logger(__name__)
 
@@ -95,8 +101,47 @@ def make_source(
     return RekorV1Source(log_settings.url, client_v1)
 
 
+def make_ct_source(
+    ct_settings: CtLogSettings, trust: TrustRoot, session: aiohttp.ClientSession, retry: RetryPolicy, metrics: Metrics
+) -> Rfc6962Source | StaticCtSource:
+    keys = trust.ct_log_keys_for_url(ct_settings.url)
+    if not keys:
+        raise TrustRootError(f"ct_logs: the trust root ({trust.source}) has no key for {ct_settings.url}")
+    options = {
+        "retry": retry,
+        "observe": metrics.fetch_observer(ct_settings.url),
+        "concurrency": ct_settings.concurrency,
+    }
+    if ct_settings.api == STATIC_API:
+        return StaticCtSource(ct_settings.url, StaticCtClient(ct_settings.url, session, **options), keys[0])
+    client = Rfc6962Client(ct_settings.url, session, log_id=log_id_of(keys[0]), **options)
+    return Rfc6962Source(ct_settings.url, client, keys[0])
+
+
+async def ct_logs_to_follow(
+    settings: Settings, trust: TrustRoot, session: aiohttp.ClientSession, start: str | int = "head"
+) -> list[CtLogSettings]:
+    """The configured CT logs, or the trust root's CT logs valid now, each with the API it answers."""
+    if settings.ct_logs is not None:
+        return list(settings.ct_logs)
+    now = datetime.now(UTC)
+    urls = sorted({key.base_url for key in trust.ctlogs if key.validity.contains(now)})
+    return [CtLogSettings(url=url, api=await ct_api_of(url, session), start=start) for url in urls]
+
+
+async def ct_api_of(url: str, session: aiohttp.ClientSession) -> str:
+    """RFC 6962 when `<url>/ct/v1/get-sth` answers, static-ct-api otherwise (as rekor-monitor tells them
+    apart); a log that cannot be reached now is taken for RFC 6962, which public-good's is."""
+    try:
+        async with session.get(f"{url}/ct/v1/get-sth", timeout=aiohttp.ClientTimeout(total=15)) as answer:
+            return RFC6962_API if answer.status == 200 else STATIC_API
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("ct_api_unknown", log_url=url, error=describe(exc), assuming=RFC6962_API)
+        return RFC6962_API
+
+
 def new_analyser(settings: Settings, trust: TrustRoot) -> ChunkAnalyser:
-    return ChunkAnalyser(Policy(settings.watch), ChainVerifier(trust))
+    return ChunkAnalyser(Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust)))
 
 
 async def load_trust(settings: Settings) -> TrustRoot:
@@ -142,21 +187,31 @@ class Runtime:
     retry: RetryPolicy
     dispatcher: Dispatcher
     recorder: SigningRecorder
+    certificates: CertificateRecorder
     alerts: AlertRaiser
     builds: BuildChecker
+    unlogged: UnloggedSweep
     followers: list[LogFollower] = field(default_factory=list)
     health: dict[str, FollowerHealth] = field(default_factory=dict)
     progress: ProgressReport = field(default_factory=ProgressReport)
     gossip: Gossip | None = None
 
-    def add_follower(self, log_settings: LogSettings) -> LogFollower:
-        source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
+    def add_follower(self, log_settings: LogSettings | CtLogSettings) -> LogFollower:
+        """Follow a Rekor log, or (CtLogSettings) a CT log."""
+        source: LogSource
+        handler: BatchHandler
+        if isinstance(log_settings, CtLogSettings):
+            source = make_ct_source(log_settings, self.trust, self.session, self.retry, self.metrics)
+            handler = self.certificates
+        else:
+            source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
+            handler = self.recorder
         follower = LogFollower(
             log_settings,
             self.trust,
             self.store,
             source,
-            self.recorder,
+            handler,
             self.alerts,
             self.metrics,
             progress=self.progress.of(log_settings.url),
@@ -179,7 +234,7 @@ class Runtime:
         The old analyser finishes what is queued for it; new chunks go to the new one."""
         self.trust = trust
         old = self.recorder.analyser
-        self.recorder.analyser = new_analyser(self.settings, trust)
+        self.recorder.analyser = self.certificates.analyser = new_analyser(self.settings, trust)
         self.recorder.trust = trust
         old.close()
         for follower in self.followers:
@@ -189,6 +244,12 @@ class Runtime:
         for log_settings in added:
             log.info("log_discovered", log_url=log_settings.url, api=log_settings.api, start=0)
         return [self.add_follower(log_settings) for log_settings in added]
+
+    async def add_ct_followers(self, start: str | int = "head") -> list[LogFollower]:
+        """Follow the CT logs (configured, or of the trust root) that are not followed yet."""
+        known = {follower.url for follower in self.followers}
+        logs = await ct_logs_to_follow(self.settings, self.trust, self.session, start)
+        return [self.add_follower(ct_settings) for ct_settings in logs if ct_settings.url not in known]
 
     async def publish_stored_state(self) -> None:
         """Gauges and states as the database has them, so a restart shows at once what was known."""
@@ -229,19 +290,29 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         )
         sinks = outbox_sinks(settings.alerts)
         metrics.track_sinks(name for name, _ in sinks)
-        recorder = SigningRecorder(store, new_analyser(settings, trust), trust, settings.watch, sinks, metrics)
-        alerts = AlertRaiser(store, sinks, metrics)
-        builds = BuildChecker(store, BuildsClients(settings.watch, session), sinks, metrics)
+        analyser = new_analyser(settings, trust)
         runtime = Runtime(
-            settings, trust, store, metrics, session, retry or DAEMON_RETRY, dispatcher, recorder, alerts, builds
+            settings,
+            trust,
+            store,
+            metrics,
+            session,
+            retry or DAEMON_RETRY,
+            dispatcher,
+            SigningRecorder(store, analyser, trust, settings.watch, sinks, metrics),
+            CertificateRecorder(store, analyser, sinks, metrics),
+            AlertRaiser(store, sinks, metrics),
+            BuildChecker(store, BuildsClients(settings.watch, session), sinks, metrics),
+            UnloggedSweep(store, settings.ct_grace, sinks, metrics),
         )
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
+        await runtime.add_ct_followers()
         if settings.gossip is not None:
             sources = gossip_sources(settings.gossip, session)
             metrics.track_gossip(source.name for source in sources)
             followed = lambda: runtime.followers_by_url  # noqa: E731
-            runtime.gossip = Gossip(settings.gossip, store, alerts, followed, sources, metrics)
+            runtime.gossip = Gossip(settings.gossip, store, runtime.alerts, followed, sources, metrics)
         await runtime.publish_stored_state()
         try:
             yield runtime
@@ -270,6 +341,7 @@ async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
             if any(c.result is GossipResult.SPLIT_VIEW for c in await runtime.gossip.round()):
                 code = EXIT_INCONSISTENT
         await runtime.builds.drain()
+        await runtime.unlogged.sweep()
         await runtime.dispatcher.deliver_due()
     return code
 
@@ -305,6 +377,7 @@ async def run_forever(
         supervisor.start("stall watch", partial(watch.run, stop))
         supervisor.start("alert dispatcher", partial(runtime.dispatcher.run, stop))
         supervisor.start("build checks", partial(runtime.builds.run, stop))
+        supervisor.start("unlogged certificates", partial(runtime.unlogged.run, stop))
         if runtime.gossip is not None:
             supervisor.start("gossip", partial(runtime.gossip.run, stop))
         supervisor.start("catch-up progress", partial(_show_progress_forever, runtime.progress, stop))
@@ -359,5 +432,5 @@ async def _refresh_trust_forever(
         except TrustRootError as exc:
             log.warning("trust_reload_failed", error=str(exc)[:300], keeping=runtime.trust.source)
             continue
-        for follower in runtime.adopt_trust(trust):
+        for follower in [*runtime.adopt_trust(trust), *await runtime.add_ct_followers(start=0)]:
             _supervise_follower(supervisor, runtime, follower, stop)

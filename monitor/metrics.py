@@ -118,6 +118,14 @@ class Metrics:
             registry=r,
         )
         self.signings = Counter("rekorwatch_signings", "Signings stored", ["verdict"], registry=r)
+        self.certificates = Counter(
+            "rekorwatch_certificates", "Certificates of watched issuers seen in CT logs", ["verdict"], registry=r
+        )
+        self.unlogged_certificates = Gauge(
+            "rekorwatch_unlogged_certificates",
+            "Watched certificates in CT with no Rekor signing ct_grace after they were logged",
+            registry=r,
+        )
         self.build_checks = Counter(
             "rekorwatch_build_checks", "Codefresh build checks, by result", ["result"], registry=r
         )
@@ -144,6 +152,7 @@ class Metrics:
         )
         for verdict in Verdict:
             self.signings.labels(verdict=verdict.value)
+            self.certificates.labels(verdict=verdict.value)
         for result in BuildResult:
             self.build_checks.labels(result=result.value)
         for kind, severity in _alert_label_values():

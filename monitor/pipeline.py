@@ -33,14 +33,15 @@ import structlog
 
 from monitor import tailcore
 from monitor.alerting import AlertRaiser
-from monitor.config import LogSettings
-from monitor.contract import AlertKind, LogState
+from monitor.config import CtLogSettings, LogSettings
+from monitor.contract import AlertKind, LogKind, LogState
 from monitor.metrics import Metrics
 from monitor.ordered import OrderedFetcher
 from monitor.progress import LogProgress
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
+from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
 from monitor.tlog.http import LogProtocolError
 from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
@@ -115,7 +116,7 @@ class CycleResult:
 class LogFollower:
     """Follows one log (every shard from the configured start on), whichever API it speaks."""
 
-    settings: LogSettings
+    settings: LogSettings | CtLogSettings
     trust: TrustRoot
     store: Store
     source: LogSource
@@ -216,11 +217,19 @@ class LogFollower:
     def _origin(self, tree_id: str) -> str:
         return self.source.origin(tree_id, self.settings.origin)
 
+    @property
+    def kind(self) -> LogKind:
+        return LogKind.CT if isinstance(self.source, Rfc6962Source | StaticCtSource) else LogKind.REKOR
+
     def open_note(self, note: str, tree_id: str) -> Checkpoint:
-        """A checkpoint whose signature and origin verified (its consistency is checked apart)."""
+        """A checkpoint whose signature and origin verified (its consistency is checked apart). A CT
+        log's tree head is checked by its source, against its trust-root key valid at its time."""
         try:
-            matches = self.source.origin_matcher(tree_id, self.settings.origin)
-            checkpoint = open_checkpoint(note, self._verifiers(), origin=matches)
+            if isinstance(self.source, Rfc6962Source | StaticCtSource):
+                checkpoint = self.source.open_checkpoint(note)
+            else:
+                matches = self.source.origin_matcher(tree_id, self.settings.origin)
+                checkpoint = open_checkpoint(note, self._verifiers(), origin=matches)
         except NoteError as exc:
             raise LogInconsistent("bad_checkpoint", f"shard {tree_id}: {exc}") from exc
         tailcore.check_size(checkpoint)
@@ -364,6 +373,7 @@ class LogFollower:
         row = LogRow(
             url=self.url,
             api=self.source.api,
+            kind=self.kind,
             origin=self._origin(head.tree_id),
             tree_id=head.tree_id,
             shard_offset=head.offset,

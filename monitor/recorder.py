@@ -22,10 +22,10 @@ from monitor.analysis import EntryAnalysis, Finding
 from monitor.codefresh_api import build_check_target
 from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
-from monitor.entries import EntryDecodeError
+from monitor.errors import ReasonedError
 from monitor.identity import SigningIdentity
 from monitor.metrics import Metrics
-from monitor.store.models import BuildCheckRow, SigningRow, utcnow
+from monitor.store.models import AlertRow, BuildCheckRow, SigningRow, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry
@@ -59,34 +59,12 @@ class SigningRecorder:
         started = time.perf_counter()
         for position, outcome in sorted(outcomes.items()):
             entry = entries[position]
-            if isinstance(outcome, EntryDecodeError):
-                self._add_error(row, entry, outcome, batch)
+            if isinstance(outcome, ReasonedError):
+                add_entry_error(batch, row, entry, outcome)
             else:
                 batch.signings.extend(self._signing(row, entry, outcome, f) for f in outcome.findings)
         new_alerts = await self.store.commit_batch(batch, self.sinks)
-        self._count(row, entries, batch, new_alerts, time.perf_counter() - started)
-
-    def _add_error(self, row: Shard, entry: SourceEntry, error: EntryDecodeError, batch: Batch) -> None:
-        log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
-        batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
-        batch.alerts.append(
-            NewAlert(
-                dedup_key=entry_undecodable_key(row.url, entry.log_index),
-                kind=AlertKind.ENTRY_UNDECODABLE,
-                severity=Severity.WARNING,
-                summary=f"entry {entry.log_index} of {row.url} cannot be decoded ({error.reason})",
-                payload=alert_payload(
-                    row.url,
-                    row.origin,
-                    row.api,
-                    log_index=entry.log_index,
-                    reason=error.reason,
-                    detail=error.detail[:1000],
-                ),
-                log_id=row.id,
-                log_url=row.url,
-            )
-        )
+        count_batch(self.metrics, row, entries, batch, new_alerts, time.perf_counter() - started)
 
     def _signing(self, row: Shard, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
@@ -111,6 +89,8 @@ class SigningRecorder:
             source_ref=identity.source_ref,
             artifact_digest=analysis.decoded.artifact_digest,
             certificate_sha256=certificate.sha256,
+            issuer_ca=finding.issuer_ca.hex() if finding.issuer_ca else None,
+            certificate_serial=finding.serial,
             not_before=certificate.not_before,
             chain_verified=finding.chain_verified,
             verdict=judgement.verdict.value,
@@ -163,20 +143,51 @@ class SigningRecorder:
             return None
         return datetime.fromtimestamp(entry.integrated_time, UTC)
 
-    def _count(
-        self, row: Shard, entries: Sequence[SourceEntry], batch: Batch, new_alerts: Sequence, seconds: float
-    ) -> None:
-        if self.metrics is None:
-            return
-        m = self.metrics
-        m.batch_duration.observe(seconds)
-        m.entries_processed.labels(log=row.url).inc(len(entries))
-        for error in batch.errors:
-            m.entry_errors.labels(log=row.url, reason=error.reason).inc()
-        for item in batch.signings:
-            m.signings.labels(verdict=item.signing.verdict).inc()
-        for alert in new_alerts:
-            m.alert_raised(alert.kind, alert.severity)
+
+def add_entry_error(batch: Batch, row: Shard, entry: SourceEntry, error: ReasonedError) -> None:
+    """An entry that cannot be decoded: recorded and alerted with its chunk, then passed."""
+    log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
+    batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
+    batch.alerts.append(
+        NewAlert(
+            dedup_key=entry_undecodable_key(row.url, entry.log_index),
+            kind=AlertKind.ENTRY_UNDECODABLE,
+            severity=Severity.WARNING,
+            summary=f"entry {entry.log_index} of {row.url} cannot be decoded ({error.reason})",
+            payload=alert_payload(
+                row.url,
+                row.origin,
+                row.api,
+                log_index=entry.log_index,
+                reason=error.reason,
+                detail=error.detail[:1000],
+            ),
+            log_id=row.id,
+            log_url=row.url,
+        )
+    )
+
+
+def count_batch(
+    metrics: Metrics | None,
+    row: Shard,
+    entries: Sequence[SourceEntry],
+    batch: Batch,
+    new_alerts: Sequence[AlertRow],
+    seconds: float,
+) -> None:
+    if metrics is None:
+        return
+    metrics.batch_duration.observe(seconds)
+    metrics.entries_processed.labels(log=row.url).inc(len(entries))
+    for error in batch.errors:
+        metrics.entry_errors.labels(log=row.url, reason=error.reason).inc()
+    for item in batch.signings:
+        metrics.signings.labels(verdict=item.signing.verdict).inc()
+    for issued in batch.certificates:
+        metrics.certificates.labels(verdict=issued.certificate.verdict).inc()
+    for alert in new_alerts:
+        metrics.alert_raised(alert.kind, alert.severity)
 
 
 def alert_summary(kind: str, identity: str | None, reason: str, log_index: int) -> str:

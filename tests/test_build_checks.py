@@ -57,6 +57,7 @@ def watch_with_key(sim: RunningSimulator, key: str | None = None) -> WatchSettin
 
 def settings_for(sim: RunningSimulator, database_url: str, key: str | None = None) -> Settings:
     return Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=sim.url, api="v1", start=0)],

@@ -79,6 +79,7 @@ def settings_for(sim: RunningSimulator, database_url: str, **extra) -> Settings:
         "trust": TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         "logs": [LogSettings(url=sim.url, api="v1", start=0)],
         "poll_interval": 0.2,
+        "ct_logs": [],
         "watch": WATCH,
         "server": ServerSettings(listen="127.0.0.1:0"),
     }

@@ -37,6 +37,7 @@ def settings_for(
     api = "tiles" if sim.log.tiles else "v1"
     origin = None if view is None else sim.url.removeprefix("http://")
     return Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=view or sim.url, api=api, start=0, origin=origin)],

@@ -50,6 +50,7 @@ def settings_for(sim: RunningSimulator, database_url: str, api: str = "v1", **ex
         "trust": TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         "logs": [LogSettings(url=sim.url, api=api, start=0)],
         "poll_interval": 0.2,
+        "ct_logs": [],
         "watch": WATCH,
     }
     return Settings(**{**values, **extra})
@@ -305,9 +306,7 @@ def test_ctrl_c_is_the_daemons_to_handle_not_the_workers(tmp_path: Path) -> None
     script = (
         "import os, signal, time\n"
         "from monitor.analyser import _start_worker\n"
-        "from monitor.config import WatchSettings\n"
-        "from monitor.policy import Policy\n"
-        "_start_worker(Policy(WatchSettings()), None, os.getppid())\n"
+        "_start_worker(None, os.getppid())\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
         "time.sleep(0.2)\n"
         "print('still here')\n"

@@ -28,6 +28,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
 
 def settings_for(sim: RunningSimulator, database_url: str, *logs: LogSettings) -> Settings:
     return Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=list(logs) or [LogSettings(url=sim.url, api="v1", start=0)],

@@ -70,6 +70,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
 async def test_status_shows_the_rate_and_eta_of_a_log_that_lags(sim: RunningSimulator, database_url: str) -> None:
     await sim.simulator.append_unwatched(8000)
     settings = Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=sim.url, api="v1", start=0, concurrency=2)],

@@ -48,6 +48,7 @@ async def v1(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
 
 def settings_for(sim: RunningSimulator, database_url: str, api: str, start: str | int = 0) -> Settings:
     return Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=sim.url, api=api, start=start)],
@@ -187,6 +188,7 @@ async def test_a_log_added_by_a_trust_refresh_is_followed_from_its_start(
     root.parent.mkdir()
     root.write_text(json.dumps(merged_trust_root(v1)))
     settings = Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(root), refresh=False),
         poll_interval=0.2,

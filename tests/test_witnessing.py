@@ -36,6 +36,7 @@ def settings_for(sim: RunningSimulator, database_url: str, mode: str = "enforce"
     policy = {"witness_policy": policy_with(sim, group)} if group else {"witness_policy_file": str(sim.witness_policy)}
     api = "tiles" if sim.log.tiles else "v1"
     return Settings(
+        ct_logs=[],
         database=database_url,
         trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
         logs=[LogSettings(url=sim.url, api=api, start=0, witness_mode=mode, **policy)],

@@ -110,6 +110,7 @@ class FulcioCertificate:
     not_before: datetime
     not_after: datetime
     extensions: dict[str, str]  # Fulcio extensions by snake_case name
+    serial: int = 0
 
 
 # -- the cheap issuer ------------------------------------------------------------------------------
@@ -310,6 +311,7 @@ def parse_fulcio_certificate(der: bytes) -> FulcioCertificate:
         not_before=not_before,
         not_after=not_after,
         extensions={EXTENSION_NAMES[n]: _extension_text(n, value) for n, value in sorted(raw.items())},
+        serial=certificate.serial_number,
     )
 
 

@@ -91,6 +91,8 @@ class LogRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
     api: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(10), default="rekor")
+    """rekor (a Rekor log) or ct (a CT log of Fulcio)."""
     origin: Mapped[str] = mapped_column(UntrustedText())
     tree_id: Mapped[str] = mapped_column(String(40), default="")
     shard_offset: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -172,7 +174,7 @@ class AlertRow(Base):
     """The log the alert is about (a log alert's log may have no `logs` row yet)."""
 
 
-UNTRUSTED_SIGNING_COLUMNS: dict[str, int | None] = {
+UNTRUSTED_IDENTITY_COLUMNS: dict[str, int | None] = {
     "issuer": INDEXED_TEXT_BYTES,
     "identity": None,
     "account_id": INDEXED_TEXT_BYTES,
@@ -182,8 +184,9 @@ UNTRUSTED_SIGNING_COLUMNS: dict[str, int | None] = {
     "run_url": None,
     "source_repository": None,
     "source_ref": None,
-    "artifact_digest": INDEXED_TEXT_BYTES,
 }
+"""The columns a certificate fills (its identity), with the byte bound of the indexed ones."""
+UNTRUSTED_SIGNING_COLUMNS = {**UNTRUSTED_IDENTITY_COLUMNS, "artifact_digest": INDEXED_TEXT_BYTES}
 
 
 class SigningRow(Base):
@@ -217,6 +220,10 @@ class SigningRow(Base):
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
     extensions: Mapped[str] = mapped_column(Text, default="{}")
+    issuer_ca: Mapped[str | None] = mapped_column(String(64))
+    """SHA-256 (hex) of the key of the trust root's CA that issued the certificate (null: it does not chain)."""
+    certificate_serial: Mapped[str | None] = mapped_column(String(80))
+    """The certificate's serial number (hex): with issuer_ca, what joins a signing with its CT certificate."""
     build_verified: Mapped[bool | None] = mapped_column(default=None)
     """Codefresh builds API: true (a build of that pipeline, in its run), false (no such build, or
     another's), null (not checked, or not yet)."""
@@ -253,6 +260,8 @@ class SigningRow(Base):
             "source_ref": self.source_ref,
             "artifact_digest": self.artifact_digest,
             "certificate_sha256": self.certificate_sha256,
+            "certificate_serial": self.certificate_serial,
+            "issuer_ca": self.issuer_ca,
             "not_before": iso(self.not_before),
             "chain_verified": self.chain_verified,
             "verdict": self.verdict,
@@ -260,6 +269,74 @@ class SigningRow(Base):
             "build_status": self.build_status,
             "build_created": iso(self.build_created),
             "build_finished": iso(self.build_finished),
+            "extensions": json.loads(self.extensions or "{}"),
+        }
+
+
+class CertificateRow(Base):
+    """A certificate of a watched issuer seen in a CT log, with its verdict and its Rekor signing (if any)."""
+
+    __tablename__ = "certificates"
+    __table_args__ = (UniqueConstraint("issuer_ca", "serial", name="uq_certificates_issuer_serial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
+    log_url: Mapped[str] = mapped_column(String(500))
+    ct_index: Mapped[int] = mapped_column(BigInteger)
+    ct_timestamp: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    entry_type: Mapped[str] = mapped_column(String(10))
+    """precert or x509."""
+    issuer_ca: Mapped[str | None] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(80))
+    issuer: Mapped[str] = mapped_column(UntrustedText())
+    identity: Mapped[str | None] = mapped_column(UntrustedText())
+    provider: Mapped[str | None] = mapped_column(String(40))
+    account_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    account_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    pipeline_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    pipeline_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
+    run_url: Mapped[str | None] = mapped_column(UntrustedText())
+    source_repository: Mapped[str | None] = mapped_column(UntrustedText())
+    source_ref: Mapped[str | None] = mapped_column(UntrustedText())
+    certificate_sha256: Mapped[str] = mapped_column(String(64))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    chain_verified: Mapped[bool]
+    verdict: Mapped[str] = mapped_column(String(30), index=True)
+    extensions: Mapped[str] = mapped_column(Text, default="{}")
+    signing_id: Mapped[int | None] = mapped_column(ForeignKey("signings.id", ondelete="SET NULL"), index=True)
+    """The Rekor signing made with this certificate (same issuing CA and serial); null: none seen."""
+    unlogged_alerted: Mapped[bool] = mapped_column(default=False)
+
+    @validates(*UNTRUSTED_IDENTITY_COLUMNS)
+    def _fit_untrusted(self, key: str, value: str | None) -> str | None:
+        return None if value is None else fit_text(value, UNTRUSTED_IDENTITY_COLUMNS[key])
+
+    def as_object(self) -> dict[str, object]:
+        """DESIGN.md's certificate object (API, `certificates --format json`)."""
+        return {
+            "id": self.id,
+            "log_url": self.log_url,
+            "ct_index": self.ct_index,
+            "ct_timestamp": iso(self.ct_timestamp),
+            "entry_type": self.entry_type,
+            "issuer_ca": self.issuer_ca,
+            "serial": self.serial,
+            "issuer": self.issuer,
+            "identity": self.identity,
+            "provider": self.provider,
+            "account_id": self.account_id,
+            "account_name": self.account_name,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_name": self.pipeline_name,
+            "run_url": self.run_url,
+            "source_repository": self.source_repository,
+            "source_ref": self.source_ref,
+            "certificate_sha256": self.certificate_sha256,
+            "not_before": iso(self.not_before),
+            "chain_verified": self.chain_verified,
+            "verdict": self.verdict,
+            "signing_id": self.signing_id,
+            "logged": self.signing_id is not None,
             "extensions": json.loads(self.extensions or "{}"),
         }
 

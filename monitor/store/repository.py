@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +21,7 @@ from monitor.store.models import (
     AlertDeliveryRow,
     AlertRow,
     BuildCheckRow,
+    CertificateRow,
     CheckpointRow,
     EntryErrorRow,
     LogRow,
@@ -58,6 +59,14 @@ class SignedAlert:
 
 
 @dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate seen in a CT log and the alert it raises (if any), stored together."""
+
+    certificate: CertificateRow
+    alert: NewAlert | None
+
+
+@dataclass(frozen=True)
 class EntryError:
     log_index: int
     reason: str
@@ -76,6 +85,7 @@ class Batch:
     read_rate: float | None = None
     """Entries per second of the catch-up, over its last half minute (for `status`)."""
     signings: list[SignedAlert] = field(default_factory=list)
+    certificates: list[IssuedCertificate] = field(default_factory=list)
     errors: list[EntryError] = field(default_factory=list)
     alerts: list[NewAlert] = field(default_factory=list)
 
@@ -240,6 +250,10 @@ class Store:
                     for item in batch.signings
                     if item.alert is not None
                 ]
+            if batch.signings:
+                await _link_certificates_to(session, [item.signing for item in batch.signings])
+            if batch.certificates:
+                alerts += await _add_certificates(session, batch.certificates)
             session.add_all(
                 EntryErrorRow(log_id=batch.log_id, log_index=e.log_index, reason=e.reason, detail=e.detail)
                 for e in batch.errors
@@ -371,6 +385,61 @@ class Store:
             query = query.where(AlertRow.created_at >= since)
         async with self.sessions() as session:
             return list((await session.scalars(query)).all())
+
+
+async def _add_certificates(session: AsyncSession, issued: Sequence[IssuedCertificate]) -> list[NewAlert]:
+    """Store the certificates not seen before (one row per issuing CA and serial: a log may hold a
+    certificate twice, as precertificate and as certificate), linked to their Rekor signing if it is
+    stored already. Returns the alerts of the new ones, each with its certificate object."""
+    keys = list({(item.certificate.issuer_ca, item.certificate.serial) for item in issued})
+    stored = await session.execute(
+        select(CertificateRow.issuer_ca, CertificateRow.serial).where(
+            _join_key_in(CertificateRow.issuer_ca, CertificateRow.serial, keys)
+        )
+    )
+    known = {(issuer_ca, serial) for issuer_ca, serial in stored}
+    signed = await session.execute(
+        select(SigningRow.issuer_ca, SigningRow.certificate_serial, SigningRow.id).where(
+            _join_key_in(SigningRow.issuer_ca, SigningRow.certificate_serial, keys)
+        )
+    )
+    signing_of = {(issuer_ca, serial): signing_id for issuer_ca, serial, signing_id in signed}
+    added = []
+    for item in issued:
+        key = (item.certificate.issuer_ca, item.certificate.serial)
+        if key in known:
+            continue
+        known.add(key)
+        item.certificate.signing_id = signing_of.get(key)
+        session.add(item.certificate)
+        added.append(item)
+    await session.flush()
+    return [
+        replace(item.alert, payload={**item.alert.payload, "certificate": item.certificate.as_object()})
+        for item in added
+        if item.alert is not None
+    ]
+
+
+def _join_key_in(issuer_ca: Any, serial: Any, keys: Sequence[tuple[str | None, str]]) -> Any:
+    """(issuer CA, serial) IN keys: how a certificate and a signing find each other."""
+    return tuple_(issuer_ca, serial).in_(keys)
+
+
+async def _link_certificates_to(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
+    """A signing stored after its certificate was seen in CT: the certificate now points at it."""
+    for signing in signings:
+        if signing.issuer_ca is None or signing.certificate_serial is None:
+            continue
+        await session.execute(
+            update(CertificateRow)
+            .where(
+                CertificateRow.issuer_ca == signing.issuer_ca,
+                CertificateRow.serial == signing.certificate_serial,
+                CertificateRow.signing_id.is_(None),
+            )
+            .values(signing_id=signing.id)
+        )
 
 
 async def _answers(connection: AsyncConnection) -> bool:

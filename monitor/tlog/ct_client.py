@@ -13,7 +13,6 @@ proofs and entries are verified by the caller, and entries are only split here, 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 from collections.abc import Callable
@@ -110,12 +109,11 @@ class Rfc6962Client:
         observe: Observer | None = None,
         log_id: bytes = b"",
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
-        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._http = HttpFetcher(
+            session, base_url, retry=retry, timeout=timeout, observe=observe, concurrency=concurrency
+        )
         self._batch_size = batch_size
         self._log_id = log_id
 
@@ -171,8 +169,7 @@ class Rfc6962Client:
     async def _get_json(
         self, path: str, params: Params | None, endpoint: str, what: str, parse: Callable[[Any], T]
     ) -> T:
-        async with self._slots:
-            raw = await self._http.get(path, params, endpoint=endpoint)
+        raw = await self._http.get(path, params, endpoint=endpoint)
         url = self._http.url_for(path, params)
         if raw is None:
             raise LogProtocolError(url, f"the {endpoint} endpoint answered 404")

@@ -1,0 +1,104 @@
+"""Verified CT entries -> certificates, committed with the cursor in one transaction: the
+`BatchHandler` of CT logs, as the SigningRecorder is Rekor's.
+
+Each certificate of a watched issuer is stored once, by (issuing CA, serial), and joined with the
+Rekor signing made with it, whichever log is read first (Store.commit_batch). A certificate whose
+verdict is `unexpected_pipeline` or `impersonation` raises `certificate_issued` (critical), once per
+certificate, whether or not it also signed in Rekor: one alert says a certificate was issued in the
+watched name, the other what it signed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from monitor.analyser import ChunkAnalyser, CtOutcome
+from monitor.analysis import CertificateFinding
+from monitor.contract import SEVERITY_OF, AlertKind, Verdict, certificate_key
+from monitor.errors import ReasonedError
+from monitor.metrics import Metrics
+from monitor.recorder import add_entry_error, count_batch
+from monitor.store.models import CertificateRow
+from monitor.store.repository import Batch, IssuedCertificate, NewAlert, Store, alert_payload
+from monitor.tlog.ct import CtLogEntry
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Shard
+
+ISSUED_ALERT_VERDICTS = frozenset({Verdict.UNEXPECTED_PIPELINE, Verdict.IMPERSONATION})
+
+
+@dataclass
+class CertificateRecorder:
+    """Shared by every CT log of the daemon: it keeps no per-log state."""
+
+    store: Store
+    analyser: ChunkAnalyser
+    sinks: Sequence[tuple[str, str]] = ()
+    metrics: Metrics | None = None
+
+    async def analyse(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
+        return await self.analyser.analyse_ct(entries) if entries else {}
+
+    async def commit(
+        self, row: Shard, entries: Sequence[CtLogEntry], outcomes: dict[int, CtOutcome], batch: Batch
+    ) -> None:
+        started = time.perf_counter()
+        for position, outcome in sorted(outcomes.items()):
+            entry = entries[position]
+            if isinstance(outcome, ReasonedError):
+                add_entry_error(batch, row, entry, outcome)
+            else:
+                batch.certificates.append(self._issued(row, outcome))
+        new_alerts = await self.store.commit_batch(batch, self.sinks)
+        count_batch(self.metrics, row, entries, batch, new_alerts, time.perf_counter() - started)
+
+    @staticmethod
+    def _issued(row: Shard, found: CertificateFinding) -> IssuedCertificate:
+        finding = found.finding
+        certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
+        issuer_ca = found.issuer_ca.hex() if found.issuer_ca else None
+        stored = CertificateRow(
+            log_id=row.id,
+            log_url=row.url,
+            ct_index=found.ct_index,
+            ct_timestamp=datetime.fromtimestamp(found.ct_timestamp_ms / 1000, UTC),
+            entry_type=found.entry_type,
+            issuer_ca=issuer_ca,
+            serial=found.serial,
+            issuer=certificate.issuer or "",
+            identity=identity.identity,
+            provider=identity.provider,
+            account_id=identity.account_id,
+            account_name=identity.account_name,
+            pipeline_id=identity.pipeline_id,
+            pipeline_name=identity.pipeline_name,
+            run_url=identity.run_url,
+            source_repository=identity.source_repository,
+            source_ref=identity.source_ref,
+            certificate_sha256=certificate.sha256,
+            not_before=certificate.not_before,
+            chain_verified=finding.chain_verified,
+            verdict=judgement.verdict.value,
+            extensions=json.dumps(certificate.extensions, sort_keys=True),
+            unlogged_alerted=False,
+        )
+        alert = None
+        if judgement.verdict in ISSUED_ALERT_VERDICTS:
+            kind = AlertKind.CERTIFICATE_ISSUED
+            alert = NewAlert(
+                dedup_key=certificate_key(kind, issuer_ca, found.serial),
+                kind=kind,
+                severity=SEVERITY_OF[kind],
+                summary=f"certificate issued: {identity.identity or 'unknown identity'} "
+                f"(CT index {found.ct_index} of {row.url}): {judgement.reason}",
+                payload=alert_payload(row.url, row.origin, row.api, reason=judgement.reason),
+                log_id=row.id,
+                log_url=row.url,
+            )
+        return IssuedCertificate(stored, alert)
