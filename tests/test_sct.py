@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,8 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from monitor.identity.sct import verify_embedded_scts
 from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.trust import parse_trust_root
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 PUBLIC_GOOD = json.loads((FIXTURES / "trusted_root.json").read_text())
 
 
