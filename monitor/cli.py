@@ -15,13 +15,13 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import ConfigError, ServerSettings, Settings, load_settings
+from monitor.config import ConfigError, ServerSettings, Settings, read_config
 from monitor.contract import ALERT_STATUSES, AlertKind, Verdict
 from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
 from monitor.logging import configure_logging
@@ -48,14 +48,16 @@ config_option = click.option(
 )
 
 
-def settings_or_exit(config_file: str | None) -> Settings:
-    """Load the config, or print every problem (one per line, with its YAML path) and exit 2."""
+def settings_or_exit(config_file: str | None, *, warn: bool = False) -> Settings:
+    """Load the config, or print every problem (one per line, with its YAML path) and exit 2;
+    with `warn`, print its warnings (empty secrets) on stderr."""
     try:
-        return load_settings(config_file)
+        settings, warnings = read_config(config_file)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"config error: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _config_errors(exc.problems)
+    for warning in warnings if warn else ():
+        click.echo(f"warning: {warning}", err=True)
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,12 +69,23 @@ def main() -> None:
 @main.command("check-config")
 @config_option
 def check_config(config_file: str | None) -> None:
-    """Validate the config; exit 2 listing every problem with its YAML path."""
-    settings_or_exit(config_file)
+    """Validate the config and its trust root (offline); exit 2 listing every problem with its YAML
+    path. Warnings (a secret whose ${VAR} is empty) go to stderr and leave the exit code 0."""
+    from monitor.configcheck import trust_problems
+
+    problems = trust_problems(settings_or_exit(config_file, warn=True))
+    if problems:
+        _config_errors(problems)
     click.echo("config ok")
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> None:
+def _config_errors(problems: list[str]) -> NoReturn:
+    for problem in problems:
+        click.echo(f"config error: {problem}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -99,7 +112,6 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
         _fail(f"database: {exc}")
     except (SQLAlchemyError, OSError) as exc:
         _fail(f"database: {_first_line(exc)} (is the database reachable and migrated? `rekorwatch db upgrade`)")
-    raise AssertionError("unreachable")
 
 
 def _listen_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -134,7 +146,7 @@ def run(config_file: str | None, once: bool, log_level: str | None, listen: str 
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
     from monitor.daemon import run_forever, run_once  # only here: the read commands start twice as fast
 
-    settings = with_overrides(settings_or_exit(config_file), listen)
+    settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
     configure_logging((log_level or os.environ.get("REKORWATCH_LOG_LEVEL") or "info").lower())
     sys.exit(_run_async(run_once(settings) if once else run_forever(settings)))
 

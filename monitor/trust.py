@@ -169,7 +169,7 @@ def parse_trust_root(
             ctlogs=_log_keys(trusted_root.get("ctlogs", [])),
             rekor_services=_rekor_services(signing_config),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # AttributeError: a list where a mapping goes
         raise TrustRootError(f"{source}: malformed trust root ({type(exc).__name__}: {exc})") from exc
 
 
