@@ -34,3 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_catchup.py --entries 100000 --postgres
 	$(BIN)/python bench/bench_catchup.py --entries 200000 --api tiles
 	$(BIN)/python bench/bench_decode.py
+	$(BIN)/python bench/bench_queries.py

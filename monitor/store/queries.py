@@ -7,12 +7,13 @@ Invariants:
 - A signing filter on accounts, pipelines, verdicts or issuers is driven by the first of them
   given: one ordered index range per value (`(column, id)`), merged, so a page never scans the
   rows of other accounts, however old the matching rows are.
-- `keyset_batches` streams every matching row in constant memory: one short query per batch, no
-  transaction held between batches.
+- `keyset_batches` streams every matching row in constant memory (two batches at most: the next is
+  fetched while the caller writes this one): one short query per batch, no transaction held open.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,16 +172,25 @@ async def keyset_batches(
     batch_size: int = BATCH_SIZE,
 ) -> AsyncIterator[Sequence[T]]:
     """Every row `fetch_page(before_id, size)` pages through (newest first), at most `limit`, in
-    batches of at most `batch_size`; the next batch is asked for only once this one was consumed."""
+    batches of at most `batch_size`. The next batch is fetched while this one is consumed (the
+    database works while the caller writes), so at most two batches are in memory."""
     remaining = limit
-    before: int | None = None
-    while remaining is None or remaining > 0:
-        size = batch_size if remaining is None else min(batch_size, remaining)
-        rows = await fetch_page(before, size)
-        if rows:
-            yield rows
-        if len(rows) < size:
-            return
-        before = key_of(rows[-1])
-        if remaining is not None:
-            remaining -= len(rows)
+    pending: asyncio.Task[Sequence[T]] | None = asyncio.ensure_future(fetch_page(None, _size(batch_size, remaining)))
+    try:
+        while pending is not None:
+            size = _size(batch_size, remaining)
+            rows = await pending
+            pending = None
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) == size and remaining != 0:
+                pending = asyncio.ensure_future(fetch_page(key_of(rows[-1]), _size(batch_size, remaining)))
+            if rows:
+                yield rows
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def _size(batch_size: int, remaining: int | None) -> int:
+    return batch_size if remaining is None else min(batch_size, remaining)
