@@ -174,6 +174,7 @@ def at_a_terminal(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
         os.close(primary)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the hint is the same on both
 def test_a_limit_at_a_terminal_says_how_many_match(database_url: str, tmp_path: Path) -> None:
     asyncio.run(seed(database_url, [ACME] * 5))
     config = config_for(tmp_path, database_url)
