@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import Column as TableColumn
 from sqlalchemy import ColumnElement, DateTime, type_coerce
 
-from monitor.contract import Verdict
 from monitor.listing import Column, Field, Kind, Listing, Record
 from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, SigningRow, UTCDateTime, iso
 from monitor.store.outbox import deliveries_for
@@ -42,9 +41,6 @@ def log_object(row: LogRow) -> dict[str, Any]:
 async def log_status(database: str) -> list[dict[str, Any]]:
     async with Store.open(database) as store:
         return [log_object(row) for row in await store.logs()]
-
-
-VERDICTS = tuple(Verdict)
 
 
 def alert_object(row: AlertRow, deliveries: Sequence[AlertDeliveryRow]) -> dict[str, Any]:
