@@ -2,7 +2,7 @@
 
 A fresh database on the server of $REKORWATCH_TEST_PG_URL (default the local one) is created,
 migrated to head, filled by COPY with N signings spread over A Codefresh accounts (every row unique,
-as large as a real one) plus one account that stopped signing long ago (its ~2,000 signings are
+as large as a real one) plus one account that stopped signing long ago (its ~25,000 signings are
 all among the oldest 5%), and dropped at the end. Then, over the real aiohttp app:
 
 - `GET /api/v1/signings?account=<name>&limit=100`: p50/p99 of first pages (every account in turn),
@@ -110,7 +110,7 @@ def signing_rows(
     """Realistic Codefresh signings: ~1 KB each, every certificate and digest unique."""
     epoch = datetime(2025, 1, 1, tzinfo=UTC)
     for index in range(start, start + count):
-        old = index < total * OLD_SHARE and rng.random() < 0.04
+        old = index < total * OLD_SHARE and rng.random() < 0.5
         account_id, account_name = OLD_ACCOUNT if old else rng.choice(teams)
         pipeline_id = hashlib.sha256(f"{account_id} {index % 40}".encode()).hexdigest()[:24]
         pipeline_name = f"project-{index % 7}/pipeline-{index % 40}"
