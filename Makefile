@@ -35,3 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_catchup.py --entries 200000 --api tiles
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ct.py --entries 200000
+	$(BIN)/python bench/bench_queries.py

@@ -28,7 +28,7 @@ from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.simulate.entries import hashedrekord_body
 from monitor.trust import load_trust_root, parse_trust_root
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sigstore"  # see its README.md
 ACCOUNT_ID = "628a80b693a15c0f9c13ab75"
 CODEFRESH_WATCH = {
     "codefresh": [{"account_id": ACCOUNT_ID, "account_name": "acme", "pipelines": [{"id": "6612ad6384ef42f18019b7e9"}]}]

@@ -1,14 +1,13 @@
 """The HTTP API on `server.listen` (aiohttp): metrics, health, and the query API over the store.
 
 It only reads: the store (signings, alerts, logs) and the metrics registry. /api/* needs
-`Authorization: Bearer <server.api_token>` when a token is configured. Bad query parameters are a
-400 with a JSON error, never a 500.
+`Authorization: Bearer <server.api_token>` when a token is configured. Whatever a client sends is
+checked by monitor/api_params.py first: a bad parameter or header is a 400 with a JSON error, never
+a 500 nor a traceback in the log.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,18 +19,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitor import __version__
-from monitor.contract import ALERT_STATUSES, LogState
+from monitor.api_params import MAX_ID, BadRequest, Params, bearer_token, decimal, encode_cursor
+from monitor.contract import ALERT_STATUSES, AlertKind, LogState, Verdict
 from monitor.health import FollowerHealth
 from monitor.metrics import Metrics
-from monitor.report import VERDICTS, alert_objects, checkpoint_object, log_objects, parse_time
+from monitor.report import alert_objects, checkpoint_object, log_objects
 from monitor.store.models import LogRow
-from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
+from monitor.store.queries import AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
 from monitor.store.repository import Store
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_LIMIT = 100
-MAX_ID = 2**63 - 1  # ids are SQL BIGINTs at most: a larger one would be a database error, not a 400
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,10 +47,6 @@ class ApiContext:
 CONTEXT = web.AppKey("context", ApiContext)
 
 
-class BadRequest(Exception):
-    pass
-
-
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -60,73 +54,35 @@ def json_error(status: int, message: str) -> web.Response:
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     context = request.app[CONTEXT]
-    if request.path.startswith("/api/") and context.api_token and not _authorized(request, context.api_token):
-        return web.json_response(
-            {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
-        )
     try:
+        if request.path.startswith("/api/") and context.api_token and not _authorized(request, context.api_token):
+            return web.json_response(
+                {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return await handler(request)
     except BadRequest as exc:
         return json_error(400, str(exc))
 
 
 def _authorized(request: web.Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    given = bearer_token(request.headers.get("Authorization"))
+    return given is not None and hmac.compare_digest(given, token.encode())
 
 
 # parameters ------------------------------------------------------------------------------------
 
-
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+SIGNING_PARAMS = ("issuer", "account", "pipeline", "verdict", "since", "until", "limit", "cursor")
+ALERT_PARAMS = ("status", "kind", "limit", "cursor")
 
 
-def _cursor(request: web.Request) -> int | None:
-    raw = request.query.get("cursor")
-    if not raw:
-        return None
-    try:
-        value = base64.urlsafe_b64decode(raw.encode() + b"==").decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadRequest("cursor is not one this API gave out") from None
-    if not value.isdecimal() or int(value) > MAX_ID:
-        raise BadRequest("cursor is not one this API gave out")
-    return int(value)
-
-
-def encode_cursor(before_id: int | None) -> str | None:
-    return None if before_id is None else base64.urlsafe_b64encode(str(before_id).encode()).decode().rstrip("=")
-
-
-def _time(request: web.Request, name: str) -> datetime | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        return parse_time(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from None
-
-
-def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
-    value = request.query.get(name) or None
-    if value is not None and value not in allowed:
-        raise BadRequest(f"{name} must be one of {', '.join(allowed)}")
-    return value
-
-
-def _signing_filter(request: web.Request) -> SigningFilter:
+def _signing_filter(params: Params) -> SigningFilter:
     return SigningFilter(
-        issuer=request.query.get("issuer") or None,
-        account=request.query.get("account") or None,
-        pipeline=request.query.get("pipeline") or None,
-        verdict=_choice(request, "verdict", VERDICTS),
-        since=_time(request, "since"),
-        until=_time(request, "until"),
+        issuers=params.texts("issuer"),
+        accounts=params.texts("account"),
+        pipelines=params.texts("pipeline"),
+        verdicts=params.choices("verdict", Verdict),
+        since=params.time("since"),
+        until=params.time("until"),
     )
 
 
@@ -201,26 +157,27 @@ def not_ready_reason(
 
 async def list_signings(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
+    params = Params(request.query, SIGNING_PARAMS)
     rows, before = await signings_page(
-        context.store, _signing_filter(request), limit=_limit(request), before_id=_cursor(request)
+        context.store, _signing_filter(params), limit=params.limit(), before_id=params.cursor()
     )
     return web.json_response({"items": [row.as_object() for row in rows], "next_cursor": encode_cursor(before)})
 
 
 async def get_signing(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not raw.isdecimal() or int(raw) > MAX_ID:
-        raise BadRequest("a signing id is a positive integer")
-    row = await signing_by_id(request.app[CONTEXT].store, int(raw))
+    Params(request.query, ())
+    signing_id = decimal(request.match_info["id"], "a signing id", 1, MAX_ID)
+    row = await signing_by_id(request.app[CONTEXT].store, signing_id)
     if row is None:
-        return json_error(404, f"no signing {raw}")
+        return json_error(404, f"no signing {signing_id}")
     return web.json_response(row.as_object())
 
 
 async def list_alerts(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    where = AlertFilter(status=_choice(request, "status", ALERT_STATUSES), kind=request.query.get("kind") or None)
-    rows, before = await alerts_page(context.store, where, limit=_limit(request), before_id=_cursor(request))
+    params = Params(request.query, ALERT_PARAMS)
+    where = AlertFilter(status=params.choice("status", ALERT_STATUSES), kinds=params.choices("kind", AlertKind))
+    rows, before = await alerts_page(context.store, where, limit=params.limit(), before_id=params.cursor())
     items = await alert_objects(context.store, rows)
     return web.json_response({"items": items, "next_cursor": encode_cursor(before)})
 

@@ -1,39 +1,41 @@
-"""The `rekorwatch` command line (click). Each command is a thin shell over a module below it."""
+"""The `rekorwatch` command line (click). Each command is a thin shell over a module below it.
+
+Exit codes: 0 ok, 1 a runtime failure (database unreachable or not ready), 2 a bad config or bad
+arguments (click's usage errors are 2 too), 3 `run --once` found an inconsistent log, 130 Ctrl-C.
+Commands that only read (status, history, alerts) never create or migrate a database, stream
+their rows as they come, and stop quietly on Ctrl-C or when the reader of their output goes away.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import ConfigError, Settings, load_settings
-from monitor.contract import ALERT_STATUSES
-from monitor.daemon import run_forever, run_once
+from monitor.config import ConfigError, ServerSettings, Settings, read_config
+from monitor.contract import ALERT_STATUSES, AlertKind, Verdict
+from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
 from monitor.logging import configure_logging
-from monitor.report import (
-    ALERT_COLUMNS,
-    HISTORY_COLUMNS,
-    VERDICTS,
-    alert_list,
-    csv_text,
-    delivery_summary,
-    history,
-    log_status,
-    parse_time,
-    render_table,
-)
-from monitor.store.db import upgrade
-from monitor.store.queries import MAX_LIMIT, AlertFilter, SigningFilter
+from monitor.report import ALERTS, LOGS, SIGNINGS, alert_batches, log_status, records_of, signing_batches
+from monitor.store.db import DatabaseNotReadyError, require_current_schema, upgrade
+from monitor.store.queries import AlertFilter, SigningFilter, count_alerts, count_signings
+from monitor.store.repository import Store
+from monitor.timefmt import parse_time
 from monitor.trust import TrustRootError
 
+EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+LOG_LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")
 
 config_option = click.option(
@@ -46,14 +48,16 @@ config_option = click.option(
 )
 
 
-def settings_or_exit(config_file: str | None) -> Settings:
-    """Load the config, or print every problem (one per line, with its YAML path) and exit 2."""
+def settings_or_exit(config_file: str | None, *, warn: bool = False) -> Settings:
+    """Load the config, or print every problem (one per line, with its YAML path) and exit 2;
+    with `warn`, print its warnings (empty secrets) on stderr."""
     try:
-        return load_settings(config_file)
+        settings, warnings = read_config(config_file)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"config error: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _config_errors(exc.problems)
+    for warning in warnings if warn else ():
+        click.echo(f"warning: {warning}", err=True)
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,33 +69,85 @@ def main() -> None:
 @main.command("check-config")
 @config_option
 def check_config(config_file: str | None) -> None:
-    """Validate the config; exit 2 listing every problem with its YAML path."""
-    settings_or_exit(config_file)
+    """Validate the config and its trust root (offline); exit 2 listing every problem with its YAML
+    path. Warnings (a secret whose ${VAR} is empty) go to stderr and leave the exit code 0."""
+    from monitor.configcheck import trust_problems
+
+    problems = trust_problems(settings_or_exit(config_file, warn=True))
+    if problems:
+        _config_errors(problems)
     click.echo("config ok")
 
 
+def _config_errors(problems: list[str]) -> NoReturn:
+    for problem in problems:
+        click.echo(f"config error: {problem}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; expected failures become one line on stderr, never a traceback."""
+    """Run a command's coroutine; expected failures become one line on stderr, never a traceback.
+    Ctrl-C exits 130, quietly, once the write in flight is done; a reader of the output that went
+    away (`| head`) ends it without a word."""
     try:
         return asyncio.run(coro)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        sys.exit(EXIT_ERROR)
     except TrustRootError as exc:
-        click.echo(f"error: trust root: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _fail(f"trust root: {exc}", EXIT_CONFIG)
+    except DatabaseNotReadyError as exc:
+        _fail(f"database: {exc}")
     except (SQLAlchemyError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        click.echo(
-            f"error: database: {first_line} (is the database reachable and migrated? `rekorwatch db upgrade`)", err=True
-        )
-        sys.exit(1)
+        _fail(f"database: {_first_line(exc)} (is the database reachable and migrated? `rekorwatch db upgrade`)")
+
+
+def _listen_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            ServerSettings(listen=value)
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    return value
+
+
+def with_overrides(settings: Settings, listen: str | None) -> Settings:
+    """The settings with the command line's overrides applied (they win over the file)."""
+    if listen is None:
+        return settings
+    server = ServerSettings.model_validate({**settings.server.model_dump(), "listen": listen})
+    return settings.model_copy(update={"server": server})
 
 
 @main.command()
 @config_option
 @click.option("--once", is_flag=True, help="One full cycle per log, then exit (0 ok, 3 inconsistent, 1 error).")
-def run(config_file: str | None, once: bool) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log level (default: $REKORWATCH_LOG_LEVEL, else info).",
+)
+@click.option(
+    "--listen", callback=_listen_option, metavar="HOST:PORT", help="Serve the API there instead of server.listen."
+)
+def run(config_file: str | None, once: bool, log_level: str | None, listen: str | None) -> None:
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
-    settings = settings_or_exit(config_file)
-    configure_logging(os.environ.get("REKORWATCH_LOG_LEVEL", "info"))
+    from monitor.daemon import run_forever, run_once  # only here: the read commands start twice as fast
+
+    settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
+    configure_logging((log_level or os.environ.get("REKORWATCH_LOG_LEVEL") or "info").lower())
     sys.exit(_run_async(run_once(settings) if once else run_forever(settings)))
 
 
@@ -109,36 +165,70 @@ def db_upgrade(config_file: str | None) -> None:
     click.echo("database at head")
 
 
+# reading ---------------------------------------------------------------------------------------
+
+
+def terminal_width(out: BinaryIO) -> int | None:
+    """Columns to fit a table in: $COLUMNS, else the terminal's; None (no limit) into a pipe or file."""
+    if os.environ.get("COLUMNS", "").isdecimal():
+        return max(int(os.environ["COLUMNS"]), 20)
+    return shutil.get_terminal_size().columns if out.isatty() else None
+
+
+def writer_for(listing: Listing, fmt: str, wide: bool, out: BinaryIO) -> Writer:
+    if fmt == "json":
+        return JsonWriter(listing)
+    if fmt == "csv":
+        return CsvWriter(listing)
+    return TableWriter(listing, width=terminal_width(out), wide=wide)
+
+
+async def list_rows(
+    database: str,
+    listing: Listing,
+    batches: Callable[[Store], AsyncIterator[Sequence[Record]]],
+    count: Callable[[Store], Awaitable[int]],
+    *,
+    fmt: str,
+    limit: int | None,
+    wide: bool,
+) -> None:
+    """Stream a listing to stdout; when `limit` cut it short at a terminal, say how many match."""
+    await require_current_schema(database)
+    out = sys.stdout.buffer
+    async with Store.open(database) as store:
+        written = await stream_listing(batches(store), writer_for(listing, fmt, wide, out), out)
+        if limit is not None and written == limit and out.isatty():
+            total = await count(store)
+            if total > written:
+                click.echo(f"showing {written} of {total} {listing.noun}: raise or drop --limit for more", err=True)
+
+
+async def show_status(database: str, fmt: str, wide: bool) -> None:
+    await require_current_schema(database)
+    rows = await log_status(database)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    writer = TableWriter(LOGS, width=terminal_width(sys.stdout.buffer), wide=wide)
+    sys.stdout.buffer.write(writer.rows(records_of(LOGS, rows)) + writer.end(len(rows)))
+
+
+wide_option = click.option("--wide", is_flag=True, help="Tables: every column in full, whatever the terminal width.")
+limit_option = click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows, newest first (default: all)."
+)
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
 @main.command()
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(config_file: str | None, fmt: str) -> None:
+@wide_option
+def status(config_file: str | None, fmt: str, wide: bool) -> None:
     """Per log (or shard): verified tree size, next index, lag, last checkpoint time."""
     settings = settings_or_exit(config_file)
-    rows = _run_async(log_status(settings.database))
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-    else:
-        click.echo(
-            render_table(
-                rows,
-                [
-                    "url",
-                    "tree_id",
-                    "api",
-                    "verified_size",
-                    "next_index",
-                    "lag",
-                    "rate",
-                    "eta_seconds",
-                    "state",
-                    "last_checkpoint_at",
-                ],
-            )
-        )
-
-
-FORMATS = click.Choice(["table", "json", "csv"])
+    _run_async(show_status(settings.database, fmt, wide))
 
 
 def _time_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -150,55 +240,79 @@ def _time_option(_ctx: click.Context, _param: click.Parameter, value: str | None
         raise click.BadParameter(str(exc)) from None
 
 
-def emit(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...]) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
-    elif fmt == "csv":
-        click.echo(csv_text(rows, list(rows[0]) if rows else columns), nl=False)
-    else:
-        click.echo(render_table(rows, columns))
+TIME_HELP = "RFC 3339 time, YYYY-MM-DD (UTC), or a span before now: 30m, 24h, 7d, 2w."
 
 
 @main.command("history")
 @config_option
-@click.option("--issuer", help="OIDC issuer URL.")
-@click.option("--account", help="Account id or name.")
-@click.option("--pipeline", help="Pipeline id or name.")
-@click.option("--verdict", type=click.Choice(VERDICTS))
-@click.option("--since", callback=_time_option, help="RFC 3339 time or YYYY-MM-DD (UTC).")
-@click.option("--until", callback=_time_option, help="RFC 3339 time or YYYY-MM-DD (UTC), exclusive.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--issuer", multiple=True, help="OIDC issuer URL; repeat for any of several.")
+@click.option("--account", multiple=True, help="Account id or name; repeat for any of several.")
+@click.option("--pipeline", multiple=True, help="Pipeline id or name; repeat for any of several.")
+@click.option(
+    "--verdict",
+    multiple=True,
+    type=click.Choice([verdict.value for verdict in Verdict]),
+    help="Repeat for any of several.",
+)
+@click.option("--since", callback=_time_option, help=TIME_HELP)
+@click.option("--until", callback=_time_option, help=f"{TIME_HELP} Exclusive.")
+@limit_option
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@wide_option
 def history_command(
     config_file: str | None,
-    issuer: str | None,
-    account: str | None,
-    pipeline: str | None,
-    verdict: str | None,
+    issuer: tuple[str, ...],
+    account: tuple[str, ...],
+    pipeline: tuple[str, ...],
+    verdict: tuple[str, ...],
     since: datetime | None,
     until: datetime | None,
-    limit: int,
+    limit: int | None,
     fmt: str,
+    wide: bool,
 ) -> None:
-    """The signing history, newest first."""
+    """The signing history, newest first: every matching signing unless --limit is given."""
     settings = settings_or_exit(config_file)
     where = SigningFilter(issuer, account, pipeline, verdict, since, until)
-    emit(_run_async(history(settings.database, where, limit)), fmt, HISTORY_COLUMNS)
+    _run_async(
+        list_rows(
+            settings.database,
+            SIGNINGS,
+            lambda store: signing_batches(store, where, limit),
+            lambda store: count_signings(store, where),
+            fmt=fmt,
+            limit=limit,
+            wide=wide,
+        )
+    )
 
 
 @main.command("alerts")
 @config_option
 @click.option("--status", type=click.Choice(ALERT_STATUSES), help="pending: at least one delivery pending.")
-@click.option("--kind", help="Alert kind, e.g. unexpected_pipeline.")
-@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option(
+    "--kind", multiple=True, type=click.Choice([kind.value for kind in AlertKind]), help="Repeat for any of several."
+)
+@limit_option
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def alerts_command(config_file: str | None, status: str | None, kind: str | None, limit: int, fmt: str) -> None:
-    """Alerts and their delivery state (attempts, last error) per sink."""
+@wide_option
+def alerts_command(
+    config_file: str | None, status: str | None, kind: tuple[str, ...], limit: int | None, fmt: str, wide: bool
+) -> None:
+    """Alerts and their delivery state (attempts, last error) per sink, newest first."""
     settings = settings_or_exit(config_file)
-    rows = _run_async(alert_list(settings.database, AlertFilter(status, kind), limit))
-    if fmt == "table":
-        rows = [row | {"delivery": delivery_summary(row)} for row in rows]
-    emit(rows, fmt, ALERT_COLUMNS)
+    where = AlertFilter(status, kind)
+    _run_async(
+        list_rows(
+            settings.database,
+            ALERTS,
+            lambda store: alert_batches(store, where, limit),
+            lambda store: count_alerts(store, where),
+            fmt=fmt,
+            limit=limit,
+            wide=wide,
+        )
+    )
 
 
 @main.command("inspect")

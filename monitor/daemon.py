@@ -21,8 +21,6 @@ from functools import partial
 
 import aiohttp
 import structlog
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from pydantic import SecretStr
 
 from monitor import __version__
@@ -33,6 +31,7 @@ from monitor.api import ApiContext, start_api
 from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
 from monitor.config import CtLogSettings, LogSettings, Settings
+from monitor.configcheck import policy_log_problems
 from monitor.contract import GossipResult, LogState
 from monitor.ct_recorder import CertificateRecorder
 from monitor.gossip import Gossip, gossip_sources
@@ -152,29 +151,6 @@ async def load_trust(settings: Settings) -> TrustRoot:
     if problems:
         raise TrustRootError("; ".join(problems))
     return trust
-
-
-def _canonical_spki(spki_der: bytes) -> bytes:
-    try:
-        key = load_der_public_key(spki_der)
-    except (ValueError, UnsupportedAlgorithm):
-        return spki_der
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-def policy_log_problems(settings: Settings, trust: TrustRoot) -> list[str]:
-    """A witness policy's `log` lines must name keys the trust root has: a policy written for another
-    log (or a stale key) is a configuration error, not something to find out in an incident."""
-    known = {_canonical_spki(key.spki_der) for key in (*trust.tlogs, *trust.ctlogs)}
-    problems = []
-    for position, log_settings in enumerate(settings.logs or ()):
-        policy = log_settings.parsed_witness_policy
-        for policy_log in policy.logs if policy else ():
-            if policy_log.spki_der not in known:
-                problems.append(
-                    f"logs[{position}].witness_policy: the log key of {policy_log.origin} is not in the trust root"
-                )
-    return problems
 
 
 @dataclass

@@ -200,11 +200,7 @@ class LogFollower:
 
     def _keys(self) -> list[LogKey]:
         now = datetime.now(UTC)
-        name = self.settings.origin
-        candidates = (
-            [key for key in self.trust.tlogs if key.name == name] if name else self.trust.log_keys_for_url(self.url)
-        )
-        keys = [key for key in candidates if key.validity.start <= now]
+        keys = [key for key in self.trust.keys_for(self.url, self.settings.origin) if key.validity.start <= now]
         if not keys:
             raise LogInconsistent("no_trusted_key", f"the trust root ({self.trust.source}) has no key for {self.url}")
         return keys

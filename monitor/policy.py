@@ -20,12 +20,12 @@ Decisions where DESIGN is silent:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from monitor.config import CODEFRESH_ISSUER, CodefreshAccount, CodefreshPipeline, IdentityRule, WatchSettings
 from monitor.contract import SEVERITY_OF, AlertKind, Severity, Verdict
 from monitor.identity import SigningIdentity
+from monitor.patterns import Pattern, compile_pattern
 
 __all__ = ["Judgement", "Policy", "Verdict"]
 
@@ -40,23 +40,22 @@ class Judgement:
 
 @dataclass(frozen=True)
 class _CompiledRule:
+    """A generic rule with its patterns compiled for linear-time full matches (monitor/patterns.py):
+    an identity from a hostile certificate cannot make judging it slow."""
+
     issuer: str
-    namespace: re.Pattern[str]
-    allow: tuple[re.Pattern[str], ...]
+    namespace: Pattern
+    allow: tuple[Pattern, ...]
 
     @classmethod
     def of(cls, rule: IdentityRule) -> _CompiledRule:
-        return cls(rule.issuer, re.compile(rule.identity_regexp), tuple(re.compile(p) for p in rule.allow))
+        return cls(rule.issuer, compile_pattern(rule.identity_regexp), tuple(compile_pattern(p) for p in rule.allow))
 
     def covers(self, identity: SigningIdentity) -> bool:
-        return identity.issuer == self.issuer and _full_match(self.namespace, identity.identity)
+        return identity.issuer == self.issuer and self.namespace.fullmatch(identity.identity)
 
     def allows(self, identity: SigningIdentity) -> bool:
-        return any(_full_match(pattern, identity.identity) for pattern in self.allow)
-
-
-def _full_match(pattern: re.Pattern[str], value: str | None) -> bool:
-    return value is not None and pattern.fullmatch(value) is not None
+        return any(pattern.fullmatch(identity.identity) for pattern in self.allow)
 
 
 def _quiet(verdict: Verdict, reason: str) -> Judgement:

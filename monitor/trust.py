@@ -103,6 +103,13 @@ class TrustRoot:
         wanted = url.rstrip("/")
         return [key for key in self.tlogs if key.base_url.rstrip("/") == wanted]
 
+    def keys_for(self, url: str, origin: str | None = None) -> list[LogKey]:
+        """A Rekor log's keys: by its `origin` when one is configured (a log read through a mirror or
+        proxy: the trust root's log whose base URL, without scheme, is that origin), else by URL."""
+        if origin:
+            return [key for key in self.tlogs if key.name == origin]
+        return self.log_keys_for_url(url)
+
     def ct_log_keys_for_url(self, url: str) -> list[LogKey]:
         """The CT log keys listed for `url` (one per log: a CT log never changes its key, RFC 6962 §3.2)."""
         wanted = url.rstrip("/")
@@ -174,7 +181,7 @@ def parse_trust_root(
             ctlogs=_log_keys(trusted_root.get("ctlogs", [])),
             rekor_services=_rekor_services(signing_config),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # AttributeError: a list where a mapping goes
         raise TrustRootError(f"{source}: malformed trust root ({type(exc).__name__}: {exc})") from exc
 
 

@@ -93,8 +93,23 @@ def wait_until_ready(api: str) -> None:
 
 
 def show(title: str, *args: str) -> None:
-    print(f"\n=== {title}: rekorwatch {' '.join(args[:-2])}")
+    print(f"\n=== {title}: rekorwatch {' '.join(args)}")
     print(subprocess.run([BIN, *args], capture_output=True, text=True, check=False).stdout.rstrip())
+
+
+def next_steps(config: Path, api: str, keep: bool) -> str:
+    """Commands that still work when the demo is over: the database stays in its directory."""
+    lines = [
+        "\nLook again (the database stays):",
+        f"  {BIN} history -c {config} --verdict impersonation --verdict unexpected_pipeline",
+        f"  {BIN} history -c {config} --since 1h --format csv",
+        f"  {BIN} alerts -c {config} --format json",
+    ]
+    if keep:
+        lines.append(f"  curl {api}/api/v1/signings?verdict=impersonation    (while the demo runs)")
+    else:
+        lines.append(f"  {sys.executable} scripts/demo.py --keep    (keeps the log and the daemon running: the API)")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -119,13 +134,13 @@ def main() -> None:
             print(f"signed: {what}")
         time.sleep(4)  # a few poll intervals
         show("alerts raised", "alerts", "-c", str(config))
-        show("signing history", "history", "-c", str(config))
+        show("signing history", "history", "-c", str(config), "--limit", "10")
         show("logs", "status", "-c", str(config))
         metrics = [line for line in get(f"{api}/metrics").splitlines() if line.startswith("rekorwatch_")]
         print(f"\n=== metrics ({api}/metrics), a few of them:")
         shown = ("signings_total", "lag_entries", "alerts_total")
         print("\n".join(line for line in metrics if any(name in line for name in shown)))
-        print(f"\nAPI: curl {api}/api/v1/signings | python3 -m json.tool")
+        print(next_steps(config, api, args.keep))
         if args.keep:
             print("Ctrl-C stops the demo.")
             daemon.wait()

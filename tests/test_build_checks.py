@@ -32,7 +32,7 @@ from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, BuildCheckRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import Store
 from tests.harness import FAST_RETRY, eventually, metric, running_daemon
-from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED
+from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
 
 OTHER_PIPELINE_OF_ACME = UNEXPECTED["pipeline_id"]
 
@@ -160,8 +160,7 @@ async def test_checks_queued_when_the_daemon_is_killed_complete_after_a_restart(
         s.append_codefresh(**EXPECTED, build=BuildFate.UNKNOWN)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
-    config.write_text(settings.model_dump_json())
-    config.write_text(config.read_text().replace('"**********"', f'"{s.builds.api_key}"'))
+    config.write_text(as_config_file(settings).replace('"**********"', f'"{s.builds.api_key}"'))
     sim.faults.inject(count=100_000, delay=0.03)  # `run --once` checks builds after its catch-up
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "--once", "-c", str(config)),
@@ -210,7 +209,7 @@ async def test_the_api_key_appears_in_no_output(sim: RunningSimulator, database_
     key = s.builds.api_key
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
-    config.write_text(settings.model_dump_json().replace('"**********"', f'"{key}"'))
+    config.write_text(as_config_file(settings).replace('"**********"', f'"{key}"'))
     outputs = [await _cli(config, "run", "--once", log_level="debug")]
     s.builds.start_outage(3, retry_after=0)
     outputs.append(await _cli(config, "run", "--once", log_level="debug"))

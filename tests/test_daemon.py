@@ -20,6 +20,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from monitor.config import (
+    MIN_POLL_INTERVAL,
     AlertSink,
     CodefreshAccount,
     CodefreshPipeline,
@@ -84,6 +85,13 @@ def settings_for(sim: RunningSimulator, database_url: str, **extra) -> Settings:
         "server": ServerSettings(listen="127.0.0.1:0"),
     }
     return Settings(**{**values, **extra})
+
+
+def as_config_file(settings: Settings) -> str:
+    """The settings as a config file for a daemon in a subprocess (JSON is YAML); a file may not ask
+    a log more often than MIN_POLL_INTERVAL."""
+    slowest = max(settings.poll_interval, MIN_POLL_INTERVAL)
+    return settings.model_copy(update={"poll_interval": slowest}).model_dump_json()
 
 
 async def populate_scenario(sim: RunningSimulator) -> dict[int, str]:
@@ -279,7 +287,7 @@ async def test_kill_9_mid_catch_up_then_restart_gives_the_identical_database(
         s.append_forged(**IMPERSONATOR)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
-    config.write_text(settings.model_dump_json())  # JSON is YAML
+    config.write_text(as_config_file(settings))
     sim.faults.inject(count=100_000, delay=0.03)  # slow enough to be killed between chunks of 1000
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "--once", "-c", str(config)),
@@ -393,7 +401,7 @@ async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
     await sim.simulator.append_unwatched(3000)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
-    config.write_text(settings.model_dump_json())
+    config.write_text(as_config_file(settings))
     sim.faults.inject(count=100_000, delay=0.03)
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "-c", str(config)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from monitor.simulate.entries import (
     intoto_v002_body,
     public_key_pem,
 )
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 DIGEST = "ab" * 32
 BROKEN_PEM = b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"
 PGP_KEY = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF...\n-----END PGP PUBLIC KEY BLOCK-----\n"

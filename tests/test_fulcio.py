@@ -7,7 +7,6 @@ import copy
 import json
 import pickle
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,8 +38,8 @@ from monitor.simulate.ca import (
     utc_now,
 )
 from monitor.trust import TrustRoot, load_trust_root, parse_trust_root
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
 

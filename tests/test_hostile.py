@@ -25,7 +25,7 @@ from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, AlertRow, L
 from monitor.store.repository import Store
 from monitor.tlog.http import ByteBudget, HttpFetcher, LogUnavailableError, RetryPolicy
 from tests.harness import FAST_RETRY, eventually, metric, running_daemon
-from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH
+from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH, as_config_file
 
 TWO_POW_64_MINUS_1 = 2**64 - 1
 
@@ -265,7 +265,7 @@ async def test_kill_9_while_the_worker_starts_leaves_no_process_behind(sim: Runn
     await sim.simulator.append_unwatched(3000)
     settings = settings_for(sim, f"sqlite+aiosqlite:///{tmp_path / 'rw.db'}")
     config = tmp_path / "daemon.yaml"
-    config.write_text(settings.model_dump_json())
+    config.write_text(as_config_file(settings))
     for _ in range(3):
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "monitor", "run", "-c", str(config)),

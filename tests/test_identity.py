@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,8 +15,7 @@ from monitor.identity import SigningIdentity, identify
 from monitor.identity.codefresh import CodefreshSan, build_codefresh_san, parse_codefresh_san
 from monitor.identity.fulcio import parse_fulcio_certificate
 from monitor.simulate.ca import CODEFRESH_ISSUER, CertIdentity, LocalCA, codefresh_identity, email_identity
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
+from tests.paths import SIGSTORE as FIXTURES
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from monitor.cli import main
 from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.simulate.entries import hashedrekord_body
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 GITHUB_WHEEL = FIXTURES / "bundle_v3_github.whl.sigstore"
 DOCKER_ENTRY = FIXTURES / "docker-attest.tlog.mock.go.TestEntry.json"
 SIGNING_FIELDS = [

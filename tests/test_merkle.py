@@ -22,10 +22,8 @@ from monitor.tlog.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-MERKLE_VECTORS = FIXTURES / "merkle"
-SIGSTORE = FIXTURES / "sigstore"
+from tests.paths import MERKLE as MERKLE_VECTORS
+from tests.paths import SIGSTORE
 
 # The leaves of the RFC 6962 reference tree that the transparency-dev vectors are built from.
 RFC6962_LEAVES = [

@@ -8,7 +8,6 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,8 +27,8 @@ from monitor.tlog.note import (
     split_note,
     verifier_for_key,
 )
+from tests.paths import SIGSTORE
 
-SIGSTORE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 ROOT_B64 = base64.b64encode(bytes(range(32))).decode()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,8 @@ from monitor.simulate.ca import (
 )
 from monitor.simulate.entries import hashedrekord_body
 from monitor.trust import load_trust_root, parse_trust_root
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 ACCOUNT_ID = "628a80b693a15c0f9c13ab75"
 PIPELINE_ID = "6612ad6384ef42f18019b7e9"
 UNNAMED_PIPELINE_ID = "6612ad6384ef42f18019b7ea"

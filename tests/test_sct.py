@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,10 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from monitor.identity.sct import verify_embedded_scts
 from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.trust import parse_trust_root
+from tests.paths import SIGSTORE as FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sigstore"
-SHIPPED = Path(__file__).resolve().parents[1] / "monitor" / "trustroots"
-PUBLIC_GOOD = json.loads((SHIPPED / "public-good" / "trusted_root.json").read_text())
+PUBLIC_GOOD = json.loads((FIXTURES / "trusted_root.json").read_text())
 
 
 def github_leaf() -> x509.Certificate:

@@ -57,12 +57,7 @@ from monitor.simulate.synthetic import (
 )
 from monitor.tlog.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.note import NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-if not FIXTURES.is_dir():
-    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-SIGSTORE = FIXTURES / "sigstore"
-MERKLE = FIXTURES / "merkle"
+from tests.paths import MERKLE, SIGSTORE
 
 # The 8-leaf tree of transparency-dev/merkle's test vectors (fixtures/merkle).
 REFERENCE_LEAVES = [

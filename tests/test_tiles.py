@@ -47,8 +47,8 @@ from monitor.tlog.tiles import (
     tile_path,
     tile_width,
 )
+from tests.paths import SIGSTORE
 
-SIGSTORE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.01)
 HASH = bytes(range(32))
 

@@ -17,6 +17,7 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, LogRow, SigningRow
 from monitor.trust import load_trust_root, parse_trust_root
+from tests.paths import SIGSTORE as FIXTURES
 from tests.test_daemon import (
     EXPECTED,
     EXPECTED_ALERTS,
@@ -28,8 +29,6 @@ from tests.test_daemon import (
     WATCH,
     table,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
 
 
 @pytest.fixture

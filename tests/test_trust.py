@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.trust import TrustRootError, load_trust_root
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sigstore"
+from tests.paths import SIGSTORE as FIXTURES
 
 
 def test_public_good_is_shipped_with_v1_and_v2_logs() -> None:

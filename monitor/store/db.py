@@ -1,4 +1,8 @@
-"""Database engines and schema migrations (Alembic is the only way the schema changes)."""
+"""Database engines and schema migrations (Alembic is the only way the schema changes).
+
+Commands that only read (status, history, alerts) check with `require_current_schema` first: they
+never create a database (opening a missing SQLite file would), and never query an old schema.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -23,6 +29,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+class DatabaseNotReadyError(Exception):
+    """The database a read-only command needs is missing or not migrated; the message says what to run."""
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -48,3 +58,36 @@ def upgrade_sync(url: str) -> None:
 async def upgrade(url: str) -> None:
     """Migrate to head; Alembic runs its own event loop, so it gets a thread of its own."""
     await asyncio.to_thread(upgrade_sync, url)
+
+
+def _schema_problem(url: str, current: str | None) -> str | None:
+    """What is wrong with a database at revision `current`, or None when it is at head."""
+    scripts = ScriptDirectory.from_config(alembic_config(url))
+    head = scripts.get_current_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database is not migrated: run `rekorwatch db upgrade`"
+    if current not in {script.revision for script in scripts.walk_revisions()}:
+        return f"the database is at revision {current}, newer than this rekorwatch knows (it knows up to {head})"
+    return f"the database is at revision {current}, this rekorwatch needs {head}: run `rekorwatch db upgrade`"
+
+
+async def require_current_schema(url: str) -> None:
+    """Raise DatabaseNotReadyError unless the database exists and is migrated to head; creates nothing."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if path in ("", ":memory:") or not await asyncio.to_thread(os.path.isfile, path):
+            raise DatabaseNotReadyError(
+                f"no database at {path or '(memory)'}: `rekorwatch run` creates it, or `rekorwatch db upgrade`"
+            )
+    engine = create_async_engine(url)  # no WAL pragma: a database found unready is left untouched
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()
+    problem = await asyncio.to_thread(_schema_problem, url, current)
+    if problem:
+        raise DatabaseNotReadyError(problem)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 from sqlalchemy.types import TypeDecorator
+
+from monitor.timefmt import rfc3339
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -74,8 +76,8 @@ def utcnow() -> datetime:
 
 
 def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a Z, as every output of rekorwatch writes times."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+    """RFC 3339 in UTC to the second with a Z, as every output of rekorwatch writes times."""
+    return rfc3339(moment)
 
 
 class Base(DeclarativeBase):
@@ -189,11 +191,19 @@ UNTRUSTED_IDENTITY_COLUMNS: dict[str, int | None] = {
 UNTRUSTED_SIGNING_COLUMNS = {**UNTRUSTED_IDENTITY_COLUMNS, "artifact_digest": INDEXED_TEXT_BYTES}
 
 
+KEYSET_COLUMNS = ("issuer", "account_id", "account_name", "pipeline_id", "pipeline_name", "verdict")
+"""Signing filters, each indexed with the id so a filtered page is one index range (migration 0008)."""
+
+
 class SigningRow(Base):
     """A certificate from a watched issuer found in a log entry, with its verdict."""
 
     __tablename__ = "signings"
-    __table_args__ = (UniqueConstraint("log_id", "log_index", "certificate_sha256", name="uq_signings_entry_cert"),)
+    __table_args__ = (
+        UniqueConstraint("log_id", "log_index", "certificate_sha256", name="uq_signings_entry_cert"),
+        *(Index(f"ix_signings_{column}_id", column, "id") for column in KEYSET_COLUMNS),
+        Index("ix_signings_issuer_ca_serial", "issuer_ca", "certificate_serial"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
@@ -204,13 +214,13 @@ class SigningRow(Base):
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     """integrated_time, or the certificate's not_before where the log has no time (Rekor v2)."""
     kind: Mapped[str] = mapped_column(String(40))
-    issuer: Mapped[str] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    issuer: Mapped[str] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
     identity: Mapped[str | None] = mapped_column(UntrustedText())
     provider: Mapped[str | None] = mapped_column(String(40))
-    account_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
-    account_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
-    pipeline_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
-    pipeline_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
+    account_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
+    account_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
+    pipeline_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
+    pipeline_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES))
     run_url: Mapped[str | None] = mapped_column(UntrustedText())
     source_repository: Mapped[str | None] = mapped_column(UntrustedText())
     source_ref: Mapped[str | None] = mapped_column(UntrustedText())
@@ -218,7 +228,7 @@ class SigningRow(Base):
     certificate_sha256: Mapped[str] = mapped_column(String(64))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     chain_verified: Mapped[bool]
-    verdict: Mapped[str] = mapped_column(String(30), index=True)
+    verdict: Mapped[str] = mapped_column(String(30))
     extensions: Mapped[str] = mapped_column(Text, default="{}")
     issuer_ca: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 (hex) of the key of the trust root's CA that issued the certificate (null: it does not chain)."""

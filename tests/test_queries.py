@@ -1,0 +1,92 @@
+"""The read queries against a Python model of the same rows, on SQLite and PostgreSQL: every filter
+combination pages (keyset) to exactly the matching rows, newest first, and counts them; the listing
+streams them in batches."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from monitor.report import signing_batches
+from monitor.store.queries import SigningFilter, count_signings, keyset_batches, signings_page
+from monitor.store.repository import Store
+from tests.seed import EPOCH, Spec, seed
+
+ACME = Spec()
+DEBUG = Spec(pipeline_id="65e6d5551e47e5bc243ca93f", pipeline_name="app/debug", verdict="unexpected_pipeline")
+IMPOSTOR = Spec(account_id="77aa80b693a15c0f9c13ab99", account_name="ACME", verdict="impersonation")
+GITHUB = Spec(
+    account_id="",
+    account_name="",
+    pipeline_id="",
+    pipeline_name="",
+    issuer="https://token.actions.githubusercontent.com",
+    verdict="unwatched",
+)
+MINUTE = timedelta(minutes=1)
+SPECS = [random.Random(3).choice([ACME, ACME, DEBUG, IMPOSTOR, GITHUB]) for _ in range(57)]
+
+Case = tuple[SigningFilter, Callable[[int, Spec], bool]]
+CASES: list[Case] = [
+    (SigningFilter(), lambda i, s: True),
+    (SigningFilter(accounts=("acme",)), lambda i, s: s.account_name == "acme"),
+    (SigningFilter(accounts=(IMPOSTOR.account_id, "acme")), lambda i, s: s in (ACME, DEBUG, IMPOSTOR)),
+    (SigningFilter(pipelines=("app/debug", ACME.pipeline_id)), lambda i, s: s in (ACME, DEBUG, IMPOSTOR)),
+    (SigningFilter(verdicts=("impersonation", "unwatched")), lambda i, s: s in (IMPOSTOR, GITHUB)),
+    (SigningFilter(accounts=("acme",), verdicts=("expected",)), lambda i, s: s == ACME),
+    (SigningFilter(issuers=(GITHUB.issuer,)), lambda i, s: s == GITHUB),
+    (
+        SigningFilter(accounts=("acme", "ACME"), since=EPOCH + MINUTE * 10, until=EPOCH + MINUTE * 40),
+        lambda i, s: s in (ACME, DEBUG, IMPOSTOR) and 10 <= i < 40,
+    ),
+    (SigningFilter(accounts=("nobody",)), lambda i, s: False),
+]
+
+
+def expected(matches: Callable[[int, Spec], bool]) -> list[int]:
+    return [index for index in reversed(range(len(SPECS))) if matches(index, SPECS[index])]
+
+
+@pytest.fixture
+async def store(database_url: str):  # type: ignore[no-untyped-def]
+    await seed(database_url, SPECS)
+    async with Store.open(database_url) as opened:
+        yield opened
+
+
+async def test_pages_hold_exactly_the_matching_rows_newest_first(store: Store) -> None:
+    for where, matches in CASES:
+        got: list[int] = []
+        before = None
+        while True:
+            rows, before = await signings_page(store, where, limit=7, before_id=before)
+            got += [row.log_index for row in rows]
+            if before is None:
+                break
+        assert got == expected(matches), where
+        assert await count_signings(store, where) == len(got), where
+
+
+async def test_a_listing_streams_in_batches_up_to_its_limit(store: Store) -> None:
+    where, matches = CASES[2]
+    every = [record[2] async for batch in signing_batches(store, where, None) for record in batch]  # log_index
+    assert every == expected(matches)
+    assert [record[2] async for batch in signing_batches(store, where, 5) for record in batch] == every[:5]
+
+
+async def test_keyset_batches_ask_for_the_next_batch_below_the_last_key() -> None:
+    rows = list(range(100, 0, -1))
+    asked: list[tuple[int | None, int]] = []
+
+    async def page(before: int | None, size: int) -> list[int]:
+        asked.append((before, size))
+        return [row for row in rows if before is None or row < before][:size]
+
+    batches = [batch async for batch in keyset_batches(page, lambda row: row, limit=45, batch_size=20)]
+    assert [len(batch) for batch in batches] == [20, 20, 5]
+    assert asked == [(None, 20), (81, 20), (61, 5)]
+    every = [batch async for batch in keyset_batches(page, lambda row: row, limit=None, batch_size=50)]
+    assert [len(batch) for batch in every] == [50, 50] and asked[-2:] == [(51, 50), (1, 50)]
