@@ -231,7 +231,14 @@ def inspect_command(config_file: str | None, source: BinaryIO) -> None:
 )
 @click.option("--rate", type=float, default=0.0, show_default=True, help="Unwatched entries per second.")
 @click.option("--prefill", type=int, default=0, show_default=True, help="Entries to generate before serving.")
-def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -> None:
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Delay every answer of the log's API by this many milliseconds (a log across a WAN).",
+)
+def simulate(listen: str, api: str, directory: str, rate: float, prefill: int, latency_ms: float) -> None:
     """Run a local Rekor-compatible log with its own CA, for tests, demos and benchmarks."""
     from pathlib import Path
 
@@ -243,6 +250,13 @@ def simulate(listen: str, api: str, directory: str, rate: float, prefill: int) -
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     asyncio.run(
         run_until_signalled(
-            host=host, port=port, directory=Path(directory), rate=rate, prefill=prefill, announce=click.echo, api=api
+            host=host,
+            port=port,
+            directory=Path(directory),
+            rate=rate,
+            prefill=prefill,
+            announce=click.echo,
+            api=api,
+            latency_ms=latency_ms,
         )
     )

@@ -593,6 +593,25 @@ async def test_faults_answer_then_recover(sim: RunningSimulator, http: aiohttp.C
     assert asyncio.get_running_loop().time() - started >= 0.3
 
 
+async def test_added_latency_delays_the_log_api_but_not_the_control_endpoints(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    running = await start_simulator(directory=tmp_path, api="tiles", latency_ms=200)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with http.get(f"{running.url}/checkpoint") as response:
+            assert response.status == 200
+        assert loop.time() - started >= 0.2
+        running.simulator.latency = 3600.0  # were control answers delayed, this would time out
+        async with asyncio.timeout(60), http.post(f"{running.url}/sim/append", json={"unwatched": 1}) as response:
+            assert response.status == 200
+    finally:
+        await running.stop()
+    with pytest.raises(ValueError, match="latency_ms"):
+        await start_simulator(directory=tmp_path, latency_ms=-1)
+
+
 async def test_a_fork_fails_consistency_with_the_last_checkpoint(
     sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:

@@ -7,6 +7,10 @@ tlog-tiles (FORMATS.md §4, `api="tiles"`): GET /checkpoint, /tile/<L>/<N>[.p/<W
 Control endpoints (POST, JSON body) drive the same `Simulator` object tests use in-process:
 /sim/faults, /sim/append, /sim/forged, /sim/rotate (v1 only), /sim/fork, /sim/wrong_key,
 and for tiles /sim/tamper_tile and /sim/drop_partials.
+
+`Simulator.latency` (`--latency-ms`) delays every answer of the log's API, never of /sim/, by that
+many seconds: a log across a WAN, for benchmarks. Delayed requests wait concurrently, as they
+would on the wire.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ class Simulator:
     log: SimLog
     ca: LocalCA
     faults: Faults = field(default_factory=Faults)
+    latency: float = 0.0  # seconds added to every answer of the log's API
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     factory: EntryFactory = field(init=False)
     tiled: TiledLog = field(init=False)
@@ -423,10 +428,23 @@ async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.json_response({"code": error.status, "message": error.message}, status=error.status)
 
 
+def is_log_api(request: web.Request) -> bool:
+    return not request.path.startswith("/sim/")
+
+
+@web.middleware
+async def added_latency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer of the log's API waits `Simulator.latency` first, as a distant log's would."""
+    latency = request.app[SIMULATOR].latency
+    if latency > 0 and is_log_api(request):
+        await asyncio.sleep(latency)
+    return await handler(request)
+
+
 @web.middleware
 async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Slow answers and error statuses for the log's API (never for /sim/), while any are armed."""
-    fault = None if request.path.startswith("/sim/") else request.app[SIMULATOR].faults.take()
+    fault = request.app[SIMULATOR].faults.take() if is_log_api(request) else None
     if fault is None:
         return await handler(request)
     await asyncio.sleep(fault.delay)
@@ -438,7 +456,7 @@ async def injected_faults(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def create_app(simulator: Simulator) -> web.Application:
-    app = web.Application(middlewares=[rekor_errors, injected_faults])
+    app = web.Application(middlewares=[rekor_errors, added_latency, injected_faults])
     app[SIMULATOR] = simulator
     if simulator.log.tiles:
         add_tiles_routes(app, simulator.tiled)
@@ -522,18 +540,22 @@ async def start_simulator(
     api: str = "v1",
     rate: float = 0.0,
     prefill: int = 0,
+    latency_ms: float = 0.0,
 ) -> RunningSimulator:
-    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`).
+    """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`), whose
+    API answers each wait `latency_ms` first.
 
     Writes directory/trusted_root.json and signing_config.json.
     """
     if api not in APIS:
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
+    if latency_ms < 0:
+        raise ValueError(f"latency_ms must not be negative, not {latency_ms}")
     sock = bound_socket(host, port)
     bound_port = sock.getsockname()[1]
     authority = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
     log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority)
-    simulator = Simulator(log, LocalCA.generate())
+    simulator = Simulator(log, LocalCA.generate(), latency=latency_ms / 1000)
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
     url = f"http://{authority}"
     trust_files = write_trust_files(directory, url, simulator.log, simulator.ca)
@@ -563,14 +585,19 @@ async def run_until_signalled(
     prefill: int,
     announce: Callable[[str], None],
     api: str = "v1",
+    latency_ms: float = 0.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, announcing where the log and its trust root are."""
-    running = await start_simulator(host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill)
+    running = await start_simulator(
+        host=host, port=port, directory=directory, api=api, rate=rate, prefill=prefill, latency_ms=latency_ms
+    )
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
     announce(f"{'tlog-tiles (rekor v2)' if api == 'tiles' else 'rekor v1'} simulator at {running.url}")
     announce(f"trusted root: {running.trust_files.trusted_root}")
     announce(f"signing config: {running.trust_files.signing_config}")
+    if latency_ms:
+        announce(f"every answer of the log's API is delayed by {latency_ms:g} ms")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
