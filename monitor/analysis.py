@@ -1,6 +1,10 @@
 """One log entry -> the findings the pipeline stores: decode, cheap issuer filter, then (only for
 watched issuers) full parse, identity, chain check and verdict.
 
+The issuer filter costs one byte search per watched issuer for most certificates: only one that
+contains a watched issuer's bytes has its DER walked for its issuer (`may_claim_issuer` says why
+that never misses one), and only one whose issuer is watched is parsed.
+
 Pure: no I/O, no shared state beyond the chain verifier's caches; every argument and result
 pickles, so it can run in a worker process.
 
@@ -20,6 +24,7 @@ from monitor.identity.fulcio import (
     ChainVerifier,
     FulcioCertificate,
     certificate_issuer,
+    may_claim_issuer,
     parse_fulcio_certificate,
 )
 from monitor.policy import Judgement, Policy
@@ -43,12 +48,21 @@ def analyse_entry(body: bytes, policy: Policy, chains: ChainVerifier) -> EntryAn
     """Raises EntryDecodeError for an undecodable body (or an unparseable watched certificate)."""
     decoded = decode_entry(body)
     findings = []
-    for der in decoded.certificates:
-        if policy.watches_issuer(certificate_issuer(der)):
-            finding = _examine(der, policy, chains)
-            if finding is not None:
-                findings.append(finding)
+    for der in watched_certificates(decoded, policy):
+        finding = _examine(der, policy, chains)
+        if finding is not None:
+            findings.append(finding)
     return EntryAnalysis(decoded, tuple(findings))
+
+
+def watched_certificates(decoded: DecodedEntry, policy: Policy) -> list[bytes]:
+    """The entry's certificates whose (cheaply read) issuer is watched."""
+    issuers = policy.issuer_bytes
+    return [
+        der
+        for der in decoded.certificates
+        if may_claim_issuer(der, issuers) and policy.watches_issuer(certificate_issuer(der))
+    ]
 
 
 def _examine(der: bytes, policy: Policy, chains: ChainVerifier) -> Finding | None:
