@@ -42,12 +42,14 @@ def read_profile(path: Path) -> dict[str, ProcessProfile]:
         if not stack or not count_text.isdigit():
             continue
         owners = list(PROCESS.finditer(stack))
-        if not owners:
-            continue
-        count, owner = int(count_text), owners[-1]  # a child's samples sit under its parent's frame
-        profile = processes.setdefault(owner.group(1), ProcessProfile(owner.group(2)))
+        count = int(count_text)
+        if owners:  # recorded with --subprocesses: a child's samples sit under its parent's frame
+            owner = owners[-1]
+            pid, command, frames = owner.group(1), owner.group(2), stack[owner.end() :].split(";")
+        else:
+            pid, command, frames = "profiled", "(recorded without --subprocesses)", stack.split(";")
+        profile = processes.setdefault(pid, ProcessProfile(command))
         profile.samples += count
-        frames = stack[owner.end() :].split(";") if owner.end() < len(stack) else []
         names = [function_name(frame) for frame in frames if frame and not frame.startswith("thread ")]
         for name in set(names):
             profile.inclusive[name] += count
