@@ -10,7 +10,8 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
 - then each request is a chunk: a flag byte (1: also return the bodies' RFC 6962 leaf hashes), then
   each body as a 4-byte big-endian length and its bytes;
 - each answer, in request order, is the pickled `ChunkOutcome`.
-The worker exits when its stdin closes: a parent that dies takes its workers with it.
+The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
+SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight.
 
 Invariants: the bodies are analysed exactly as `analyse_entry` does in process (same findings, same
 `EntryDecodeError`s); a malformed frame from the parent ends the worker with a message on stderr,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import pickle
+import signal
 import struct
 import sys
 from collections.abc import Sequence
@@ -116,6 +118,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (ValueError, pickle.UnpicklingError) as exc:
