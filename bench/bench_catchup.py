@@ -17,6 +17,8 @@ tree (the daemon, its decode worker and any other child) and printed with the da
 hash, JSON, base64, a byte search for the issuer, X.509 only on a hit; one process) reads the same
 entries; the ratio is rekorwatch's rate over the floor's.
 --repeat K: K rounds (floor, then rekorwatch on a fresh database), and the median ratio.
+--concurrency N: the log's `concurrency` in rekorwatch's config (default: the daemon's, 8); the bare
+client always keeps 16 requests in flight.
 --postgres: a fresh database per round on the server of $REKORWATCH_TEST_PG_URL (default the local
 one), dropped afterwards; the default is a fresh SQLite file per round.
 
@@ -137,12 +139,13 @@ def signings_stored(database: str) -> int:
     return asyncio.run(count())
 
 
-def write_config(directory: Path, url: str, database: str, api: str) -> Path:
+def write_config(directory: Path, url: str, database: str, api: str, concurrency: int | None) -> Path:
     config = directory / "bench.yaml"
+    in_flight = "" if concurrency is None else f", concurrency: {concurrency}"
     config.write_text(
         f"database: {database}\n"
         f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
-        f"logs: [{{url: {url}, api: {api}, start: 0}}]\n"
+        f"logs: [{{url: {url}, api: {api}, start: 0{in_flight}}}]\n"
         f"poll_interval: 10s\n{WATCH}"
     )
     return config
@@ -299,6 +302,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every read by this many ms")
     parser.add_argument("--floor", action="store_true", help="also run the bare client; print the ratio")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (each: floor, then rekorwatch)")
+    parser.add_argument("--concurrency", type=int, help="the log's `concurrency` in rekorwatch's config")
     args = parser.parse_args()
     ratios = []
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
@@ -316,7 +320,8 @@ def main() -> None:
                     report_floor(floor)
                 database = fresh_database(directory, args.postgres, round_number)
                 try:
-                    daemon = run_daemon(write_config(directory, url, database, args.api), database, simulator.pid)
+                    config = write_config(directory, url, database, args.api, args.concurrency)
+                    daemon = run_daemon(config, database, simulator.pid)
                 finally:
                     drop_database(database)
                 report_daemon(args.entries, daemon)
