@@ -219,7 +219,7 @@ class DaemonRun:
     cpu_seconds: float
     simulator_cpu_seconds: float
     memory: TreeMemory
-    signings: int
+    signings: int | None  # None when the daemon failed
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def run_daemon(config: Path, database: str, simulator: int) -> DaemonRun:
         children_cpu() - cpu,
         cpu_seconds_of(simulator) - simulator_cpu,
         memory,
-        signings_stored(database),
+        signings_stored(database) if daemon.returncode == 0 else None,
     )
 
 
