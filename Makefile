@@ -30,9 +30,12 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_catchup.py --entries 100000
-	$(BIN)/python bench/bench_catchup.py --entries 100000 --postgres
-	$(BIN)/python bench/bench_catchup.py --entries 200000 --api tiles
+	$(BIN)/python bench/bench_catchup.py --floor --api tiles --entries 200000
+	$(BIN)/python bench/bench_catchup.py --floor --api v1 --entries 100000
+	$(BIN)/python bench/bench_catchup.py --floor --api tiles --entries 200000 --latency-ms 50
+	$(BIN)/python bench/bench_catchup.py --floor --api v1 --entries 20000 --latency-ms 50
+	$(BIN)/python bench/bench_catchup.py --floor --api tiles --entries 200000 --postgres
+	$(BIN)/python bench/bench_catchup.py --floor --api v1 --entries 100000 --postgres
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ct.py --entries 200000
 	$(BIN)/python bench/bench_queries.py

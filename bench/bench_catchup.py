@@ -1,63 +1,93 @@
-"""Catch-up benchmark: `rekorwatch run --once` from index 0 against a prefilled simulator.
+"""Catch-up benchmark: `rekorwatch run --once` from index 0 against a prefilled simulator, and its
+ratio to a bare client (`--floor`) reading the same log from the same simulator process.
 
-The simulator runs in its own process (as a real log would be elsewhere), prefilled with N entries,
-each with its own certificate (1% from the watched Codefresh issuer). The daemon runs as a
-subprocess too, so its peak RSS is measured alone. Prints entries/s and peak RSS.
+The simulator runs in its own process (as a real log would be elsewhere), prefilled with N entries
+as large as real ones, each with its own certificate, 1% of them Codefresh signings of the watched
+account. The daemon runs as a subprocess; its peak RSS is sampled from /proc over its whole process
+tree (the daemon, its decode worker and any other child) and printed with the daemon's alone.
 
-    .venv/bin/python bench/bench_catchup.py --entries 100000 [--postgres] [--api tiles]
+    .venv/bin/python bench/bench_catchup.py --entries 200000 --api tiles --floor
+    .venv/bin/python bench/bench_catchup.py --entries 100000 --api v1 --floor
+    .venv/bin/python bench/bench_catchup.py --entries 200000 --api tiles --floor --latency-ms 50
+    .venv/bin/python bench/bench_catchup.py --entries 20000 --api v1 --floor --latency-ms 50
+    .venv/bin/python bench/bench_catchup.py --entries 100000 --api v1 --floor --postgres
 
---postgres uses a fresh database on the server of $REKORWATCH_TEST_PG_URL (default the local one),
-dropped afterwards; the default is a fresh SQLite file.
+--latency-ms N: the simulator delays every answer of the log's API by N ms (a log across a WAN).
+--floor: before each rekorwatch run, bench/floor_client.py (fetch with 16 requests in flight, leaf
+hash, JSON, base64, a byte search for the issuer, X.509 only on a hit; one process) reads the same
+entries; the ratio is rekorwatch's rate over the floor's.
+--repeat K: K rounds (floor, then rekorwatch on a fresh database), and the median ratio.
+--concurrency N: the log's `concurrency` in rekorwatch's config (default: the daemon's, 8); the bare
+client always keeps 16 requests in flight.
+--postgres: a fresh database per round on the server of $REKORWATCH_TEST_PG_URL (default the local
+one), dropped afterwards; the default is a fresh SQLite file per round.
+
+Both clients share a 2-core machine with the simulator: the simulator's CPU time is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import resource
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).with_name("rekorwatch")
-WATCH = """watch:
-  issuers: [https://oidc.codefresh.io]
+FLOOR = Path(__file__).with_name("floor_client.py")
+WATCHED_ISSUER = "https://oidc.codefresh.io"
+WATCH = f"""watch:
+  issuers: [{WATCHED_ISSUER}]
   codefresh:
     - account_id: 628a80b693a15c0f9c13ab75
       account_name: test-codefresh
-      pipelines: [{id: 65e6d5551e47e5bc243ca93f}]
+      pipelines: [{{id: 65e6d5551e47e5bc243ca93f}}]
 """
+SAMPLE_SECONDS = 0.05
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PG_SERVER = os.environ.get("REKORWATCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
-def start_simulator(directory: Path, entries: int, api: str) -> tuple[subprocess.Popen[str], str]:
+# -- the simulator ----------------------------------------------------------------------------------
+
+
+def start_simulator(directory: Path, entries: int, api: str, latency_ms: float) -> tuple[subprocess.Popen[str], str]:
     command = [str(BIN), "simulate", "--listen", "127.0.0.1:0", "--dir", str(directory), "--api", api]
-    command += ["--prefill", str(entries)]
+    command += ["--prefill", str(entries), "--latency-ms", str(latency_ms)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     for line in process.stdout:
         print(f"  simulator: {line.rstrip()}", file=sys.stderr)
         match = re.search(r"(http://\S+)", line)
         if match and "simulator at" in line:
+            threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
             return process, match.group(1)
     raise SystemExit("the simulator did not start")
 
 
-def write_config(directory: Path, url: str, database: str, api: str) -> Path:
-    config = directory / "bench.yaml"
-    config.write_text(
-        f"database: {database}\n"
-        f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
-        f"logs: [{{url: {url}, api: {api}, start: 0}}]\n"
-        f"poll_interval: 10s\n{WATCH}"
-    )
-    return config
+def drain(stream: object) -> None:
+    """Keep reading the simulator's output, so that it never blocks on a full pipe."""
+    for line in stream:  # type: ignore[attr-defined]
+        print(f"  simulator: {line.rstrip()}", file=sys.stderr)
 
 
-PG_SERVER = os.environ.get("REKORWATCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# -- databases --------------------------------------------------------------------------------------
 
 
 def _admin(sql: str) -> None:
@@ -74,71 +104,236 @@ def _admin(sql: str) -> None:
     asyncio.run(run())
 
 
-def fresh_postgres() -> str:
+def fresh_database(directory: Path, postgres: bool, round_number: int) -> str:
+    if not postgres:
+        return f"sqlite+aiosqlite:///{directory / f'bench-{round_number}.db'}"
     from sqlalchemy.engine import make_url
 
-    name = f"rekorwatch_bench_{os.getpid()}"
+    name = f"rekorwatch_bench_{os.getpid()}_{round_number}"
     _admin(f'CREATE DATABASE "{name}"')
     return make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_postgres(database: str) -> None:
+def drop_database(database: str) -> None:
+    if database.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        _admin(f'DROP DATABASE IF EXISTS "{make_url(database).database}" WITH (FORCE)')
+
+
+def signings_stored(database: str) -> int:
+    query = "SELECT count(*) FROM signings"
+    if database.startswith("sqlite"):
+        with sqlite3.connect(database.split(":///", 1)[1]) as connection:
+            return int(connection.execute(query).fetchone()[0])
+    import asyncpg
     from sqlalchemy.engine import make_url
 
-    _admin(f'DROP DATABASE IF EXISTS "{make_url(database).database}" WITH (FORCE)')
+    async def count() -> int:
+        connection = await asyncpg.connect(make_url(database).set(drivername="postgresql").render_as_string(False))
+        try:
+            return int(await connection.fetchval(query))
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
 
 
-def tree_rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (the decode worker), from /proc."""
-    total_kib = 0
-    pending = [pid]
+def write_config(directory: Path, url: str, database: str, api: str, concurrency: int | None) -> Path:
+    config = directory / "bench.yaml"
+    in_flight = "" if concurrency is None else f", concurrency: {concurrency}"
+    config.write_text(
+        f"database: {database}\n"
+        f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
+        f"logs: [{{url: {url}, api: {api}, start: 0{in_flight}}}]\n"
+        f"poll_interval: 10s\n{WATCH}"
+    )
+    return config
+
+
+# -- memory of a process tree -----------------------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants, from /proc/<pid>/task/*/children."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total_kib += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, AttributeError):
+        except OSError:
             continue
-    return total_kib / 1024
+        found.append(current)
+    return found
+
+
+def memory_kib(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) of a process in KiB, None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    rss, hwm = re.search(r"VmRSS:\s+(\d+)", status), re.search(r"VmHWM:\s+(\d+)", status)
+    return (int(rss.group(1)), int(hwm.group(1))) if rss and hwm else None
+
+
+@dataclass
+class TreeMemory:
+    """Peaks over samples of a process tree: the sum of its RSS at one moment, and each process's
+    own high-water mark (exact, kept by the kernel; their sum bounds the tree's true peak)."""
+
+    root: int
+    tree_peak_kib: int = 0
+    high_water_kib: dict[int, int] = field(default_factory=dict)
+
+    def sample(self) -> None:
+        total = 0
+        for pid in process_tree(self.root):
+            memory = memory_kib(pid)
+            if memory is not None:
+                total += memory[0]
+                self.high_water_kib[pid] = max(self.high_water_kib.get(pid, 0), memory[1])
+        self.tree_peak_kib = max(self.tree_peak_kib, total)
+
+    @property
+    def root_peak_mib(self) -> float:
+        return self.high_water_kib.get(self.root, 0) / 1024
+
+    @property
+    def tree_peak_mib(self) -> float:
+        return self.tree_peak_kib / 1024
+
+    @property
+    def high_water_sum_mib(self) -> float:
+        return sum(self.high_water_kib.values()) / 1024
+
+
+# -- one round --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DaemonRun:
+    seconds: float
+    exit_code: int
+    cpu_seconds: float
+    simulator_cpu_seconds: float
+    memory: TreeMemory
+    signings: int | None  # None when the daemon failed
+
+
+@dataclass(frozen=True)
+class FloorRun:
+    seconds: float
+    rate: float
+    watched: int
+    cpu_seconds: float
+    simulator_cpu_seconds: float
+    peak_rss_mib: float
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_floor(url: str, api: str, entries: int, simulator: int) -> FloorRun:
+    simulator_cpu = cpu_seconds_of(simulator)
+    command = [sys.executable, str(FLOOR), "--url", url, "--api", api, "--entries", str(entries)]
+    command += ["--issuer", WATCHED_ISSUER]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(output)
+    return FloorRun(
+        result["seconds"],
+        result["rate"],
+        result["watched"],
+        result["cpu_seconds"],
+        cpu_seconds_of(simulator) - simulator_cpu,
+        result["peak_rss_mib"],
+    )
+
+
+def run_daemon(config: Path, database: str, simulator: int) -> DaemonRun:
+    env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
+    cpu, simulator_cpu = children_cpu(), cpu_seconds_of(simulator)
+    started = time.perf_counter()
+    daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env)
+    memory = TreeMemory(daemon.pid)
+    while daemon.poll() is None:
+        memory.sample()
+        time.sleep(SAMPLE_SECONDS)
+    elapsed = time.perf_counter() - started
+    return DaemonRun(
+        elapsed,
+        daemon.returncode,
+        children_cpu() - cpu,
+        cpu_seconds_of(simulator) - simulator_cpu,
+        memory,
+        signings_stored(database) if daemon.returncode == 0 else None,
+    )
+
+
+def report_floor(run: FloorRun) -> None:
+    print(
+        f"  bare client: {run.seconds:.2f}s  {run.rate:,.0f} entries/s  watched {run.watched}  "
+        f"CPU {run.cpu_seconds:.1f}s  simulator CPU {run.simulator_cpu_seconds:.1f}s  RSS {run.peak_rss_mib:.0f} MiB"
+    )
+
+
+def report_daemon(entries: int, run: DaemonRun) -> None:
+    memory = run.memory
+    print(
+        f"  rekorwatch:  {run.seconds:.2f}s  {entries / run.seconds:,.0f} entries/s  signings {run.signings}  "
+        f"CPU {run.cpu_seconds:.1f}s ({run.cpu_seconds / run.seconds:.0%} of one core)  "
+        f"simulator CPU {run.simulator_cpu_seconds:.1f}s  exit {run.exit_code}"
+    )
+    print(
+        f"  peak RSS: daemon + children {memory.tree_peak_mib:.0f} MiB (sampled sum; sum of each process's "
+        f"high-water mark {memory.high_water_sum_mib:.0f} MiB, {len(memory.high_water_kib)} processes), "
+        f"daemon alone {memory.root_peak_mib:.0f} MiB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=20000)
-    parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database, not SQLite")
     parser.add_argument("--api", choices=["v1", "tiles"], default="v1")
+    parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database, not SQLite")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every read by this many ms")
+    parser.add_argument("--floor", action="store_true", help="also run the bare client; print the ratio")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (each: floor, then rekorwatch)")
+    parser.add_argument("--concurrency", type=int, help="the log's `concurrency` in rekorwatch's config")
     args = parser.parse_args()
+    ratios = []
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
         directory = Path(tmp)
-        database = fresh_postgres() if args.postgres else f"sqlite+aiosqlite:///{directory / 'bench.db'}"
         started = time.perf_counter()
-        simulator, url = start_simulator(directory, args.entries, args.api)
+        simulator, url = start_simulator(directory, args.entries, args.api, args.latency_ms)
         print(f"simulator ready with {args.entries} entries in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        backend = "postgresql" if args.postgres else "sqlite"
+        print(f"api={args.api} backend={backend} entries={args.entries} latency={args.latency_ms:g}ms")
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
         try:
-            config = write_config(directory, url, database, args.api)
-            env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
-            started = time.perf_counter()
-            daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env)
-            tree_peak_mib = 0.0
-            while daemon.poll() is None:
-                tree_peak_mib = max(tree_peak_mib, tree_rss_mib(daemon.pid))
-                time.sleep(0.1)
-            elapsed = time.perf_counter() - started
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-            peak_mib = usage.ru_maxrss / 1024
-            cpu = usage.ru_utime + usage.ru_stime
+            for round_number in range(args.repeat):
+                floor = run_floor(url, args.api, args.entries, simulator.pid) if args.floor else None
+                if floor is not None:
+                    report_floor(floor)
+                database = fresh_database(directory, args.postgres, round_number)
+                try:
+                    config = write_config(directory, url, database, args.api, args.concurrency)
+                    daemon = run_daemon(config, database, simulator.pid)
+                finally:
+                    drop_database(database)
+                report_daemon(args.entries, daemon)
+                if floor is not None:
+                    ratios.append(floor.seconds / daemon.seconds)
+                    print(f"  ratio rekorwatch / bare client: {ratios[-1]:.2f}")
         finally:
             simulator.terminate()
             simulator.wait()
-            if args.postgres:
-                drop_postgres(database)
-    backend = database.split(":", 1)[0]
-    print(f"api={args.api} backend={backend} entries={args.entries} exit={daemon.returncode}")
-    print(f"catch-up: {elapsed:.2f}s  {args.entries / elapsed:,.0f} entries/s")
-    print(f"peak RSS: largest process {peak_mib:.0f} MiB, daemon + its worker together {tree_peak_mib:.0f} MiB")
-    print(f"daemon CPU: {cpu:.2f}s ({cpu / elapsed:.0%} of one core)")
+    if len(ratios) > 1:
+        print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,155 +1,92 @@
-"""Runs `analyse_entry` over a chunk of entries off the event loop.
+"""Decoding and judging chunks of entries off the event loop, in a lean decode process.
 
-Decoding is pure CPU work; in a thread it would still hold the GIL against the event loop, so
-when the machine has a core to spare it runs in a worker process, which gets the policy and chain
-verifier once (at start) and sends back only what matters: the findings and the errors. Most
-entries have neither, so almost nothing crosses back.
+Decoding is pure CPU work; in a thread it would still hold the GIL against the event loop, so when
+the machine has a core to spare it runs in `python -m monitor.decode_worker` (decode_worker.py),
+which gets the judges (watch rules, chain checks) once and sends back only what matters: the
+findings and the errors. Most entries have neither, so almost nothing crosses back. On a single
+core it runs in a thread of this process.
 
-The worker never outlives the daemon: it is told the daemon's pid and exits as soon as its parent is
-another process (the daemon was killed, even before the worker finished starting). It ignores
-SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that dies is
-replaced at the next chunk; the chunk it was working on fails its cycle and is read again. Work
-already queued is never cancelled (a trust-root refresh starts a new worker beside the old one,
-which finishes its queue and goes).
+The worker never outlives the daemon: it exits when its stdin closes, which the kernel does when the
+daemon dies, however it dies. It ignores SIGINT: Ctrl-C is the daemon's to handle, by finishing the
+chunk in flight. A worker that dies fails the chunks waiting for it (their cycle fails and reads them
+again) and is replaced at the next chunk. Work already sent is never dropped: a trust-root refresh
+starts a new worker beside the old one, which answers what it was sent and then exits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
 import os
-import signal
-import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from monitor.analysis import CertificateFinding, EntryAnalysis, analyse_ct_entry, analyse_entry
-from monitor.entries import EntryDecodeError
-from monitor.errors import ReasonedError
-from monitor.identity.ct_chain import CtChainVerifier
-from monitor.identity.fulcio import ChainVerifier
-from monitor.policy import Policy
-from monitor.tlog.ct import CtEntryError, CtLogEntry
+from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
+from monitor.decode_worker import DecodeProcess, WorkerError
+from monitor.tlog.ct import CtLogEntry
 
-Outcome = EntryAnalysis | EntryDecodeError
-CtOutcome = CertificateFinding | CtEntryError
-PARENT_CHECK_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class Judges:
-    """What decoding and judging need, given to the worker once: the watch rules and the chain checks."""
-
-    policy: Policy
-    chains: ChainVerifier
-    ct_chains: CtChainVerifier
-
-
-_worker: Judges | None = None
-
-
-def _start_worker(judges: Judges, parent: int) -> None:
-    global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = judges
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A daemon killed with -9 cannot stop its worker: the worker notices and goes too. `parent` is
-    the daemon's pid as the daemon said it, so a daemon that died before this thread started (the
-    worker already re-parented) is noticed at once."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(0)
-
-
-def _analyse_in_worker(bodies: Sequence[bytes]) -> dict[int, Outcome]:
-    assert _worker is not None, "worker not initialised"
-    return analyse_bodies(bodies, _worker)
-
-
-def _analyse_ct_in_worker(entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
-    assert _worker is not None, "worker not initialised"
-    return analyse_ct_entries(entries, _worker)
-
-
-def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome]:
-    """{position: outcome} for the Rekor entry bodies that yield findings or cannot be decoded."""
-    outcomes: dict[int, Outcome] = {}
-    for position, body in enumerate(bodies):
-        try:
-            analysis = analyse_entry(body, judges.policy, judges.chains)
-        except EntryDecodeError as exc:
-            outcomes[position] = exc
-            continue
-        if analysis.findings:
-            outcomes[position] = analysis
-    return outcomes
-
-
-def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:
-    """{position: outcome} for the CT entries that hold a watched certificate or cannot be decoded."""
-    outcomes: dict[int, CtOutcome] = {}
-    for position, entry in enumerate(entries):
-        try:
-            found = analyse_ct_entry(entry, judges.policy, judges.ct_chains)
-        except CtEntryError as exc:
-            outcomes[position] = exc
-            continue
-        if found is not None:
-            outcomes[position] = found
-    return outcomes
-
-
-def is_undecodable(outcome: object) -> bool:
-    return isinstance(outcome, ReasonedError)
+__all__ = ["ChunkAnalyser", "CtOutcome", "Judges", "Outcome", "WorkerError"]
 
 
 class ChunkAnalyser:
     def __init__(self, judges: Judges, *, processes: int | None = None):
         self.judges = judges
-        self.processes = (1 if (os.cpu_count() or 1) > 1 else 0) if processes is None else processes
-        self.executor = self._new_executor()
-
-    @property
-    def in_process(self) -> bool:
-        return self.processes == 0
-
-    def _new_executor(self) -> Executor:
-        if self.in_process:
-            return ThreadPoolExecutor(1, thread_name_prefix="analyse")
-        return ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(self.judges, os.getpid()),
-        )
+        self.in_process = (os.cpu_count() or 1) < 2 if processes is None else processes == 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="analyse") if self.in_process else None
+        self._process: DecodeProcess | None = None
+        self._starting = asyncio.Lock()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def analyse(self, bodies: Sequence[bytes]) -> dict[int, Outcome]:
-        """Rekor entry bodies, in the worker."""
-        return await self._run(_analyse_in_worker, analyse_bodies, bodies)
+        """Rekor entry bodies: {position: outcome} of those with findings or that cannot be decoded."""
+        if self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, analyse_bodies, bodies, self.judges)
+        async with self._counted():
+            worker = await self._worker()
+            return await self._answer(worker, worker.analyse(bodies))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
-        """CT entries, in the worker."""
-        return await self._run(_analyse_ct_in_worker, analyse_ct_entries, entries)
+        """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, analyse_ct_entries, entries, self.judges)
+        async with self._counted():
+            worker = await self._worker()
+            return await self._answer(worker, worker.analyse_ct(entries))
 
-    async def _run(self, in_worker: Callable[[Any], Any], in_process: Callable[[Any, Judges], Any], items: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        executor = self.executor
+    @contextlib.asynccontextmanager
+    async def _counted(self) -> AsyncIterator[None]:
+        """A request in flight: `close` waits for it (it may have been asked just before the close)."""
+        self._in_flight += 1
+        self._idle.clear()
         try:
-            if self.in_process:
-                return await loop.run_in_executor(executor, in_process, items, self.judges)
-            return await loop.run_in_executor(executor, in_worker, items)
-        except BrokenProcessPool:
-            if self.executor is executor:  # the first to notice replaces the dead worker
-                self.executor = self._new_executor()
+            yield
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _worker(self) -> DecodeProcess:
+        async with self._starting:
+            if self._process is None:
+                self._process = await DecodeProcess.start(self.judges)
+            return self._process
+
+    async def _answer(self, worker: DecodeProcess, asked) -> dict:  # type: ignore[no-untyped-def,type-arg]
+        try:
+            return (await asked).outcomes
+        except WorkerError:
+            if self._process is worker:  # the first to notice lets the next chunk start a new worker
+                self._process = None
             raise
 
-    def close(self) -> None:
-        """Stop taking work; what is queued still runs to completion."""
-        self.executor.shutdown(wait=False, cancel_futures=False)
+    async def close(self) -> None:
+        """Answer what was asked (also what is being asked now), then let the worker exit."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=False)
+        await self._idle.wait()
+        if self._process is not None:
+            process, self._process = self._process, None
+            await process.close()

@@ -1,6 +1,10 @@
 """One log entry -> the findings the pipeline stores: decode, cheap issuer filter, then (only for
 watched issuers) full parse, identity, chain check and verdict.
 
+The issuer filter costs one byte search per watched issuer for most certificates: only one that
+contains a watched issuer's bytes has its DER walked for its issuer (`may_claim_issuer` says why
+that never misses one), and only one whose issuer is watched is parsed.
+
 Pure: no I/O, no shared state beyond the chain verifier's caches; every argument and result
 pickles, so it can run in a worker process.
 
@@ -11,6 +15,7 @@ undecodable (`EntryDecodeError`, reason `bad_certificate`): the pipeline records
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.entries import DecodedEntry, EntryDecodeError, decode_entry
@@ -21,6 +26,7 @@ from monitor.identity.fulcio import (
     ChainVerifier,
     FulcioCertificate,
     certificate_issuer,
+    may_claim_issuer,
     parse_fulcio_certificate,
 )
 from monitor.policy import Judgement, Policy
@@ -51,12 +57,21 @@ def analyse_entry(body: bytes, policy: Policy, chains: ChainVerifier) -> EntryAn
     """Raises EntryDecodeError for an undecodable body (or an unparseable watched certificate)."""
     decoded = decode_entry(body)
     findings = []
-    for der in decoded.certificates:
-        if policy.watches_issuer(certificate_issuer(der)):
-            finding = _examine(der, policy, chains)
-            if finding is not None:
-                findings.append(finding)
+    for der in watched_certificates(decoded, policy):
+        finding = _examine(der, policy, chains)
+        if finding is not None:
+            findings.append(finding)
     return EntryAnalysis(decoded, tuple(findings))
+
+
+def watched_certificates(decoded: DecodedEntry, policy: Policy) -> list[bytes]:
+    """The entry's certificates whose (cheaply read) issuer is watched."""
+    issuers = policy.issuer_bytes
+    return [
+        der
+        for der in decoded.certificates
+        if may_claim_issuer(der, issuers) and policy.watches_issuer(certificate_issuer(der))
+    ]
 
 
 def _examine(der: bytes, policy: Policy, chains: ChainVerifier) -> Finding | None:
@@ -111,3 +126,45 @@ def analyse_ct_entry(raw: CtLogEntry, policy: Policy, chains: CtChainVerifier) -
     return CertificateFinding(
         finding, raw.log_index, entry.timestamp, entry_type, issuer_ca, serial_text(entry.serial_number)
     )
+
+
+@dataclass(frozen=True)
+class Judges:
+    """What decoding and judging need, given to a decode process once: the watch rules and the chain
+    checks of the trust root (Rekor certificates, and CT precertificates)."""
+
+    policy: Policy
+    chains: ChainVerifier
+    ct_chains: CtChainVerifier
+
+
+Outcome = EntryAnalysis | EntryDecodeError
+CtOutcome = CertificateFinding | CtEntryError
+
+
+def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome]:
+    """{position: outcome} for the Rekor entry bodies that yield findings or cannot be decoded."""
+    outcomes: dict[int, Outcome] = {}
+    for position, body in enumerate(bodies):
+        try:
+            analysis = analyse_entry(body, judges.policy, judges.chains)
+        except EntryDecodeError as exc:
+            outcomes[position] = exc
+            continue
+        if analysis.findings:
+            outcomes[position] = analysis
+    return outcomes
+
+
+def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:
+    """{position: outcome} for the CT entries that hold a watched certificate or cannot be decoded."""
+    outcomes: dict[int, CtOutcome] = {}
+    for position, entry in enumerate(entries):
+        try:
+            found = analyse_ct_entry(entry, judges.policy, judges.ct_chains)
+        except CtEntryError as exc:
+            outcomes[position] = exc
+            continue
+        if found is not None:
+            outcomes[position] = found
+    return outcomes

@@ -373,8 +373,23 @@ def inspect_command(config_file: str | None, check_build: bool, source: BinaryIO
 @click.option(
     "--ct-prefill", type=int, default=0, show_default=True, help="Precertificates to log in CT only, before serving."
 )
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Delay every answer of the log's API by this many milliseconds (a log across a WAN).",
+)
 def simulate(
-    listen: str, api: str, directory: str, rate: float, prefill: int, split_view: bool, ct_api: str, ct_prefill: int
+    listen: str,
+    api: str,
+    directory: str,
+    rate: float,
+    prefill: int,
+    split_view: bool,
+    ct_api: str,
+    ct_prefill: int,
+    latency_ms: float,
 ) -> None:
     """Run a local Rekor-compatible log with its own CA, CT log and witnesses, for tests, demos and benchmarks."""
     from pathlib import Path
@@ -397,5 +412,6 @@ def simulate(
             split_view=split_view,
             ct_api=ct_api,
             ct_prefill=ct_prefill,
+            latency_ms=latency_ms,
         )
     )

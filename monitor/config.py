@@ -33,8 +33,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from monitor.patterns import PatternError, compile_pattern
 from monitor.tlog.witness import PolicyError, WitnessPolicy, parse_policy
@@ -430,6 +428,10 @@ class Settings(_Strict):
     @classmethod
     def _supported_database(cls, value: str) -> str:
         """The URL as SQLAlchemy will read it; messages never echo it (it may hold a password)."""
+        # Imported here: the decode worker loads the config's models but must not load a database layer.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         usage = "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST[:PORT]/DB"
         driver = value.partition("://")[0]
         if driver not in DATABASE_DRIVERS:

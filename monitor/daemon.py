@@ -205,14 +205,14 @@ class Runtime:
     def follow_loop(self, follower: LogFollower) -> FollowLoop:
         return FollowLoop(follower, self.health[follower.url], self.store, self.settings.poll_interval, self.metrics)
 
-    def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
+    async def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
         """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0.
-        The old analyser finishes what is queued for it; new chunks go to the new one."""
+        The old analyser answers what was sent to it; new chunks go to the new one."""
         self.trust = trust
         old = self.recorder.analyser
         self.recorder.analyser = self.certificates.analyser = new_analyser(self.settings, trust)
         self.recorder.trust = trust
-        old.close()
+        await old.close()
         for follower in self.followers:
             follower.trust = trust
         known = {follower.url for follower in self.followers}
@@ -293,7 +293,7 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         try:
             yield runtime
         finally:
-            runtime.recorder.analyser.close()
+            await runtime.recorder.analyser.close()
 
 
 async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
@@ -408,5 +408,5 @@ async def _refresh_trust_forever(
         except TrustRootError as exc:
             log.warning("trust_reload_failed", error=str(exc)[:300], keeping=runtime.trust.source)
             continue
-        for follower in [*runtime.adopt_trust(trust), *await runtime.add_ct_followers(start=0)]:
+        for follower in [*await runtime.adopt_trust(trust), *await runtime.add_ct_followers(start=0)]:
             _supervise_follower(supervisor, runtime, follower, stop)

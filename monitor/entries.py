@@ -8,6 +8,12 @@ short `reason` token fit for a metrics label.
 When key material is a PEM bundle, only its first certificate is reported: it holds the key that
 Rekor verified the signature with; the rest is a chain, which is checked against the trust root
 instead.
+
+Every entry is parsed and its key material base64-decoded, so both run on the fast libraries
+(orjson, pybase64: several times faster than json and binascii) with the standard library as the
+judge of what is valid: orjson and pybase64 are stricter (orjson wants UTF-8 and no NaN, pybase64 no
+stray `=` after a full quantum), so what they refuse is tried again with json and binascii
+(strict mode), and a body decodes exactly as it did with those alone (tests/test_decode_fast.py).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+import pybase64
 
 from monitor.errors import ReasonedError
 
@@ -56,7 +65,11 @@ class _KeyMaterial:
 
 def decode_entry(body: bytes) -> DecodedEntry:
     """Decode a canonical Rekor entry body (the leaf bytes)."""
-    entry = _load_json(body)
+    return decode_document(_load_json(body))
+
+
+def decode_document(entry: dict[str, Any]) -> DecodedEntry:
+    """Decode an entry body already parsed from JSON."""
     kind = _string(entry, "kind")
     api_version = _string(entry, "apiVersion")
     spec = _mapping(entry, "spec")
@@ -78,9 +91,12 @@ def _load_json(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise EntryDecodeError("too_large", f"{len(body)} bytes")
     try:
-        entry = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise EntryDecodeError("not_json", str(exc)[:120]) from None
+        entry = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            entry = json.loads(body)  # what orjson refuses and json reads (UTF-16, NaN...) still decodes
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise EntryDecodeError("not_json", str(exc)[:120]) from None
     if not isinstance(entry, dict):
         raise EntryDecodeError("not_json", "the body is not a JSON object")
     return entry
@@ -138,10 +154,21 @@ def _optional_mapping(obj: dict[str, Any], *keys: str) -> dict[str, Any] | None:
 # -- key material ----------------------------------------------------------------------------------
 
 
+def _strict_base64(value: str | bytes) -> bytes:
+    """binascii's strict base64 (no whitespace, exact padding), decoded by pybase64 when it can.
+
+    Raises ValueError (binascii.Error is one) for what binascii refuses, and only for that.
+    """
+    try:
+        return pybase64.b64decode(value, validate=True)
+    except ValueError:
+        return binascii.a2b_base64(value, strict_mode=True)
+
+
 def _base64(value: str, what: str) -> bytes:
     try:
-        return binascii.a2b_base64(value, strict_mode=True)
-    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
+        return _strict_base64(value)
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise EntryDecodeError("bad_base64", what) from None
 
 
@@ -167,8 +194,8 @@ def _add_pem_key_material(b64_pem: str, keys: _KeyMaterial, what: str) -> None:
         keys.public_keys += 1
         return
     try:
-        der = binascii.a2b_base64(content, strict_mode=True)
-    except binascii.Error:
+        der = _strict_base64(content)
+    except ValueError:
         raise EntryDecodeError("bad_pem", f"{what}: the certificate is not base64") from None
     if not der:
         raise EntryDecodeError("bad_pem", f"{what}: empty certificate")

@@ -72,6 +72,8 @@ class Policy:
 
     def __init__(self, watch: WatchSettings):
         self._issuers = watch.watched_issuers()
+        self.issuer_bytes = tuple(sorted(issuer.encode() for issuer in self._issuers))
+        """The watched issuers in UTF-8, the bytes a certificate claiming one of them must contain."""
         self._accounts = tuple(watch.codefresh)
         self._rules = tuple(_CompiledRule.of(rule) for rule in watch.identities)
 

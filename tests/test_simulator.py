@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import random
+import statistics
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from monitor.entries import decode_entry
 from monitor.simulate.ca import (
     CODE_SIGNING,
     LEAF_KEY_USAGE,
@@ -50,6 +52,7 @@ from monitor.simulate.log import Shard, SimLog
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.simulate.synthetic import (
     FULCIO_TEST_CODEFRESH,
+    EntryFactory,
     PopulateChunk,
     chunk_results,
     populate,
@@ -399,16 +402,29 @@ def test_populate_gives_every_entry_its_own_certificate() -> None:
     report = populate(log, ca, 300, watched_fraction=0.1, seed=1)
     assert log.size == report.count == 300
     assert 10 < report.watched < 60
-    certificates = []
-    for body in log.active.bodies:
-        spec = json.loads(body)["spec"]
-        verifier = spec.get("signature", {}).get("publicKey", {}).get("content")
-        if verifier is not None and b"CERTIFICATE" in b64d(verifier):
-            certificates.append(x509.load_pem_x509_certificate(b64d(verifier)))
+    certificates = [
+        x509.load_der_x509_certificate(der) for body in log.active.bodies for der in decode_entry(body).certificates
+    ]
     assert len(certificates) > 200
     assert len({certificate.fingerprint(hashes.SHA256()) for certificate in certificates}) == len(certificates)
     issuers = [fulcio_extension(certificate, 1) for certificate in certificates]
     assert issuers.count(b"https://oidc.codefresh.io") == report.watched
+
+
+def test_unwatched_entries_are_as_large_as_real_ones() -> None:
+    """Mostly ~1.4 KB hashedrekord around an ~800-byte PEM certificate (the real leaves of
+    fixtures/sigstore), some attestations over 3 KB, every kind a real decoder knows."""
+    factory = EntryFactory(LocalCA.generate(), random.Random(7), leaf_key=ec.generate_private_key(ec.SECP256R1()))
+    bodies = factory.unwatched_many(400)
+    decoded = [decode_entry(body) for body in bodies]
+    assert {entry.kind for entry in decoded} == {"hashedrekord", "dsse", "intoto"}
+    assert 1200 <= statistics.median(map(len, bodies)) <= 1600
+    assert 1600 <= statistics.mean(map(len, bodies)) <= 2200
+    assert sum(len(body) > 3000 for body in bodies) > 40
+    assert sum(entry.kind != "hashedrekord" for entry in decoded if entry.certificates) > 20
+    email_certificates = [der for entry in decoded for der in entry.certificates if b"@example.com" in der]
+    assert len(email_certificates) > 150
+    assert all(500 <= len(der) <= 900 for der in email_certificates)
 
 
 # Over HTTP
@@ -594,6 +610,25 @@ async def test_faults_answer_then_recover(sim: RunningSimulator, http: aiohttp.C
     async with http.get(url) as response:
         assert response.status == 200
     assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+async def test_added_latency_delays_the_log_api_but_not_the_control_endpoints(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    running = await start_simulator(directory=tmp_path, api="tiles", latency_ms=200)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with http.get(f"{running.url}/checkpoint") as response:
+            assert response.status == 200
+        assert loop.time() - started >= 0.2
+        running.simulator.latency = 3600.0  # were control answers delayed, this would time out
+        async with asyncio.timeout(60), http.post(f"{running.url}/sim/append", json={"unwatched": 1}) as response:
+            assert response.status == 200
+    finally:
+        await running.stop()
+    with pytest.raises(ValueError, match="latency_ms"):
+        await start_simulator(directory=tmp_path, latency_ms=-1)
 
 
 async def test_a_fork_fails_consistency_with_the_last_checkpoint(

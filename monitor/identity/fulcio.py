@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -196,6 +197,20 @@ def _issuer_values_parsed(der: bytes) -> tuple[bytes | None, bytes | None]:
         return None, None
     raw = _raw_fulcio_extensions(extensions)
     return raw.get(ISSUER_V1), raw.get(ISSUER_V2)
+
+
+def may_claim_issuer(der: bytes, issuers: Iterable[bytes]) -> bool:
+    """Whether a certificate may claim one of `issuers` (UTF-8): False only when none of them occurs
+    in its bytes, which costs a byte search per issuer and no parsing.
+
+    Never a false negative against `certificate_issuer` (nor the full parse): the issuer it returns
+    is the whole content of extension 1.8 (a DER UTF8String) or 1.1 (raw bytes), decoded as strict
+    UTF-8. In DER (definite lengths, primitive strings: cryptography parses nothing else) that
+    content is contiguous in the certificate, and strict UTF-8 decoding round-trips, so the issuer's
+    UTF-8 bytes are a substring of the DER. A hit only means "look closer": a SAN or another
+    extension may hold the same bytes.
+    """
+    return any(issuer in der for issuer in issuers)
 
 
 def certificate_issuer(der: bytes) -> str | None:

@@ -21,6 +21,10 @@ Control endpoints (POST, JSON body) drive the same `Simulator` object tests use 
 /sim/hostile (simulate/hostile.py), /sim/witnesses, /sim/split (with `split_view`, on either port),
 for tiles /sim/tamper_tile and /sim/drop_partials, and for CT /sim/ct/issue_only (a certificate
 that never reaches the Rekor log), /sim/ct/fork and /sim/ct/max_entries.
+
+`Simulator.latency` (`--latency-ms`) delays every answer of the log's API, never of /sim/ nor the
+builds API, by that many seconds: a log across a WAN, for benchmarks. Delayed requests wait
+concurrently, as they would on the wire.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class Simulator:
     ca: LocalCA
     faults: Faults = field(default_factory=Faults)
     hostility: Hostility = field(default_factory=Hostility)
+    latency: float = 0.0  # seconds added to every answer of the log's API
     rogue_ca: LocalCA = field(default_factory=lambda: LocalCA.generate("rogue-fulcio"))
     builds: SimBuildsApi = field(default_factory=SimBuildsApi)
     witnesses: WitnessPanel = field(default_factory=WitnessPanel)
@@ -602,12 +607,25 @@ async def rekor_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return web.json_response({"code": error.status, "message": error.message}, status=error.status)
 
 
+def is_log_api(request: web.Request) -> bool:
+    """The log's own API (and its CT log's), not the simulator's controls nor the Codefresh API."""
+    return not request.path.startswith(("/sim/", BUILDS_PATH))
+
+
+@web.middleware
+async def added_latency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer of the log's API waits `Simulator.latency` first, as a distant log's would."""
+    latency = request.app[SIMULATOR].latency
+    if latency > 0 and is_log_api(request):
+        await asyncio.sleep(latency)
+    return await handler(request)
+
+
 @web.middleware
 async def injected_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Slow answers and error statuses for the log's API (never for /sim/ nor the builds API), while any
     are armed."""
-    own_faults = request.path.startswith(("/sim/", BUILDS_PATH))
-    fault = None if own_faults else request.app[SIMULATOR].faults.take()
+    fault = request.app[SIMULATOR].faults.take() if is_log_api(request) else None
     if fault is None:
         return await handler(request)
     await asyncio.sleep(fault.delay)
@@ -641,7 +659,13 @@ async def control_hostile(request: web.Request) -> web.Response:
 def create_app(simulator: Simulator, split: SplitView | None = None) -> web.Application:
     """The app of the honest log, or, when `simulator` is `split.served`, of the split view's port."""
     serves_fork = split is not None and split.served is simulator
-    middlewares = [*([mirror_honest_log] if serves_fork else []), rekor_errors, injected_faults, hostile_answers]
+    middlewares = [
+        *([mirror_honest_log] if serves_fork else []),
+        rekor_errors,
+        added_latency,
+        injected_faults,
+        hostile_answers,
+    ]
     app = web.Application(middlewares=middlewares)
     app[SIMULATOR] = simulator
     if split is not None:
@@ -789,9 +813,11 @@ async def start_simulator(
     split_view: bool = False,
     ct_api: str = "rfc6962",
     ct_prefill: int = 0,
+    latency_ms: float = 0.0,
 ) -> RunningSimulator:
     """Serve a fresh simulated log, Rekor v1 (`api="v1"`) or tlog-tiles (`api="tiles"`), with its CA's
-    CT log (`ct_api` "rfc6962" or "static"); `ct_prefill` precertificates are logged in CT only.
+    CT log (`ct_api` "rfc6962" or "static"); `ct_prefill` precertificates are logged in CT only. Its
+    API answers each wait `latency_ms` first.
 
     Writes directory/trusted_root.json, signing_config.json and witness_policy.txt. `hostname`: a v1
     log's checkpoint key name and origin prefix, as a private deployment's `--rekor_server.hostname`
@@ -802,10 +828,12 @@ async def start_simulator(
         raise ValueError(f"unknown API {api!r}; the simulator speaks {', '.join(APIS)}")
     if ct_api not in CT_APIS:
         raise ValueError(f"unknown CT API {ct_api!r}; the simulator speaks {', '.join(CT_APIS)}")
+    if latency_ms < 0:
+        raise ValueError(f"latency_ms must not be negative, not {latency_ms}")
     sock = bound_socket(host, port)
     authority = authority_of(host, sock.getsockname()[1])
     log = SimLog.tiles_log(authority) if api == "tiles" else SimLog(authority, hostname=hostname)
-    simulator = Simulator(log, LocalCA.generate(), ct_api=ct_api)
+    simulator = Simulator(log, LocalCA.generate(), ct_api=ct_api, latency=latency_ms / 1000)
     if ct_prefill:
         await asyncio.to_thread(prefill_ct_log, simulator, ct_prefill)
     report = await asyncio.to_thread(prefill_log, simulator, prefill) if prefill else None
@@ -866,6 +894,7 @@ async def run_until_signalled(
     split_view: bool = False,
     ct_api: str = "rfc6962",
     ct_prefill: int = 0,
+    latency_ms: float = 0.0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, announcing where the log, its trust root and its witnesses are."""
     running = await start_simulator(
@@ -878,6 +907,7 @@ async def run_until_signalled(
         split_view=split_view,
         ct_api=ct_api,
         ct_prefill=ct_prefill,
+        latency_ms=latency_ms,
     )
     if running.prefill is not None:
         announce(f"prefilled {running.prefill.count} entries in {running.prefill.seconds:.1f}s")
@@ -893,6 +923,8 @@ async def run_until_signalled(
     announce(f"distributor: {running.url}/distributor/v0/logs")
     if running.split_url is not None:
         announce(f'split view (POST /sim/split {{"at": N}} to fork it): {running.split_url}')
+    if latency_ms:
+        announce(f"every answer of the log's API is delayed by {latency_ms:g} ms")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,11 @@ every signing is a hashedrekord v0.0.2 (v2 logs DSSE attestations as a hashedrek
 With a CT log, the factory's certificates are logged there first (`LocalCA.issue`). To keep
 `populate` fast it logs only the watched certificates (two more signatures each, 1% of the entries);
 `populate_ct` fills a CT log alone, with precertificates only (one signature each), for benchmarks.
+
+The unwatched mix has the sizes of the real leaves in fixtures/sigstore, so that benchmarks move
+as many bytes per entry as a real catch-up: mostly hashedrekord of about 1.4 KB around an 800-byte
+(PEM) email certificate, some of about 3.2 KB around a GitHub Actions one, some dsse and intoto
+attestations of 3.3 KB and more, and a few small plain-key signings.
 """
 
 from __future__ import annotations
@@ -120,11 +125,8 @@ class EntryFactory:
 
     def unwatched(self) -> bytes:
         """A random signing of nobody's concern, of a random kind."""
-        make: Callable[[], bytes] = self.rng.choices(
-            (self.other_github, self.other_github_dsse, self.email, self.public_key_only),
-            weights=(60, 10, 20, 10),
-        )[0]
-        return make()
+        make: Callable[[], bytes] = self.rng.choices(UNWATCHED_KINDS, weights=UNWATCHED_WEIGHTS)[0]
+        return make(self)
 
     def unwatched_many(self, count: int) -> list[bytes]:
         return [self.unwatched() for _ in range(count)]
@@ -143,6 +145,13 @@ class EntryFactory:
     def other_github_dsse(self) -> bytes:
         return self.dsse(self.other_github_identity())
 
+    def other_github_intoto(self) -> bytes:
+        """An in-toto attestation (intoto v0.0.2) certified for a GitHub workflow; for v2, a DSSE one."""
+        if self.rekor_v2:
+            return self.other_github_dsse()
+        issued = self.issue(self.other_github_identity())
+        return intoto_v002_body(issued.pem, IN_TOTO_STATEMENT, issued.private_key)
+
     def email_identity(self) -> CertIdentity:
         address = f"dev{self.rng.randrange(10**6)}@example.com"
         return email_identity(address, issuer=self.rng.choice(EMAIL_ISSUERS))
@@ -158,6 +167,17 @@ class EntryFactory:
         if self.rng.random() < 0.5:
             return hashedrekord_body(public_key_pem(key), self.artifact(), key)
         return intoto_v002_body(public_key_pem(key), IN_TOTO_STATEMENT, key)
+
+
+# An unwatched signing's kind and its share of the mix (see the module docstring).
+UNWATCHED_KINDS: tuple[Callable[[EntryFactory], bytes], ...] = (
+    EntryFactory.email,
+    EntryFactory.other_github,
+    EntryFactory.other_github_dsse,
+    EntryFactory.other_github_intoto,
+    EntryFactory.public_key_only,
+)
+UNWATCHED_WEIGHTS = (55, 15, 10, 5, 15)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,138 @@
+"""How decoding crosses the process boundary: the lean decode process (monitor/decode_worker.py), on
+the catch-up mix, chunk by chunk as the tail feeds it.
+
+    .venv/bin/python bench/bench_worker.py [--entries 30000] [--api v1|tiles]
+
+Each variant analyses the same entries in chunks of 1024 with three chunks in flight (the tail's
+prefetch) and reports: the wall time, the CPU the parent (the daemon) spent handing chunks over and
+taking answers back, per entry, the time until the first answer (start-up), and the workers' peak RSS.
+Variants: one lean process (the daemon's); one that also returns the leaf hashes (so the daemon
+need not hash); two lean processes (one per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from monitor.analysis import Judges
+from monitor.config import WatchSettings
+from monitor.decode_worker import DecodeProcess
+from monitor.identity.ct_chain import CtChainVerifier
+from monitor.identity.fulcio import ChainVerifier
+from monitor.policy import Policy
+from monitor.simulate.ca import LocalCA
+from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, chunk_results
+from monitor.trust import parse_trust_root
+
+CHUNK = 1024
+IN_FLIGHT = 3
+
+
+def high_water_mib(pid: int) -> float:
+    match = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def make_bodies(ca: LocalCA, count: int, rekor_v2: bool) -> list[bytes]:
+    chunks = [
+        PopulateChunk(
+            ca.to_pem(),
+            min(2000, count - first),
+            tuple(range(0, min(2000, count - first), 100)),
+            FULCIO_TEST_CODEFRESH,
+            seed=first,
+            rekor_v2=rekor_v2,
+        )
+        for first in range(0, count, 2000)
+    ]
+    return [body for result in chunk_results(chunks, workers=2) for body in result.bodies]
+
+
+def setup(ca: LocalCA) -> Judges:
+    watch = {
+        "codefresh": [
+            {
+                "account_id": FULCIO_TEST_CODEFRESH["account_id"],
+                "account_name": FULCIO_TEST_CODEFRESH["account_name"],
+                "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
+            }
+        ]
+    }
+    authority = {
+        "certChain": {"certificates": [{"rawBytes": base64.b64encode(der).decode()} for der in ca.chain_der()]},
+        "validFor": {"start": "2000-01-01T00:00:00Z"},
+    }
+    trust = parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "bench")
+    return Judges(Policy(WatchSettings.model_validate(watch)), ChainVerifier(trust), CtChainVerifier(trust))
+
+
+async def feed(bodies: Sequence[bytes], analyse: Callable[[Sequence[bytes]], Awaitable[object]]) -> float:
+    """Analyse every chunk, IN_FLIGHT at a time; returns the seconds until the first answer."""
+    started, first = time.perf_counter(), 0.0
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(chunk: Sequence[bytes]) -> None:
+        nonlocal first
+        async with slots:
+            await analyse(chunk)
+            first = first or time.perf_counter() - started
+
+    await asyncio.gather(*(one(bodies[at : at + CHUNK]) for at in range(0, len(bodies), CHUNK)))
+    return first
+
+
+async def run_variant(name: str, bodies: Sequence[bytes], judges: Judges) -> None:
+    cpu, wall = time.process_time(), time.perf_counter()
+    count = 2 if name.startswith("two") else 1
+    hashes = "leaf hashes" in name
+    workers = [await DecodeProcess.start(judges) for _ in range(count)]
+    turn = 0
+
+    async def analyse(chunk: Sequence[bytes]) -> object:
+        nonlocal turn
+        turn += 1
+        return await workers[turn % count].analyse(chunk, leaf_hashes=hashes)
+
+    first = await feed(bodies, analyse)
+    rss = [high_water_mib(worker.pid) for worker in workers]
+    for worker in workers:
+        await worker.close()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        f"  {name:<42} {len(bodies) / wall:9,.0f} entries/s  parent CPU {cpu / len(bodies) * 1e6:5.1f} µs/entry  "
+        f"first answer {first:5.2f}s  worker RSS {' + '.join(f'{value:.0f}' for value in rss)} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=30000)
+    parser.add_argument("--api", choices=["v1", "tiles"], default="tiles")
+    args = parser.parse_args()
+    ca = LocalCA.generate()
+    bodies = make_bodies(ca, args.entries, rekor_v2=args.api == "tiles")
+    judges = setup(ca)
+    print(f"{len(bodies)} {args.api} entries, chunks of {CHUNK}, {IN_FLIGHT} in flight:")
+    for name in (
+        "one lean process",
+        "one lean process, leaf hashes too",
+        "two lean processes",
+    ):
+        asyncio.run(run_variant(name, bodies, judges))
+
+
+if __name__ == "__main__":
+    main()
