@@ -25,7 +25,15 @@ from monitor.health import FollowerHealth
 from monitor.metrics import Metrics
 from monitor.report import alert_objects, checkpoint_object, log_objects
 from monitor.store.models import LogRow
-from monitor.store.queries import AlertFilter, SigningFilter, alerts_page, signing_by_id, signings_page
+from monitor.store.queries import (
+    AlertFilter,
+    CertificateFilter,
+    SigningFilter,
+    alerts_page,
+    certificates_page,
+    signing_by_id,
+    signings_page,
+)
 from monitor.store.repository import Store
 
 log = structlog.get_logger(__name__)
@@ -73,6 +81,7 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 SIGNING_PARAMS = ("issuer", "account", "pipeline", "verdict", "since", "until", "limit", "cursor")
 ALERT_PARAMS = ("status", "kind", "limit", "cursor")
+CERTIFICATE_PARAMS = ("issuer", "account", "pipeline", "verdict", "logged", "since", "until", "limit", "cursor")
 
 
 def _signing_filter(params: Params) -> SigningFilter:
@@ -107,6 +116,7 @@ LANDING_LINKS = (
     ("/api/v1/logs", "the logs and their state"),
     ("/api/v1/signings", "the signing history"),
     ("/api/v1/alerts", "alerts and their deliveries"),
+    ("/api/v1/certificates", "certificates issued to watched identities (Fulcio's CT log)"),
     ("/api/v1/checkpoints", "the newest verified checkpoint of every log (gossip)"),
 )
 
@@ -173,6 +183,23 @@ async def get_signing(request: web.Request) -> web.Response:
     return web.json_response(row.as_object())
 
 
+async def list_certificates(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    params = Params(request.query, CERTIFICATE_PARAMS)
+    logged = params.choice("logged", ("true", "false"))
+    where = CertificateFilter(
+        issuers=params.texts("issuer"),
+        accounts=params.texts("account"),
+        pipelines=params.texts("pipeline"),
+        verdicts=params.choices("verdict", Verdict),
+        logged=None if logged is None else logged == "true",
+        since=params.time("since"),
+        until=params.time("until"),
+    )
+    rows, before = await certificates_page(context.store, where, limit=params.limit(), before_id=params.cursor())
+    return web.json_response({"items": [row.as_object() for row in rows], "next_cursor": encode_cursor(before)})
+
+
 async def list_alerts(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     params = Params(request.query, ALERT_PARAMS)
@@ -205,6 +232,7 @@ def create_app(context: ApiContext) -> web.Application:
     app.router.add_get("/api/v1/alerts", list_alerts)
     app.router.add_get("/api/v1/logs", list_logs)
     app.router.add_get("/api/v1/checkpoints", list_checkpoints)
+    app.router.add_get("/api/v1/certificates", list_certificates)
     return app
 
 

@@ -25,9 +25,26 @@ from monitor.config import ConfigError, ServerSettings, Settings, read_config
 from monitor.contract import ALERT_STATUSES, AlertKind, Verdict
 from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
 from monitor.logging import configure_logging
-from monitor.report import ALERTS, LOGS, SIGNINGS, alert_batches, log_status, records_of, signing_batches
+from monitor.report import (
+    ALERTS,
+    CERTIFICATES,
+    LOGS,
+    SIGNINGS,
+    alert_batches,
+    certificate_batches,
+    log_status,
+    records_of,
+    signing_batches,
+)
 from monitor.store.db import DatabaseNotReadyError, require_current_schema, upgrade
-from monitor.store.queries import AlertFilter, SigningFilter, count_alerts, count_signings
+from monitor.store.queries import (
+    AlertFilter,
+    CertificateFilter,
+    SigningFilter,
+    count_alerts,
+    count_certificates,
+    count_signings,
+)
 from monitor.store.repository import Store
 from monitor.timefmt import parse_time
 from monitor.trust import TrustRootError
@@ -280,6 +297,53 @@ def history_command(
             SIGNINGS,
             lambda store: signing_batches(store, where, limit),
             lambda store: count_signings(store, where),
+            fmt=fmt,
+            limit=limit,
+            wide=wide,
+        )
+    )
+
+
+@main.command("certificates")
+@config_option
+@click.option("--issuer", multiple=True, help="OIDC issuer URL; repeat for any of several.")
+@click.option("--account", multiple=True, help="Account id or name; repeat for any of several.")
+@click.option("--pipeline", multiple=True, help="Pipeline id or name; repeat for any of several.")
+@click.option(
+    "--verdict",
+    multiple=True,
+    type=click.Choice([verdict.value for verdict in Verdict]),
+    help="Repeat for any of several.",
+)
+@click.option("--unlogged", is_flag=True, help="Only certificates no Rekor signing used (yet).")
+@click.option("--since", callback=_time_option, help=f"{TIME_HELP} By CT timestamp.")
+@click.option("--until", callback=_time_option, help=f"{TIME_HELP} Exclusive.")
+@limit_option
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@wide_option
+def certificates_command(
+    config_file: str | None,
+    issuer: tuple[str, ...],
+    account: tuple[str, ...],
+    pipeline: tuple[str, ...],
+    verdict: tuple[str, ...],
+    unlogged: bool,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int | None,
+    fmt: str,
+    wide: bool,
+) -> None:
+    """Certificates of watched issuers seen in Fulcio's CT log, newest first; --unlogged: those that
+    signed nothing in Rekor (issued in your name and used quietly, or not yet read there)."""
+    settings = settings_or_exit(config_file)
+    where = CertificateFilter(issuer, account, pipeline, verdict, False if unlogged else None, since, until)
+    _run_async(
+        list_rows(
+            settings.database,
+            CERTIFICATES,
+            lambda store: certificate_batches(store, where, limit),
+            lambda store: count_certificates(store, where),
             fmt=fmt,
             limit=limit,
             wide=wide,

@@ -17,9 +17,17 @@ from sqlalchemy import ColumnElement, DateTime, type_coerce
 from monitor.contract import LogKind, LogState
 from monitor.health import FollowerHealth
 from monitor.listing import Column, Field, Kind, Listing, Record
-from monitor.store.models import AlertDeliveryRow, AlertRow, LogRow, SigningRow, UTCDateTime, iso
+from monitor.store.models import AlertDeliveryRow, AlertRow, CertificateRow, LogRow, SigningRow, UTCDateTime, iso
 from monitor.store.outbox import deliveries_for
-from monitor.store.queries import AlertFilter, SigningFilter, alert_rows, keyset_batches, signings_page_query
+from monitor.store.queries import (
+    AlertFilter,
+    CertificateFilter,
+    SigningFilter,
+    alert_rows,
+    certificates_page_query,
+    keyset_batches,
+    signings_page_query,
+)
 from monitor.store.repository import Store
 from monitor.timefmt import rfc3339
 
@@ -209,6 +217,45 @@ SIGNINGS = Listing(
 )
 """The signing object (SigningRow.as_object) and `signed_at`: integrated time, else not_before."""
 
+CERTIFICATES = Listing(
+    noun="certificates",
+    fields=(
+        Field("id", INT),
+        Field("log_url"),
+        Field("ct_index", INT),
+        Field("ct_timestamp", TIME),
+        Field("entry_type"),
+        Field("issuer_ca"),
+        Field("serial"),
+        Field("issuer"),
+        Field("identity"),
+        Field("provider"),
+        Field("account_id"),
+        Field("account_name"),
+        Field("pipeline_id"),
+        Field("pipeline_name"),
+        Field("run_url"),
+        Field("source_repository"),
+        Field("source_ref"),
+        Field("certificate_sha256"),
+        Field("not_before", TIME),
+        Field("chain_verified", BOOL),
+        Field("verdict"),
+        Field("signing_id", INT),
+        Field("extensions", Kind.JSON_TEXT),
+    ),
+    columns=(
+        Column("id"),
+        Column("ct_timestamp"),
+        Column("verdict"),
+        Column("logged", lambda values: "no" if values["signing_id"] is None else f"signing {values['signing_id']}"),
+        Column("account", flex=True, field="account_name"),
+        Column("pipeline", flex=True, field="pipeline_name"),
+        Column("identity", flex=True),
+    ),
+)
+"""The certificate object (CertificateRow.as_object; `logged` is signing_id not null)."""
+
 ALERTS = Listing(
     noun="alerts",
     fields=(
@@ -289,6 +336,18 @@ def _plain_type(column: TableColumn[Any]) -> ColumnElement[Any]:
     if isinstance(column.type, UTCDateTime):
         return type_coerce(column, DateTime(timezone=True)).label(column.name)
     return column
+
+
+def certificate_batches(store: Store, where: CertificateFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
+    """CERTIFICATES records, newest first, streamed in batches."""
+    columns = [_plain_type(CertificateRow.__table__.c[name]) for name in CERTIFICATES.names]
+
+    async def page(before_id: int | None, size: int) -> Sequence[Record]:
+        query = certificates_page_query(where, columns, size=size, before_id=before_id)
+        async with store.engine.connect() as connection:
+            return (await connection.execute(query)).all()
+
+    return keyset_batches(page, itemgetter(0), limit=limit)
 
 
 async def alert_batches(store: Store, where: AlertFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:

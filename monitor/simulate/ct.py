@@ -169,6 +169,12 @@ class SimCtLog:
             timestamp = int.from_bytes(leaf[2:10], "big") + 1
             self.tree.replace(at, leaf[:2] + timestamp.to_bytes(8, "big") + leaf[10:])
 
+    def tamper_extra_data(self, at: int, like: int) -> None:
+        """Serve leaf `at` with the precertificate of leaf `like` in its extra data: extra data that
+        does not match the leaf (the tree itself is untouched: extra data is not in it)."""
+        with self._lock:
+            self.pre_certificates[at] = self.pre_certificates[like]
+
     def signed_head(self) -> SignedCtHead:
         """The current tree head, signed once per (size, root)."""
         with self._lock:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union_all
 
-from monitor.store.models import AlertDeliveryRow, AlertRow, SigningRow
+from monitor.store.models import AlertDeliveryRow, AlertRow, CertificateRow, SigningRow
 from monitor.store.repository import Store
 
 BATCH_SIZE = 2000
@@ -194,3 +194,60 @@ async def keyset_batches(
 
 def _size(batch_size: int, remaining: int | None) -> int:
     return batch_size if remaining is None else min(batch_size, remaining)
+
+
+# certificates (CT) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    issuers: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()  # ids or names
+    pipelines: tuple[str, ...] = ()  # ids or names
+    verdicts: tuple[str, ...] = ()
+    logged: bool | None = None
+    """False: no Rekor signing used the certificate (yet); True: one did; None: either."""
+    since: datetime | None = None  # by CT timestamp
+    until: datetime | None = None  # exclusive
+
+
+def certificate_conditions(where: CertificateFilter) -> list[ColumnElement[bool]]:
+    c = CertificateRow
+    alternatives = [
+        [c.issuer == issuer for issuer in where.issuers],
+        _id_or_name(where.accounts, c.account_id, c.account_name),
+        _id_or_name(where.pipelines, c.pipeline_id, c.pipeline_name),
+        [c.verdict == verdict for verdict in where.verdicts],
+    ]
+    conditions = [or_(*options) for options in alternatives if options]
+    if where.logged is not None:
+        conditions.append(c.signing_id.is_not(None) if where.logged else c.signing_id.is_(None))
+    if where.since:
+        conditions.append(c.ct_timestamp >= where.since)
+    if where.until:
+        conditions.append(c.ct_timestamp < where.until)
+    return conditions
+
+
+def certificates_page_query(
+    where: CertificateFilter, columns: Sequence[Any], *, size: int, before_id: int | None = None
+) -> Select[Any]:
+    """`columns` of up to `size` certificates below `before_id`, newest first."""
+    below = [CertificateRow.id < before_id] if before_id is not None else []
+    query = select(*columns).where(*certificate_conditions(where), *below)
+    return query.order_by(CertificateRow.id.desc()).limit(size)
+
+
+async def certificates_page(
+    store: Store, where: CertificateFilter, *, limit: int, before_id: int | None = None
+) -> tuple[list[CertificateRow], int | None]:
+    query = certificates_page_query(where, [CertificateRow], size=limit + 1, before_id=before_id)
+    async with store.sessions() as session:
+        rows = list((await session.scalars(query)).all())
+    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+
+
+async def count_certificates(store: Store, where: CertificateFilter) -> int:
+    query = select(func.count()).select_from(CertificateRow).where(*certificate_conditions(where))
+    async with store.sessions() as session:
+        return int(await session.scalar(query) or 0)
