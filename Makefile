@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/rekorwatch run -c $${REKORWATCH_CONFIG:-config/rekorwatch.yaml}
 
+# Two workers (the machine's cores: the tests mostly wait on HTTP and the databases); the tests that
+# restart PostgreSQL run alone afterwards, since they would cut the other worker's connections.
 test: $(STAMP)
 	$(BIN)/ruff check monitor tests bench migrations scripts
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m serial $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor tests bench migrations scripts

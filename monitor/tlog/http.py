@@ -265,6 +265,10 @@ class HttpFetcher:
     def base_url(self) -> str:
         return self._base_url
 
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
     def url_for(self, path: str, params: Params | None = None) -> str:
         """The full URL of a request, as shown in logs and errors."""
         url = URL(self._base_url + path)

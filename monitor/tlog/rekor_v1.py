@@ -119,6 +119,10 @@ class RekorV1Client:
     def base_url(self) -> str:
         return self._http.base_url
 
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._http.retry
+
     async def get_log_info(self) -> LogInfo:
         raw = await self._http.get(LOG_PATH, endpoint="log")
         url = self._http.url_for(LOG_PATH)

@@ -153,11 +153,11 @@ class RekorV1Source:
         """Entries [first, end) (global), all of them, in order; a server that omits some is asked again."""
         wanted = range(first, end)
         found: dict[int, SourceEntry] = {}
-        for attempt in range(MISSING_ENTRY_RETRIES):
+        for attempt in range(1, MISSING_ENTRY_RETRIES + 1):
             found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
             if len(found) == len(wanted):
                 return [found[i] for i in wanted]
-            await asyncio.sleep(0.2 * 2**attempt)
+            await asyncio.sleep(self.client.retry.delay(attempt, None))
         missing = [i for i in wanted if i not in found]
         raise LogProtocolError(self.url, f"does not serve entries {missing[:5]} below its verified size")
 
