@@ -146,7 +146,7 @@ def write_config(directory: Path, url: str, database: str, api: str, concurrency
         f"database: {database}\n"
         f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
         f"logs: [{{url: {url}, api: {api}, start: 0{in_flight}}}]\n"
-        f"poll_interval: 10s\n{WATCH}"
+        f"ct_logs: []\npoll_interval: 10s\n{WATCH}"
     )
     return config
 

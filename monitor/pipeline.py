@@ -42,7 +42,7 @@ from monitor.store.models import LogRow
 from monitor.store.repository import Batch, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
 from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
-from monitor.tlog.http import LogProtocolError
+from monitor.tlog.http import LogProtocolError, gather_or_cancel
 from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import LogSource, ShardHead, SourceEntry
@@ -98,6 +98,8 @@ class FetchedChunk:
     entries: Sequence[SourceEntry]
     analysis: Any
     size_bytes: int
+    prefix_proof: Sequence[bytes]
+    """Consistency proof from the chunk's end to the verified tree: unverified until its turn."""
 
 
 @dataclass
@@ -422,17 +424,19 @@ class LogFollower:
 
         async def fetch(bounds: tuple[int, int]) -> FetchedChunk:
             first, end = head.offset + bounds[0], head.offset + bounds[1]
-            entries = await self.source.entries(first, end, head, verified.size)
-            return FetchedChunk(entries, await self.handler.analyse(entries), sum(len(e.body) for e in entries))
+            # The proof that the chunk is a prefix of the verified tree is fetched with it (one round
+            # trip less per chunk); it is checked when the chunk's turn comes, as if fetched then.
+            proof = self._prefix_proof(shard.state.tree_id, bounds[1], verified.size)
+            entries, proof_hashes = await gather_or_cancel(
+                [self.source.entries(first, end, head, verified.size), proof]
+            )
+            analysis = await self.handler.analyse(entries)
+            return FetchedChunk(entries, analysis, sum(len(e.body) for e in entries), proof_hashes)
 
         async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:
             assert shard.state.compact is not None
             compact = tailcore.fold(shard.state.compact, [entry.leaf_hash for entry in chunk.entries])
-            needed = tailcore.prefix_proof(compact, verified)
-            proof = (
-                await self.source.consistency_proof(needed.first, needed.last, shard.state.tree_id) if needed else ()
-            )
-            tailcore.prove_prefix(shard.state.tree_id, compact, verified, proof)
+            tailcore.prove_prefix(shard.state.tree_id, compact, verified, chunk.prefix_proof)
             await self._commit(
                 shard, chunk.entries, chunk.analysis, compact, retired=final and compact.size == verified.size
             )
@@ -442,6 +446,10 @@ class LogFollower:
         )
         await fetcher.run(tailcore.chunk_bounds(start, verified.size, self.chunk_size), consume, self.stopping.is_set)
         return shard.state.next - start
+
+    async def _prefix_proof(self, tree_id: str, end: int, size: int) -> Sequence[bytes]:
+        """The consistency proof from the tree of `end` leaves to the verified one (none at its end)."""
+        return () if end >= size else await self.source.consistency_proof(end, size, tree_id)
 
     async def _commit(
         self,

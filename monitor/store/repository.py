@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, tuple_, update
+from sqlalchemy import insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -230,13 +230,13 @@ class Store:
                     retired=batch.retired,
                     read_rate=batch.read_rate,
                 )
+                .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
                 raise RuntimeError(f"cursor of log {batch.log_id} moved under us (expected {batch.expected_next})")
             alerts = list(batch.alerts)
             if batch.signings:
-                session.add_all([item.signing for item in batch.signings])
-                await session.flush()
+                await _insert_signings(session, [item.signing for item in batch.signings])
                 for item in batch.signings:
                     if item.build_check is not None:
                         item.build_check.signing_id = item.signing.id
@@ -385,6 +385,18 @@ class Store:
             query = query.where(AlertRow.created_at >= since)
         async with self.sessions() as session:
             return list((await session.scalars(query)).all())
+
+
+async def _insert_signings(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
+    """One multi-row INSERT ... RETURNING for a chunk's signings (the unit of work costs half a
+    millisecond a row); each row object gets its id, as a flush would give it."""
+    columns = [column.key for column in SigningRow.__table__.columns if column.key != "id"]
+    statement = insert(SigningRow).returning(SigningRow.id, sort_by_parameter_order=True)
+    ids = (
+        await session.execute(statement, [{key: getattr(row, key) for key in columns} for row in signings])
+    ).scalars()
+    for row, signing_id in zip(signings, ids, strict=True):
+        row.id = signing_id
 
 
 async def _add_certificates(session: AsyncSession, issued: Sequence[IssuedCertificate]) -> list[NewAlert]:
