@@ -18,16 +18,12 @@ stray `=` after a full quantum), so what they refuse is tried again with json an
 
 from __future__ import annotations
 
-import binascii
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-import pybase64
-
+from monitor.codec import loads_json, strict_base64
 from monitor.errors import ReasonedError
 
 MAX_BODY_BYTES = 8 << 20
@@ -91,12 +87,9 @@ def _load_json(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
         raise EntryDecodeError("too_large", f"{len(body)} bytes")
     try:
-        entry = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            entry = json.loads(body)  # what orjson refuses and json reads (UTF-16, NaN...) still decodes
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise EntryDecodeError("not_json", str(exc)[:120]) from None
+        entry = loads_json(body)  # what orjson refuses and json reads (UTF-16, NaN...) still decodes
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise EntryDecodeError("not_json", str(exc)[:120]) from None
     if not isinstance(entry, dict):
         raise EntryDecodeError("not_json", "the body is not a JSON object")
     return entry
@@ -154,20 +147,9 @@ def _optional_mapping(obj: dict[str, Any], *keys: str) -> dict[str, Any] | None:
 # -- key material ----------------------------------------------------------------------------------
 
 
-def _strict_base64(value: str | bytes) -> bytes:
-    """binascii's strict base64 (no whitespace, exact padding), decoded by pybase64 when it can.
-
-    Raises ValueError (binascii.Error is one) for what binascii refuses, and only for that.
-    """
-    try:
-        return pybase64.b64decode(value, validate=True)
-    except ValueError:
-        return binascii.a2b_base64(value, strict_mode=True)
-
-
 def _base64(value: str, what: str) -> bytes:
     try:
-        return _strict_base64(value)
+        return strict_base64(value)
     except ValueError:  # binascii.Error, or non-ASCII text
         raise EntryDecodeError("bad_base64", what) from None
 
@@ -194,7 +176,7 @@ def _add_pem_key_material(b64_pem: str, keys: _KeyMaterial, what: str) -> None:
         keys.public_keys += 1
         return
     try:
-        der = _strict_base64(content)
+        der = strict_base64(content)
     except ValueError:
         raise EntryDecodeError("bad_pem", f"{what}: the certificate is not base64") from None
     if not der:

@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from monitor.analysis import watched_certificates
+from monitor.codec import strict_base64
 from monitor.config import WatchSettings
-from monitor.entries import DecodedEntry, EntryDecodeError, _strict_base64, decode_document, decode_entry
+from monitor.entries import DecodedEntry, EntryDecodeError, decode_document, decode_entry
 from monitor.identity.fulcio import certificate_issuer, may_claim_issuer
 from monitor.policy import Policy
 from monitor.simulate.ca import CertIdentity, LocalCA, codefresh_identity, email_identity, github_identity
@@ -289,7 +290,7 @@ def test_fast_base64_accepts_exactly_what_strict_binascii_accepts(text: str) -> 
         except ValueError:
             expected = None
         try:
-            got: bytes | None = _strict_base64(value)
+            got: bytes | None = strict_base64(value)
         except ValueError:
             got = None
         assert got == expected

@@ -7,11 +7,10 @@ and size), never quote it: it may be huge or hostile.
 
 from __future__ import annotations
 
-import binascii
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from monitor.codec import loads_json, strict_base64
 from monitor.tlog.http import LogProtocolError
 
 T = TypeVar("T")
@@ -32,7 +31,7 @@ class MalformedError(Exception):
 
 
 def parse_answer(
-    raw: bytes, url: str, what: str, parse: Callable[[Any], T], *, loads: Callable[[bytes], Any] = json.loads
+    raw: bytes, url: str, what: str, parse: Callable[[Any], T], *, loads: Callable[[bytes], Any] = loads_json
 ) -> T:
     """`parse(loads(raw))`, any failure a LogProtocolError naming `url` and `what`."""
     try:
@@ -74,7 +73,7 @@ def json_base64(value: Any, where: str) -> bytes:
     if type(value) is not str:
         raise MalformedError(where, f"is {describe(value)}, not a base64 string")
     try:
-        return binascii.a2b_base64(value, strict_mode=True)
+        return strict_base64(value)
     except ValueError:
         raise MalformedError(where, "is not valid base64") from None
 

@@ -1,6 +1,6 @@
 """Async client for the Rekor v1 REST API, built to face a hostile or flaky log.
 
-Every answer is parsed once with `json.loads` and every field is type-checked by hand (tlog/answers.py:
+Every answer is parsed once (codec.loads_json) and every field is type-checked by hand (tlog/answers.py:
 cheap enough for thousands of entries per second); anything malformed is a `LogProtocolError` naming the
 field. Nothing here is trusted yet: checkpoints, proofs and entries are verified by the caller.
 """
