@@ -182,6 +182,51 @@ def db_upgrade(config_file: str | None) -> None:
     click.echo("database at head")
 
 
+@main.group("log")
+def log_group() -> None:
+    """Operator decisions about a log."""
+
+
+@log_group.command("reset")
+@config_option
+@click.argument("url")
+@click.option("--reason", default="reset by an operator", show_default=True, help="Recorded in the alert.")
+@click.option("--confirm", is_flag=True, help="Do it without asking (required when not at a terminal).")
+def log_reset(config_file: str | None, url: str, reason: str, confirm: bool) -> None:
+    """Accept an inconsistent log's history as it is now, after an operator looked at it.
+
+    Its inconsistent shards forget their verified checkpoint: the next cycle trusts the log's newest
+    checkpoint again (as on a first start) and reads on from where the cursor stood. Its
+    log_inconsistent alerts are resolved, and the reset is recorded as a log_reset alert.
+    """
+    settings = settings_or_exit(config_file)
+    url = url.rstrip("/")
+    if not confirm:
+        if not sys.stdin.isatty():
+            click.echo("log reset: add --confirm (not at a terminal, nothing to ask)", err=True)
+            sys.exit(EXIT_CONFIG)
+        click.confirm(f"Trust the current history of {url} and read on?", abort=True)
+    shards = _run_async(reset_log(settings, url, reason))
+    if not shards:
+        click.echo(f"log reset: {url} has no inconsistent shard: nothing to reset", err=True)
+        sys.exit(1)
+    click.echo(f"reset {shards} shard(s) of {url}: its next cycle trusts its newest checkpoint")
+
+
+async def reset_log(settings: Settings, url: str, reason: str) -> int:
+    from monitor.alerting import AlertRaiser
+    from monitor.alerts.dispatcher import outbox_sinks
+
+    await require_current_schema(settings.database)
+    async with Store.open(settings.database) as store:
+        rows = await store.logs(url)
+        if not rows:
+            return 0
+        return await AlertRaiser(store, outbox_sinks(settings.alerts)).log_reset(
+            url, rows[0].origin, rows[0].api, reason
+        )
+
+
 # reading ---------------------------------------------------------------------------------------
 
 

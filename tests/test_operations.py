@@ -3,13 +3,15 @@ restart, logs as they really are (private names, mirrors), and the way back from
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from monitor.alerting import AlertRaiser
 from monitor.config import LogSettings, Settings, TrustSettings
 from monitor.contract import AlertKind, LogState
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
@@ -17,6 +19,7 @@ from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, LogRow
 from monitor.store.repository import Store
 from tests.harness import FAST_RETRY, eventually, free_port, metric, running_daemon
+from tests.test_daemon import as_config_file
 
 
 @pytest.fixture
@@ -140,8 +143,12 @@ async def test_a_tiles_log_read_through_another_address_keeps_its_own_origin(tmp
         await tiles.stop()
 
 
+async def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
 async def test_an_operator_resets_an_inconsistent_log_and_it_is_followed_again(
-    sim: RunningSimulator, database_url: str
+    sim: RunningSimulator, database_url: str, tmp_path: Path
 ) -> None:
     await sim.simulator.append_unwatched(200)
     settings = settings_for(sim, database_url)
@@ -149,10 +156,15 @@ async def test_an_operator_resets_an_inconsistent_log_and_it_is_followed_again(
     sim.log.fork(at=150)
     await sim.simulator.append_unwatched(10)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
-    async with Store.open(database_url) as store:
-        raiser = AlertRaiser(store, [("hook", "info")])
-        assert await raiser.log_reset(sim.url, "origin", "v1", "looked at the fork with the log operator") == 1
-        assert await raiser.log_reset(sim.url, "origin", "v1", "twice") == 0, "nothing left to reset"
+    config = tmp_path / "rekorwatch.yaml"
+    config.write_text(as_config_file(settings))
+    command = (sys.executable, "-m", "monitor", "log", "reset", sim.url, "-c", str(config))
+    refused = await _run(*command)
+    assert refused.returncode == 2 and "--confirm" in refused.stderr, "not at a terminal: never without --confirm"
+    reset = await _run(*command, "--confirm", "--reason", "looked at the fork with the log operator")
+    assert reset.returncode == 0 and "reset 1 shard(s)" in reset.stdout, reset.stderr
+    again = await _run(*command, "--confirm")
+    assert again.returncode == 1 and "nothing to reset" in again.stderr
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [log] = await rows_of(database_url, LogRow)
     assert (log.state, log.next_index, log.verified_size) == (LogState.OK, 210, 210)
