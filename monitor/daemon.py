@@ -240,6 +240,13 @@ class Runtime:
             self.metrics.set_log_state(follower.url, state)
             self.health[follower.url].state = state
 
+    async def resolve_conditions_of_unfollowed_logs(self) -> None:
+        """A log dropped from the configuration (or the trust root) takes its open stall and witness
+        alerts with it: nothing would ever clear them, and Alertmanager would keep them firing."""
+        resolved = await self.store.resolve_conditions_of_unfollowed_logs(self.followers_by_url)
+        if resolved:
+            log.info("resolved_alerts_of_unfollowed_logs", alerts=resolved)
+
     async def publish_pending(self) -> None:
         counts = await self.dispatcher.pending_by_sink()
         self.metrics.alerts_pending.set(sum(counts.values()))
@@ -290,6 +297,7 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
             followed = lambda: runtime.followers_by_url  # noqa: E731
             runtime.gossip = Gossip(settings.gossip, store, runtime.alerts, followed, sources, metrics)
         await runtime.publish_stored_state()
+        await runtime.resolve_conditions_of_unfollowed_logs()
         try:
             yield runtime
         finally:

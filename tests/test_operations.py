@@ -7,17 +7,22 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from monitor.alerting import AlertRaiser
 from monitor.config import LogSettings, Settings, TrustSettings
 from monitor.contract import AlertKind, LogState
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
+from monitor.metrics import Metrics
 from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.store.db import upgrade
 from monitor.store.models import AlertRow, LogRow
 from monitor.store.repository import Store
+from monitor.tailcore import LogInconsistent
 from tests.harness import FAST_RETRY, eventually, free_port, metric, running_daemon
 from tests.test_daemon import as_config_file
 
@@ -179,3 +184,19 @@ async def test_a_log_that_never_answers_fails_run_once_with_1(sim: RunningSimula
     silent = f"http://127.0.0.1:{await free_port()}"
     settings = settings_for(sim, database_url, LogSettings(url=silent, api="v1", start=0))
     assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
+
+
+async def test_a_log_dropped_from_the_config_takes_its_stall_alerts_with_it_but_not_its_fork(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    gone = f"http://127.0.0.1:{await free_port()}"
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    await upgrade(database_url)
+    async with Store.open(database_url) as store:
+        raiser = AlertRaiser(store, (), Metrics())
+        await raiser.log_stalled(gone, "gone.example", "v1", since, 600)
+        await raiser.log_stalled(sim.url, "sim", "v1", since, 600)
+        await raiser.log_inconsistent(gone, "gone.example", "v1", None, LogInconsistent("split_view", "two roots"))
+    assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
+    open_alerts = {(a.kind, a.log_url) for a in await rows_of(database_url, AlertRow) if a.resolved_at is None}
+    assert open_alerts == {(AlertKind.LOG_STALLED, sim.url), (AlertKind.LOG_INCONSISTENT, gone)}

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from monitor.contract import AlertKind, LogState, Severity
+from monitor.contract import LASTING_KINDS, AlertKind, LogState, Severity
 from monitor.store.db import create_engine
 from monitor.store.models import (
     AlertDeliveryRow,
@@ -326,6 +326,19 @@ class Store:
             result = await session.execute(
                 update(AlertRow)
                 .where(AlertRow.kind == kind, AlertRow.log_url == log_url, AlertRow.resolved_at.is_(None))
+                .values(resolved_at=utcnow())
+            )
+            return result.rowcount
+
+    async def resolve_conditions_of_unfollowed_logs(self, followed_urls: Collection[str]) -> int:
+        """Open lasting alerts of logs no longer followed are resolved: no one will ever clear them.
+        `log_inconsistent` stays open: evidence of a forked log is closed by `rekorwatch log reset`."""
+        kinds = [kind for kind in LASTING_KINDS if kind is not AlertKind.LOG_INCONSISTENT]
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(AlertRow)
+                .where(AlertRow.kind.in_(kinds), AlertRow.resolved_at.is_(None))
+                .where(AlertRow.log_url.is_not(None), AlertRow.log_url.not_in(list(followed_urls)))
                 .values(resolved_at=utcnow())
             )
             return result.rowcount
