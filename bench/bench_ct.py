@@ -8,7 +8,10 @@ range whose root must equal the signed one, decode every entry (precertificate c
 leaf), and for watched issuers parse the certificate, identify it and check its chain. Prints entries/s,
 to compare with the daemon's CT follower.
 
-    .venv/bin/python bench/bench_ct.py --entries 200000 [--ct-api static]
+--daemon: instead, the real daemon (`rekorwatch run --once`, SQLite) follows the CT log from 0 (its
+Rekor log is empty): the whole pipeline, certificates stored, with the peak RSS of its process tree.
+
+    .venv/bin/python bench/bench_ct.py --entries 200000 [--ct-api static] [--daemon]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import os
 import re
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,8 +30,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
+from bench_catchup import BIN, SAMPLE_SECONDS, WATCH, TreeMemory
 
 from monitor.identity import identify
 from monitor.identity.ct_chain import CtChainVerifier
@@ -114,16 +120,50 @@ async def catch_up(url: str, trust_root: Path, ct_api: str) -> Tally:
     return tally
 
 
+def run_the_daemon(directory: Path, ct_url: str, ct_api: str, entries: int) -> None:
+    """`rekorwatch run --once` following the CT log from 0, its Rekor log (the same simulator) empty."""
+    parts = urlsplit(ct_url)
+    database, config = directory / "rw.db", directory / "bench.yaml"
+    config.write_text(
+        f"database: sqlite+aiosqlite:///{database}\n"
+        f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
+        f"logs: [{{url: {parts.scheme}://{parts.netloc}, api: v1, start: 0}}]\n"
+        f"ct_logs: [{{url: {ct_url}, api: {ct_api}, start: 0}}]\n"
+        f"poll_interval: 10s\n{WATCH}"
+    )
+    started = time.perf_counter()
+    env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
+    daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env)
+    memory = TreeMemory(daemon.pid)
+    while daemon.poll() is None:
+        memory.sample()
+        time.sleep(SAMPLE_SECONDS)
+    elapsed = time.perf_counter() - started
+    with sqlite3.connect(database) as connection:
+        (certificates,) = connection.execute("SELECT count(*) FROM certificates").fetchone()
+    print(f"ct_api={ct_api} entries={entries} certificates stored={certificates} exit={daemon.returncode}")
+    print(f"daemon catch-up (start-up included): {elapsed:.2f}s  {entries / elapsed:,.0f} entries/s")
+    print(f"peak RSS: daemon + children {memory.tree_peak_mib:.0f} MiB, daemon alone {memory.root_peak_mib:.0f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--ct-api", choices=["rfc6962", "static"], default="rfc6962")
+    parser.add_argument("--daemon", action="store_true", help="run the real daemon, not the bare CT client")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-ct-") as tmp:
         started = time.perf_counter()
         simulator, url = start_simulator(Path(tmp), args.entries, args.ct_api)
         ready = time.perf_counter() - started
         print(f"simulator ready with {args.entries} CT entries in {ready:.1f}s", file=sys.stderr)
+        if args.daemon:
+            try:
+                run_the_daemon(Path(tmp), url, args.ct_api, args.entries)
+            finally:
+                simulator.terminate()
+                simulator.wait()
+            return
         try:
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
