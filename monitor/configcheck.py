@@ -45,8 +45,9 @@ def _coverage_problems(settings: Settings, root: TrustRoot) -> list[str]:
             named = f"origin {log.origin}" if log.origin else log.url
             problems.append(f"logs[{index}].url: {root.source} has no key for {named} (it has keys for {known})")
     for index, ct_log in enumerate(settings.ct_logs or ()):
-        if not root.ct_log_keys_for_url(ct_log.url):
-            problems.append(f"ct_logs[{index}].url: {root.source} has no CT log key for {ct_log.url}")
+        if not root.ct_keys_for(ct_log.url, ct_log.origin):
+            named = f"origin {ct_log.origin}" if ct_log.origin else ct_log.url
+            problems.append(f"ct_logs[{index}].url: {root.source} has no CT log key for {named}")
     return problems + policy_log_problems(settings, root)
 
 

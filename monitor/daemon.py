@@ -103,18 +103,20 @@ def make_source(
 def make_ct_source(
     ct_settings: CtLogSettings, trust: TrustRoot, session: aiohttp.ClientSession, retry: RetryPolicy, metrics: Metrics
 ) -> Rfc6962Source | StaticCtSource:
-    keys = trust.ct_log_keys_for_url(ct_settings.url)
+    keys = trust.ct_keys_for(ct_settings.url, ct_settings.origin)
     if not keys:
-        raise TrustRootError(f"ct_logs: the trust root ({trust.source}) has no key for {ct_settings.url}")
+        named = f"origin {ct_settings.origin}" if ct_settings.origin else ct_settings.url
+        raise TrustRootError(f"ct_logs: the trust root ({trust.source}) has no key for {named}")
     options = {
         "retry": retry,
         "observe": metrics.fetch_observer(ct_settings.url),
         "concurrency": ct_settings.concurrency,
     }
     if ct_settings.api == STATIC_API:
-        return StaticCtSource(ct_settings.url, StaticCtClient(ct_settings.url, session, **options), keys[0])
-    client = Rfc6962Client(ct_settings.url, session, log_id=log_id_of(keys[0]), **options)
-    return Rfc6962Source(ct_settings.url, client, keys[0])
+        client = StaticCtClient(ct_settings.url, session, **options)
+        return StaticCtSource(ct_settings.url, client, keys[0], ct_settings.origin)
+    client_6962 = Rfc6962Client(ct_settings.url, session, log_id=log_id_of(keys[0]), **options)
+    return Rfc6962Source(ct_settings.url, client_6962, keys[0], ct_settings.origin)
 
 
 async def ct_logs_to_follow(

@@ -115,6 +115,13 @@ class TrustRoot:
         wanted = url.rstrip("/")
         return [key for key in self.ctlogs if key.base_url.rstrip("/") == wanted]
 
+    def ct_keys_for(self, url: str, origin: str | None = None) -> list[LogKey]:
+        """A CT log's keys: by its `origin` when one is configured (a log read through a mirror or
+        proxy: the trust root's CT log whose base URL, without scheme, is that origin), else by URL."""
+        if origin:
+            return [key for key in self.ctlogs if key.base_url.split("://", 1)[-1].rstrip("/") == origin]
+        return self.ct_log_keys_for_url(url)
+
 
 def _timestamp(value: str) -> datetime:
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

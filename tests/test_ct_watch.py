@@ -20,6 +20,7 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, SigningRow
 from monitor.store.repository import Store
+from monitor.trust import TrustRootError
 from tests.harness import FAST_RETRY, running_daemon
 from tests.test_daemon import EXPECTED, IMPERSONATOR, RENAMED, STRANGER, UNEXPECTED, WATCH, as_config_file
 
@@ -144,6 +145,23 @@ async def test_a_forked_ct_log_exits_3(sim: RunningSimulator, database_url: str)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
     [alert] = [a for a in await rows_of(database_url, AlertRow) if a.kind == "log_inconsistent"]
     assert sim.ct_url in alert.summary
+
+
+async def test_a_ct_log_read_through_another_address_keeps_its_own_origin_and_key(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    await sign_each_verdict(sim)
+    origin = sim.ct_url.removeprefix("http://")
+    mirror = sim.ct_url.replace("127.0.0.1", "localhost")
+    settings = settings_for(sim, database_url, rekor=False)
+    unnamed = CtLogSettings(url=mirror, api=sim.simulator.ct_api, start=0)
+    with pytest.raises(TrustRootError, match="no key for http://localhost"):
+        await run_once(settings.model_copy(update={"ct_logs": [unnamed]}), FAST_RETRY)
+    named = unnamed.model_copy(update={"origin": origin})
+    assert await run_once(settings.model_copy(update={"ct_logs": [named]}), FAST_RETRY) == EXIT_OK
+    [ct_log] = await log_status(database_url)
+    assert (ct_log["url"], ct_log["origin"], ct_log["next_index"]) == (mirror, origin, sim.simulator.ct.size)
+    assert len(await rows_of(database_url, CertificateRow)) == 5
 
 
 @pytest.fixture

@@ -28,14 +28,15 @@ class Rfc6962Source:
 
     api = RFC6962_API
 
-    def __init__(self, url: str, client: Rfc6962Client, key: LogKey):
+    def __init__(self, url: str, client: Rfc6962Client, key: LogKey, origin: str | None = None):
         self.url = url
         self.client = client
         self.key = key
         self.log_id = log_id_of(key)
+        self.own_origin = origin or log_name(url)
 
     def origin(self, tree_id: str, configured: str | None = None) -> str:
-        return configured or log_name(self.url)
+        return configured or self.own_origin
 
     def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
         expected = self.origin(tree_id, configured)
@@ -70,10 +71,14 @@ class StaticCtSource(TilesSource):
 
     api = STATIC_API
 
-    def __init__(self, url: str, client: StaticCtClient, key: LogKey):
+    def __init__(self, url: str, client: StaticCtClient, key: LogKey, origin: str | None = None):
         super().__init__(url, client.tiles, log_id_of(key))
         self.ct_client = client
         self.key = key
+        self.own_origin = origin or log_name(url)
+
+    def origin(self, tree_id: str, configured: str | None = None) -> str:
+        return configured or self.own_origin
 
     def open_checkpoint(self, note: str) -> CtCheckpoint:
         """The verified checkpoint (NoteError if it is not the log's, validly signed at its time)."""
