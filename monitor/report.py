@@ -122,7 +122,8 @@ async def log_status(database: str) -> list[dict[str, Any]]:
 
 
 def alert_object(row: AlertRow, deliveries: Sequence[AlertDeliveryRow]) -> dict[str, Any]:
-    """DESIGN.md's alert object, with its delivery state per sink."""
+    """DESIGN.md's alert object, with its delivery state per sink, and when a lasting condition
+    (log_stalled, checkpoint_unwitnessed...) cleared: `resolved_at`, null while it holds and for events."""
     payload = json.loads(row.payload or "{}")
     return {
         "id": row.id,
@@ -133,6 +134,7 @@ def alert_object(row: AlertRow, deliveries: Sequence[AlertDeliveryRow]) -> dict[
         "created_at": rfc3339(row.created_at),
         "signing_id": row.signing_id,
         "log_url": row.log_url or (payload.get("log") or {}).get("url"),
+        "resolved_at": rfc3339(row.resolved_at),
         "deliveries": [
             {
                 "sink": d.sink,
@@ -267,6 +269,7 @@ ALERTS = Listing(
         Field("created_at"),
         Field("signing_id", INT),
         Field("log_url"),
+        Field("resolved_at"),
         Field("deliveries", Kind.JSON),
     ),
     columns=(

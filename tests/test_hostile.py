@@ -215,7 +215,7 @@ async def test_a_slow_drip_log_is_stalled_after_five_poll_intervals(sim: Running
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     # A log info answer is about 1 KB: dripped at 4 ms a byte it takes some 4 s, the stall limit is 1 s.
     sim.simulator.hostility.configure({"drip": {"path": "/api/v1/log", "seconds_per_byte": 0.004}})
-    async with running_daemon(settings):
+    async with running_daemon(settings) as daemon:
 
         async def stalled() -> bool:
             return any(a.kind == "log_stalled" for a in await rows_of(database_url, AlertRow))
@@ -229,6 +229,9 @@ async def test_a_slow_drip_log_is_stalled_after_five_poll_intervals(sim: Running
             return alert.resolved_at is not None
 
         await eventually(resolved, "the stall resolved once the log moves again", within=60)
+        _, alerts = await daemon.get("/api/v1/alerts?kind=log_stalled")
+        [shown] = alerts["items"]
+        assert shown["resolved_at"] is not None, "the API says the stall is over"
 
 
 async def test_a_trust_refresh_during_a_catch_up_cancels_no_work(sim: RunningSimulator, database_url: str) -> None:
