@@ -244,6 +244,7 @@ CERTIFICATES = Listing(
         Field("chain_verified", BOOL),
         Field("verdict"),
         Field("signing_id", INT),
+        Field("logged", BOOL),
         Field("extensions", Kind.JSON_TEXT),
     ),
     columns=(
@@ -343,7 +344,9 @@ def _plain_type(column: TableColumn[Any]) -> ColumnElement[Any]:
 
 def certificate_batches(store: Store, where: CertificateFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
     """CERTIFICATES records, newest first, streamed in batches."""
-    columns = [_plain_type(CertificateRow.__table__.c[name]) for name in CERTIFICATES.names]
+    table = CertificateRow.__table__.c
+    logged = CertificateRow.signing_id.is_not(None).label("logged")
+    columns = [logged if name == "logged" else _plain_type(table[name]) for name in CERTIFICATES.names]
 
     async def page(before_id: int | None, size: int) -> Sequence[Record]:
         query = certificates_page_query(where, columns, size=size, before_id=before_id)

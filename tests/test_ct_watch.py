@@ -202,9 +202,11 @@ async def test_certificates_in_the_cli_and_the_api(sim: RunningSimulator, databa
     listed, _ = await listing.communicate()
     [unlogged] = json.loads(listed)
     assert unlogged["ct_index"] == quiet.ct_index and unlogged["signing_id"] is None
+    assert unlogged["logged"] is False
     async with running_daemon(settings) as daemon:
         status, page = await daemon.get("/api/v1/certificates?logged=false")
         assert status == 200 and [item["ct_index"] for item in page["items"]] == [quiet.ct_index]
+        assert set(page["items"][0]) == set(unlogged), "the CLI's JSON objects are the API's"
         status, page = await daemon.get("/api/v1/certificates?verdict=impersonation&logged=true")
         assert status == 200 and len(page["items"]) == 1
         status, logs = await daemon.get("/api/v1/logs")
