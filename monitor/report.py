@@ -288,9 +288,10 @@ LOGS = Listing(
     noun="logs read yet",
     fields=(
         Field("url"),
+        Field("origin"),
+        Field("api"),
         Field("kind"),
         Field("tree_id"),
-        Field("api"),
         Field("verified_size", INT),
         Field("next_index", INT),
         Field("lag", INT),
@@ -300,9 +301,11 @@ LOGS = Listing(
         Field("last_checkpoint_at"),
     ),
     columns=tuple(
-        Column(name, flex=name == "url")
+        Column(name, flex=name in ("url", "origin"))
         for name in (
             "url",
+            "origin",
+            "api",
             "kind",
             "tree_id",
             "verified_size",

@@ -241,3 +241,15 @@ def test_run_overrides_listen_and_checks_both_flags(tmp_path: Path) -> None:
     bad_level = rekorwatch("run", "--log-level", "loud", config=config)
     assert bad_level.returncode == 2 and "'debug'" in bad_level.stderr
     assert not (tmp_path / "unused.db").exists()
+
+
+def test_status_shows_each_log_with_its_origin_and_api_in_every_format(database_url: str, tmp_path: Path) -> None:
+    asyncio.run(seed(database_url, [ACME]))
+    config = config_for(tmp_path, database_url)
+    table = rekorwatch("status", config=config, env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()
+    assert header.split()[:4] == ["URL", "ORIGIN", "API", "KIND"]
+    assert row.split()[:6] == [LOG_URL, "rekor.example.org", "-", "1", "v1", "rekor"]
+    [shown] = json.loads(rekorwatch("status", "--format", "json", config=config).stdout)
+    assert (shown["url"], shown["origin"], shown["api"]) == (LOG_URL, "rekor.example.org - 1", "v1")
