@@ -664,3 +664,52 @@ async def test_the_adaptive_limit_never_goes_below_one_nor_above_its_ceiling() -
     for _ in range(100):
         limit.succeeded()
     assert limit.limit == 4
+
+
+async def test_freed_slots_go_to_waiters_in_order_and_a_waiter_that_gives_up_keeps_none() -> None:
+    limit = AdaptiveLimit(2)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def request(number: int) -> None:
+        async with limit:
+            order.append(number)
+            await release.wait()
+
+    holders = [asyncio.create_task(request(n)) for n in range(2)]
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(request(n)) for n in range(2, 6)]
+    await asyncio.sleep(0)
+    assert (limit.in_flight, order) == (2, [0, 1])
+    waiters[0].cancel()  # gives up while waiting
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*holders, *waiters[1:])
+    assert order == [0, 1, 3, 4, 5] and limit.in_flight == 0
+
+
+async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
+    limit = AdaptiveLimit(1)
+    await limit.__aenter__()
+    first = asyncio.create_task(limit.__aenter__())
+    second = asyncio.create_task(limit.__aenter__())
+    await asyncio.sleep(0)
+    await limit.__aexit__()  # the slot is handed to `first`...
+    first.cancel()  # ...which is cancelled before it runs again
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, timeout=1)
+    assert limit.in_flight == 1, "the slot went on to the next waiter"
+    await limit.__aexit__()
+    assert limit.in_flight == 0
+
+
+async def test_a_grown_limit_lets_a_waiter_in_at_once() -> None:
+    limit = AdaptiveLimit(2, cooldown=0)
+    limit.throttled()
+    await limit.__aenter__()
+    waiter = asyncio.create_task(limit.__aenter__())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    limit.succeeded()  # one success at limit 1 grows it to 2
+    await asyncio.wait_for(waiter, timeout=1)
+    assert limit.in_flight == 2

@@ -8,10 +8,10 @@ retried: asking again would only fetch the same nonsense).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,18 +162,36 @@ class AdaptiveLimit:
         self.in_flight = 0
         self._successes = 0
         self._halved_at = -cooldown
-        self._changed = asyncio.Condition()
+        self._waiting: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> AdaptiveLimit:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiting:
             self.in_flight += 1
+            return self
+        # Hundreds of requests may wait for a slot: each freed slot is handed to the first waiter
+        # alone (first come, first served), rather than waking them all to compete for it.
+        granted = asyncio.get_running_loop().create_future()
+        self._waiting.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():  # handed a slot, cancelled before using it
+                self.in_flight -= 1
+                self._hand_over()
+            raise
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        async with self._changed:
-            self.in_flight -= 1
-            self._changed.notify_all()
+        self.in_flight -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free slots to the waiters in order (a waiter that gave up is skipped)."""
+        while self._waiting and self.in_flight < self.limit:
+            granted = self._waiting.popleft()
+            if not granted.done():
+                self.in_flight += 1
+                granted.set_result(None)
 
     def throttled(self) -> None:
         now = time.monotonic()
@@ -187,15 +205,7 @@ class AdaptiveLimit:
         if self._successes >= self.limit and self.limit < self.ceiling:
             self.limit += 1
             self._successes = 0
-            self._notify_soon()
-
-    def _notify_soon(self) -> None:
-        async def notify() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        with contextlib.suppress(RuntimeError):  # no running loop: nobody can be waiting
-            asyncio.get_running_loop().create_task(notify())
+            self._hand_over()
 
 
 class _TransientError(Exception):
