@@ -32,7 +32,7 @@ from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
 from monitor.config import CtLogSettings, LogSettings, Settings
 from monitor.configcheck import policy_log_problems
-from monitor.contract import GossipResult, LogState
+from monitor.contract import GossipResult, LogKind, LogState
 from monitor.ct_recorder import CertificateRecorder
 from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
@@ -204,6 +204,9 @@ class Runtime:
     def followers_by_url(self) -> dict[str, LogFollower]:
         return {follower.url: follower for follower in self.followers}
 
+    def rekor_log_urls(self) -> list[str]:
+        return [follower.url for follower in self.followers if follower.kind is LogKind.REKOR]
+
     def follow_loop(self, follower: LogFollower) -> FollowLoop:
         return FollowLoop(follower, self.health[follower.url], self.store, self.settings.poll_interval, self.metrics)
 
@@ -290,6 +293,7 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
             BuildChecker(store, BuildsClients(settings.watch, session), sinks, metrics),
             UnloggedSweep(store, settings.ct_grace, sinks, metrics),
         )
+        runtime.unlogged.rekor_logs = runtime.rekor_log_urls
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
         await runtime.add_ct_followers()

@@ -6,13 +6,20 @@ verdict but `unwatched`/`untrusted`) still without a Rekor signing `ct_grace` af
 was, as far as anyone can tell, used quietly. The sweep reads that from the database (so it survives
 restarts and replicas: a certificate is marked alerted in the alert's own transaction) and alerts
 once per certificate: critical, or warning when its verdict is `expected` (an allowed pipeline that
-signed without Rekor, or one whose signing is not read yet).
+signed without Rekor).
+
+"Still without a Rekor signing" is judged only as far as the Rekor logs are read: a certificate is
+due once every Rekor log followed now was read through `ct_grace` after its CT timestamp (through:
+all entries of a checkpoint verified then are committed). A restart after a day down reads CT in
+seconds and Rekor in minutes; until Rekor is read that far, its signings may simply not be read yet,
+and a log that lags, fails or is unreachable holds the sweep back instead of crying wolf (its own
+alerts say why). With no Rekor log followed, the grace runs from now.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +45,8 @@ class UnloggedSweep:
     grace: float
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
+    rekor_logs: Callable[[], Collection[str]] = tuple
+    """The URLs of the Rekor logs followed now."""
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -46,13 +55,34 @@ class UnloggedSweep:
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Alert every certificate unlogged for longer than the grace; returns how many were alerted."""
-        cutoff = (now or utcnow()) - timedelta(seconds=self.grace)
+        read_through = await self.rekor_read_through(now or utcnow())
+        if read_through is None:
+            return 0
+        cutoff = read_through - timedelta(seconds=self.grace)
         alerted = 0
         while batch := await self._due(cutoff):
             alerted += len(await self._alert(batch))
         if self.metrics is not None:
             self.metrics.unlogged_certificates.set(await self._count(cutoff))
         return alerted
+
+    async def rekor_read_through(self, now: datetime) -> datetime | None:
+        """Until when every Rekor log followed now is read (`now` when none is followed); None while
+        one lags behind its newest verified checkpoint or was never read."""
+        urls = list(self.rekor_logs())
+        if not urls:
+            return now
+        query = select(LogRow).where(LogRow.url.in_(urls), LogRow.retired.is_(False))
+        async with self.store.sessions() as session:
+            shards = (await session.scalars(query)).all()
+        if {shard.url for shard in shards} != set(urls):
+            return None
+        read_at = [
+            shard.last_checkpoint_at
+            for shard in shards
+            if shard.last_checkpoint_at is not None and shard.shard_next >= shard.verified_size
+        ]
+        return min([now, *read_at]) if len(read_at) == len(shards) else None
 
     async def _due(self, cutoff: datetime) -> list[tuple[CertificateRow, str, str]]:
         query = (

@@ -9,19 +9,22 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
-from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
+from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
-from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, SigningRow
+from monitor.store.db import upgrade
+from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, LogRow, SigningRow
 from monitor.store.repository import Store
 from monitor.trust import TrustRootError
-from tests.harness import FAST_RETRY, running_daemon
+from monitor.unlogged import UnloggedSweep
+from tests.harness import FAST_RETRY, free_port, running_daemon
 from tests.test_daemon import EXPECTED, IMPERSONATOR, RENAMED, STRANGER, UNEXPECTED, WATCH, as_config_file
 
 
@@ -115,6 +118,55 @@ async def test_a_certificate_used_nowhere_is_unlogged_once_after_the_grace_acros
     assert json.loads(unlogged.payload)["certificate"]["serial"] == certificate.serial
     issued = [a for a in await rows_of(database_url, AlertRow) if a.kind == "certificate_issued"]
     assert len(issued) == 1, "certificate_issued once, however often the log is read"
+
+
+async def test_no_certificate_is_unlogged_before_rekor_is_read_through_its_grace(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """A restart after a day down reads CT in seconds and Rekor in minutes: signings not read yet
+    are no evidence that a certificate was used quietly."""
+    sim.simulator.append_codefresh(**EXPECTED)
+    quiet = sim.simulator.issue_only(**UNEXPECTED)
+    settings = settings_for(sim, database_url, grace=0.5)
+    rekor_down = settings.model_copy(
+        update={"logs": [LogSettings(url=f"http://127.0.0.1:{await free_port()}", api="v1", start=0)]}
+    )
+    assert await run_once(rekor_down, FAST_RETRY) == EXIT_ERROR
+    await asyncio.sleep(0.7)
+    assert await run_once(rekor_down, FAST_RETRY) == EXIT_ERROR
+    assert len(await rows_of(database_url, CertificateRow)) == 2, "CT was read"
+    assert not [a for a in await rows_of(database_url, AlertRow) if a.kind == "unlogged_certificate"]
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK  # Rekor read through the grace at last
+    [unlogged] = [a for a in await rows_of(database_url, AlertRow) if a.kind == "unlogged_certificate"]
+    assert json.loads(unlogged.payload)["certificate"]["ct_index"] == quiet.ct_index, "the signed one is linked"
+
+
+async def test_rekor_is_read_through_its_oldest_caught_up_checkpoint(database_url: str) -> None:
+    await upgrade(database_url)
+    now = datetime.now(UTC)
+    earlier, later = now - timedelta(minutes=5), now - timedelta(minutes=1)
+    shards = [
+        LogRow(url="https://a", api="v1", origin="a - 1", tree_id="1", verified_size=10, next_index=10,
+               retired=True, last_checkpoint_at=now - timedelta(days=9)),
+        LogRow(url="https://a", api="v1", origin="a - 2", tree_id="2", shard_offset=10, verified_size=5,
+               next_index=15, last_checkpoint_at=later),
+        LogRow(url="https://b", api="tiles", origin="b", verified_size=7, next_index=6, last_checkpoint_at=earlier),
+    ]  # fmt: skip
+    async with Store.open(database_url) as store:
+        async with store.sessions.begin() as session:
+            session.add_all(shards)
+        sweep = UnloggedSweep(store, grace=60)
+        assert await sweep.rekor_read_through(now) == now, "no Rekor log followed: the grace runs from now"
+        sweep.rekor_logs = lambda: ["https://a"]
+        assert await sweep.rekor_read_through(now) == later
+        sweep.rekor_logs = lambda: ["https://a", "https://b"]
+        assert await sweep.rekor_read_through(now) is None, "b lags behind its checkpoint"
+        sweep.rekor_logs = lambda: ["https://a", "https://never-read"]
+        assert await sweep.rekor_read_through(now) is None, "a log never read holds the sweep back"
+        async with store.sessions.begin() as session:
+            await session.execute(update(LogRow).where(LogRow.url == "https://b").values(next_index=7))
+        sweep.rekor_logs = lambda: ["https://a", "https://b"]
+        assert await sweep.rekor_read_through(now) == earlier
 
 
 async def test_an_expected_certificate_unlogged_is_a_warning(sim: RunningSimulator, database_url: str) -> None:

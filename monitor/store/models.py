@@ -112,11 +112,11 @@ class LogRow(Base):
     state: Mapped[str] = mapped_column(String(20), default="ok")
     state_detail: Mapped[str | None] = mapped_column(Text)
     retired: Mapped[bool] = mapped_column(default=False)
+    """The shard is inactive and was read to its final size: nothing more to fetch."""
     read_rate: Mapped[float | None] = mapped_column(default=None)
+    """Entries per second of the latest catch-up (over its last half minute), for `status`."""
     cosigners: Mapped[str | None] = mapped_column(Text)
     """JSON [{name, timestamp}]: the policy witnesses that cosigned the newest accepted checkpoint."""
-    """Entries per second of the latest catch-up (over its last half minute), for `status`."""
-    """The shard is inactive and was read to its final size: nothing more to fetch."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     @property
