@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import ConfigError, ServerSettings, Settings, read_config
-from monitor.contract import ALERT_STATUSES, AlertKind, Verdict
+from monitor.contract import ALERT_STATUSES, EXIT_CONFIG, EXIT_ERROR, EXIT_INTERRUPTED, AlertKind, Verdict
 from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
 from monitor.logging import configure_logging
 from monitor.report import (
@@ -49,9 +49,6 @@ from monitor.store.repository import Store
 from monitor.timefmt import parse_time
 from monitor.trust import TrustRootError
 
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130
 LOG_LEVELS = ("debug", "info", "warning", "error")
 T = TypeVar("T")
 

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+EXIT_OK = 0
+EXIT_ERROR = 1
+"""Any other failure: a log unreachable in `run --once`, a database that does not answer..."""
+EXIT_CONFIG = 2
+"""A bad config, trust root or command line (click's usage errors are 2 too)."""
+EXIT_INCONSISTENT = 3
+"""`run --once` found a log inconsistent (or gossip found a split view)."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C: the command stopped quietly once the work in flight was done."""
+
 
 class Verdict(StrEnum):
     EXPECTED = "expected"

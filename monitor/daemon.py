@@ -32,7 +32,15 @@ from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
 from monitor.config import CtLogSettings, LogSettings, Settings
 from monitor.configcheck import policy_log_problems
-from monitor.contract import GossipResult, LogKind, LogState
+from monitor.contract import (
+    EXIT_ERROR,
+    EXIT_INCONSISTENT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    GossipResult,
+    LogKind,
+    LogState,
+)
 from monitor.ct_recorder import CertificateRecorder
 from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
@@ -58,9 +66,6 @@ from monitor.unlogged import UnloggedSweep
 
 log = structlog.get_logger(__name__)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_INCONSISTENT = 3
 DAEMON_RETRY = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0)
 """Retries inside one cycle; beyond them the cycle fails and the follow loop backs off."""
 TRUST_REFRESH_SECONDS = 6 * 3600.0
@@ -344,13 +349,13 @@ async def run_forever(
 ) -> int:
     """Tail every log, deliver alerts and serve the API until `stop` (default: SIGTERM/SIGINT).
 
-    Shutdown is graceful: each log commits the chunk in flight and starts no other.
+    Shutdown is graceful: each log commits the chunk in flight and starts no other. Stopped by
+    SIGTERM (or `stop`) it returns 0; by Ctrl-C (SIGINT), 130.
     """
+    ctrl_c = asyncio.Event()
     if stop is None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        _stop_on_signals(stop, ctrl_c)
     async with open_runtime(settings, retry) as runtime:
         context = ApiContext(
             runtime.store,
@@ -382,7 +387,14 @@ async def run_forever(
         finally:
             await supervisor.shutdown()
             await api.cleanup()
-    return EXIT_OK
+    return EXIT_INTERRUPTED if ctrl_c.is_set() else EXIT_OK
+
+
+def _stop_on_signals(stop: asyncio.Event, ctrl_c: asyncio.Event) -> None:
+    """SIGTERM sets `stop`; SIGINT (Ctrl-C) sets `ctrl_c` as well."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, lambda: (ctrl_c.set(), stop.set()))
 
 
 def _supervise_follower(supervisor: Supervisor, runtime: Runtime, follower: LogFollower, stop: asyncio.Event) -> None:

@@ -395,9 +395,11 @@ async def test_run_once_delivers_the_alerts_it_raised_before_exiting(sim: Runnin
     assert delivery_id == body["id"]
 
 
-async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
-    sim: RunningSimulator, database_url: str, tmp_path: Path
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["sigterm", "ctrl-c"])
+async def test_sigterm_or_ctrl_c_stops_cleanly_at_a_chunk_boundary(
+    sim: RunningSimulator, database_url: str, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
+    """SIGTERM (an orchestrator) exits 0, Ctrl-C 130 (the shell's convention), both quietly."""
     await sim.simulator.append_unwatched(3000)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
@@ -406,10 +408,12 @@ async def test_sigterm_stops_cleanly_at_a_chunk_boundary(
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "-c", str(config)),
         env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
+        stderr=asyncio.subprocess.PIPE,
     )
     await _wait_for_some_progress(database_url)
-    process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+    process.send_signal(signum)
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert (process.returncode, stderr) == (code, b"")
     sim.faults.inject(count=0)
     [row] = await table(database_url, LogRow)
     assert row.next_index % 1024 == 0 and 0 < row.next_index < 3000, "stopped between two chunks"
