@@ -209,10 +209,16 @@ def test_an_unmigrated_postgresql_database_is_named_as_such(database_url: str, t
     assert result.returncode == 1 and "not migrated: run `rekorwatch db upgrade`" in result.stderr
 
 
+def _default_ctrl_c() -> None:
+    """A shell without job control starts background jobs (CI's, say) with SIGINT ignored, and Python
+    then never raises KeyboardInterrupt: the child gets Ctrl-C's default handling, as at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupted_export(config: Path) -> tuple[int, bytes, bytes, str]:
     """Start a CSV export, read a little, press Ctrl-C, read the rest: (exit code, head, rest, stderr)."""
     command = [sys.executable, "-m", "monitor", "history", "--format", "csv", "-c", str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_ctrl_c)
     assert process.stdout is not None and process.stderr is not None
     head = process.stdout.read(4096)  # it is streaming, and soon blocked on the full pipe
     process.send_signal(signal.SIGINT)
