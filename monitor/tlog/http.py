@@ -19,6 +19,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 import structlog
 from yarl import URL
 
@@ -227,7 +228,9 @@ class _Request:
     endpoint: str
     shown_url: str
     params: Params | None = None
-    payload: Any = None
+    body: bytes | None = None
+    """A POST's JSON, encoded once for every attempt (by orjson: aiohttp's json.dumps cost ~35 µs a
+    retrieve request)."""
     absent_on_404: bool = False
 
 
@@ -270,6 +273,7 @@ class HttpFetcher:
         self._budget = budget
         self.limit = AdaptiveLimit(concurrency)
         self._headers = dict(headers or {})  # never shown: they may hold a token
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     @property
     def base_url(self) -> str:
@@ -291,7 +295,8 @@ class HttpFetcher:
 
     async def post_json(self, path: str, payload: Any, *, endpoint: str) -> bytes:
         """POST `payload` as JSON; the body of the 200 answer (a 404 here is a protocol error)."""
-        answer = await self._with_retries(_Request("POST", path, endpoint, self.url_for(path), payload=payload))
+        body = orjson.dumps(payload)
+        answer = await self._with_retries(_Request("POST", path, endpoint, self.url_for(path), body=body))
         assert answer is not None, "absent_on_404 is off for POST"
         return answer
 
@@ -324,8 +329,8 @@ class HttpFetcher:
                 request.method,
                 self._base_url + request.path,
                 params=request.params,
-                json=request.payload,
-                headers=self._headers,
+                data=request.body,
+                headers=self._headers if request.body is None else self._json_headers,
                 timeout=self._timeout,
                 allow_redirects=False,
                 raise_for_status=False,
