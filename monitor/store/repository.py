@@ -452,18 +452,27 @@ def _join_key_in(issuer_ca: Any, serial: Any, keys: Sequence[tuple[str | None, s
 
 
 async def _link_certificates_to(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
-    """A signing stored after its certificate was seen in CT: the certificate now points at it."""
-    for signing in signings:
-        if signing.issuer_ca is None or signing.certificate_serial is None:
-            continue
+    """A signing stored after its certificate was seen in CT: the certificate now points at it. One
+    lookup per chunk (an UPDATE per signing cost a tenth of a tiles catch-up's event loop); an update
+    only for the certificates found, which CT read first."""
+    signing_of = {
+        (signing.issuer_ca, signing.certificate_serial): signing.id
+        for signing in signings
+        if signing.issuer_ca is not None and signing.certificate_serial is not None
+    }
+    if not signing_of:
+        return
+    waiting = await session.execute(
+        select(CertificateRow.id, CertificateRow.issuer_ca, CertificateRow.serial).where(
+            _join_key_in(CertificateRow.issuer_ca, CertificateRow.serial, list(signing_of)),
+            CertificateRow.signing_id.is_(None),
+        )
+    )
+    for certificate_id, issuer_ca, serial in waiting.all():
         await session.execute(
             update(CertificateRow)
-            .where(
-                CertificateRow.issuer_ca == signing.issuer_ca,
-                CertificateRow.serial == signing.certificate_serial,
-                CertificateRow.signing_id.is_(None),
-            )
-            .values(signing_id=signing.id)
+            .where(CertificateRow.id == certificate_id)
+            .values(signing_id=signing_of[(issuer_ca, serial)])
         )
 
 
