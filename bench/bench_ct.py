@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
-from bench_catchup import BIN, SAMPLE_SECONDS, WATCH, TreeMemory
+from bench_catchup import WATCH, WATCHED_ISSUER, run_daemon
 
 from monitor.identity import identify
 from monitor.identity.ct_chain import CtChainVerifier
@@ -44,7 +44,6 @@ from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
 from monitor.tlog.merkle import CompactRange
 from monitor.trust import load_trust_root
 
-WATCHED_ISSUER = "https://oidc.codefresh.io"
 CHUNK = 1024
 AHEAD = 3
 
@@ -120,7 +119,7 @@ async def catch_up(url: str, trust_root: Path, ct_api: str) -> Tally:
     return tally
 
 
-def run_the_daemon(directory: Path, ct_url: str, ct_api: str, entries: int) -> None:
+def run_the_daemon(directory: Path, ct_url: str, ct_api: str, entries: int, simulator: int) -> None:
     """`rekorwatch run --once` following the CT log from 0, its Rekor log (the same simulator) empty."""
     parts = urlsplit(ct_url)
     database, config = directory / "rw.db", directory / "bench.yaml"
@@ -131,18 +130,12 @@ def run_the_daemon(directory: Path, ct_url: str, ct_api: str, entries: int) -> N
         f"ct_logs: [{{url: {ct_url}, api: {ct_api}, start: 0}}]\n"
         f"poll_interval: 10s\n{WATCH}"
     )
-    started = time.perf_counter()
-    env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
-    daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env)
-    memory = TreeMemory(daemon.pid)
-    while daemon.poll() is None:
-        memory.sample()
-        time.sleep(SAMPLE_SECONDS)
-    elapsed = time.perf_counter() - started
+    run = run_daemon(config, f"sqlite+aiosqlite:///{database}", simulator)
     with sqlite3.connect(database) as connection:
         (certificates,) = connection.execute("SELECT count(*) FROM certificates").fetchone()
-    print(f"ct_api={ct_api} entries={entries} certificates stored={certificates} exit={daemon.returncode}")
-    print(f"daemon catch-up (start-up included): {elapsed:.2f}s  {entries / elapsed:,.0f} entries/s")
+    print(f"ct_api={ct_api} entries={entries} certificates stored={certificates} exit={run.exit_code}")
+    print(f"daemon catch-up (start-up included): {run.seconds:.2f}s  {entries / run.seconds:,.0f} entries/s")
+    memory = run.memory
     print(f"peak RSS: daemon + children {memory.tree_peak_mib:.0f} MiB, daemon alone {memory.root_peak_mib:.0f} MiB")
 
 
@@ -159,7 +152,7 @@ def main() -> None:
         print(f"simulator ready with {args.entries} CT entries in {ready:.1f}s", file=sys.stderr)
         if args.daemon:
             try:
-                run_the_daemon(Path(tmp), url, args.ct_api, args.entries)
+                run_the_daemon(Path(tmp), url, args.ct_api, args.entries, simulator.pid)
             finally:
                 simulator.terminate()
                 simulator.wait()
