@@ -72,13 +72,9 @@ class StaticCtSource(TilesSource):
     api = STATIC_API
 
     def __init__(self, url: str, client: StaticCtClient, key: LogKey, origin: str | None = None):
-        super().__init__(url, client.tiles, log_id_of(key))
+        super().__init__(url, client.tiles, log_id_of(key), origin)
         self.ct_client = client
         self.key = key
-        self.own_origin = origin or log_name(url)
-
-    def origin(self, tree_id: str, configured: str | None = None) -> str:
-        return configured or self.own_origin
 
     def open_checkpoint(self, note: str) -> CtCheckpoint:
         """The verified checkpoint (NoteError if it is not the log's, validly signed at its time)."""

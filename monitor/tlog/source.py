@@ -177,13 +177,14 @@ class TilesSource:
 
     api = "tiles"
 
-    def __init__(self, url: str, client: TilesClient, log_id: bytes = b""):
+    def __init__(self, url: str, client: TilesClient, log_id: bytes = b"", origin: str | None = None):
         self.url = url
         self.client = client
         self.log_id = log_id
+        self.own_origin = origin or log_name(url)
 
     def origin(self, tree_id: str, configured: str | None = None) -> str:
-        return configured or log_name(self.url)
+        return configured or self.own_origin
 
     def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
         expected = self.origin(tree_id, configured)
