@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from sqlalchemy import select
 
 from monitor.config import ServerSettings, Settings
 from monitor.daemon import EXIT_OK, run_forever
+from monitor.store.repository import Store
 from monitor.tlog.http import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
@@ -35,6 +37,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.05)
+
+
+async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
+    """Every row of one table, in insertion order, read through a store of its own."""
+    async with Store.open(database_url) as store, store.sessions() as session:
+        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 def metric(exposition: str, name: str, **labels: str) -> float:

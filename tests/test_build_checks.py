@@ -14,7 +14,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
 
 from monitor.build_checks import BuildChecker
 from monitor.codefresh_api import BuildsClients
@@ -31,7 +30,7 @@ from monitor.simulate.builds import BuildFate
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, BuildCheckRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, eventually, metric, running_daemon
+from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
 
 OTHER_PIPELINE_OF_ACME = UNEXPECTED["pipeline_id"]
@@ -64,11 +63,6 @@ def settings_for(sim: RunningSimulator, database_url: str, key: str | None = Non
         poll_interval=0.2,
         watch=watch_with_key(sim, key),
     )
-
-
-async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 async def signings_by_index(database_url: str) -> dict[int, SigningRow]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
@@ -24,7 +24,7 @@ from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, LogRow
 from monitor.store.repository import Store
 from monitor.trust import TrustRootError
 from monitor.unlogged import UnloggedSweep
-from tests.harness import FAST_RETRY, free_port, running_daemon
+from tests.harness import FAST_RETRY, free_port, rows_of, running_daemon
 from tests.test_daemon import EXPECTED, IMPERSONATOR, RENAMED, STRANGER, UNEXPECTED, WATCH, as_config_file
 
 
@@ -48,11 +48,6 @@ def settings_for(
         poll_interval=0.2,
         watch=WATCH,
     )
-
-
-async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 async def sign_each_verdict(sim: RunningSimulator) -> None:

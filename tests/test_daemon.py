@@ -34,9 +34,8 @@ from monitor.daemon import EXIT_OK, run_forever, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, EntryErrorRow, LogRow, SigningRow
 from monitor.store.repository import Store
-from monitor.tlog.http import RetryPolicy
+from tests.harness import FAST_RETRY, free_port
 
-FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
 ACME = "628a80b693a15c0f9c13ab75"
 RELEASE = "6612ad6384ef42f18019b7e9"
 OTHER_PIPELINE = "65e6d5551e47e5bc243ca93f"
@@ -180,7 +179,7 @@ async def test_history_api_and_metrics_agree_with_the_tables(
     assert sorted(a["kind"] for a in alerts) == sorted(kind for kind, _ in EXPECTED_ALERTS.values())
 
     stop = asyncio.Event()
-    listen_port = await _free_port()
+    listen_port = await free_port()
     settings = settings_for(
         sim, database_url, server=ServerSettings(listen=f"127.0.0.1:{listen_port}", api_token="t0ken")
     )
@@ -224,14 +223,6 @@ async def test_history_api_and_metrics_agree_with_the_tables(
     finally:
         stop.set()
         assert await daemon == EXIT_OK
-
-
-async def _free_port() -> int:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return port
 
 
 async def _wait_ready(http: aiohttp.ClientSession, base: str) -> None:

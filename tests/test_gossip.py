@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import select
 
 from monitor.config import GossipPeer, GossipSettings, LogSettings, Settings, TrustSettings
 from monitor.contract import GossipResult
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
-from monitor.store.repository import Store
 from tests.conftest import fresh_postgres_database
-from tests.harness import FAST_RETRY, eventually, free_port, running_daemon
+from tests.harness import FAST_RETRY, eventually, free_port, rows_of, running_daemon
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -44,11 +42,6 @@ def settings_for(
         poll_interval=0.2,
         gossip=gossip,
     )
-
-
-async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 async def split_view_alerts(database_url: str) -> list[AlertRow]:

@@ -16,15 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from monitor.config import LogSettings, Settings, TrustSettings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, AlertRow, LogRow, SigningRow
-from monitor.store.repository import Store
 from monitor.tlog.http import ByteBudget, HttpFetcher, LogUnavailableError, RetryPolicy
-from tests.harness import FAST_RETRY, eventually, metric, running_daemon
+from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH, as_config_file
 
 TWO_POW_64_MINUS_1 = 2**64 - 1
@@ -54,11 +52,6 @@ def settings_for(sim: RunningSimulator, database_url: str, api: str = "v1", **ex
         "watch": WATCH,
     }
     return Settings(**{**values, **extra})
-
-
-async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 # what anyone can write into Rekor ----------------------------------------------------------------

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
 from monitor.alerting import AlertRaiser
 from monitor.config import LogSettings, Settings, TrustSettings
@@ -23,7 +22,7 @@ from monitor.store.db import upgrade
 from monitor.store.models import AlertRow, LogRow
 from monitor.store.repository import Store
 from monitor.tailcore import LogInconsistent
-from tests.harness import FAST_RETRY, eventually, free_port, metric, running_daemon
+from tests.harness import FAST_RETRY, eventually, free_port, metric, rows_of, running_daemon
 from tests.test_daemon import as_config_file
 
 
@@ -42,11 +41,6 @@ def settings_for(sim: RunningSimulator, database_url: str, *logs: LogSettings) -
         logs=list(logs) or [LogSettings(url=sim.url, api="v1", start=0)],
         poll_interval=0.2,
     )
-
-
-async def rows_of(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
 
 
 async def test_a_log_that_never_answers_has_its_series_and_zero_counters_from_the_first_scrape(

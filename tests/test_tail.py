@@ -16,10 +16,8 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
-from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import CompactRange
-
-FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
+from tests.harness import FAST_RETRY
 
 
 @pytest.fixture
