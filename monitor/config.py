@@ -115,21 +115,16 @@ def _config_error(field: str, kind: str, message: str, value: Any) -> Validation
     return ValidationError.from_exception_data(field, [InitErrorDetails(type=error, loc=(field,), input=value)])
 
 
-class LogSettings(_Strict):
+class _LogEndpoint(_Strict):
+    """Where and how to read a log, Rekor's or a CT log."""
+
     url: str
-    api: Literal["v1", "tiles"] = "v1"
     start: Literal["head"] | int = "head"
     concurrency: int = Field(8, ge=1, le=64)
     """Requests in flight to this log."""
     origin: str | None = None
     """The log's own origin, when it is read through a mirror or proxy (its key is then the trust
     root's log whose base URL, without scheme, is this origin)."""
-    witness_policy: str | None = None
-    """C2SP tlog-policy text (FORMATS.md §6); or `witness_policy_file`, a path (relative to the working directory)."""
-    witness_policy_file: str | None = None
-    witness_mode: Literal["enforce", "alert"] = "enforce"
-    """enforce: entries past the newest checkpoint meeting the quorum wait; alert: read, and alerted."""
-    _parsed_witness_policy: WitnessPolicy | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
@@ -142,7 +137,7 @@ class LogSettings(_Strict):
     @classmethod
     def _non_negative(cls, value: str | int) -> str | int:
         if isinstance(value, int) and value < 0:
-            raise ValueError("start must be 'head' or a global index >= 0")
+            raise ValueError("start must be 'head' or an index >= 0 (a global index for a sharded Rekor)")
         return value
 
     @field_validator("origin")
@@ -151,6 +146,16 @@ class LogSettings(_Strict):
         if value is not None and (not value or value != value.strip() or "\n" in value):
             raise ValueError("origin must be a checkpoint's first line: not empty, one line, no outer spaces")
         return value
+
+
+class LogSettings(_LogEndpoint):
+    api: Literal["v1", "tiles"] = "v1"
+    witness_policy: str | None = None
+    """C2SP tlog-policy text (FORMATS.md §6); or `witness_policy_file`, a path (relative to the working directory)."""
+    witness_policy_file: str | None = None
+    witness_mode: Literal["enforce", "alert"] = "enforce"
+    """enforce: entries past the newest checkpoint meeting the quorum wait; alert: read, and alerted."""
+    _parsed_witness_policy: WitnessPolicy | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _parse_witness_policy(self) -> LogSettings:
@@ -342,15 +347,10 @@ class ServerSettings(_Strict):
         return int(self.listen.rpartition(":")[2])
 
 
-class CtLogSettings(_Strict):
+class CtLogSettings(_LogEndpoint):
     """A CT log of Fulcio to watch (DESIGN.md "ct_logs"): every certificate issued, used in Rekor or not."""
 
-    url: str
     api: Literal["rfc6962", "static"] = "rfc6962"
-    start: Literal["head"] | int = "head"
-    concurrency: int = Field(8, ge=1, le=64)
-    origin: str | None = None
-    """The log's own origin (its URL without scheme), when it is read through a mirror or proxy."""
 
     witness_mode: ClassVar[str] = "enforce"
 
@@ -358,20 +358,6 @@ class CtLogSettings(_Strict):
     def parsed_witness_policy(self) -> None:
         """CT logs have no witness policy (the follower of every log asks)."""
         return None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
-
-    @field_validator("start")
-    @classmethod
-    def _non_negative(cls, value: str | int) -> str | int:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("start must be 'head' or an index >= 0")
-        return value
 
 
 class GossipPeer(_Strict):

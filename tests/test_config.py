@@ -93,6 +93,10 @@ logs:
   - url: ftp://x
     api: v3
     start: -1
+ct_logs:
+  - url: ctfe.example
+    start: -5
+    origin: " padded"
 watch:
   codefresh:
     - account_name: x
@@ -116,6 +120,9 @@ unknown_key: 1
         "logs[0].url",
         "logs[0].api",
         "logs[0].start",
+        "ct_logs[0].url",
+        "ct_logs[0].start",
+        "ct_logs[0].origin",
         "watch.codefresh[0].account_id",
         "watch.codefresh[0].pipelines[0].id",
         "watch.identities[0].identity_regexp",
