@@ -28,6 +28,20 @@ class SigningIdentity:
     runner_environment: str | None = None
     mismatches: tuple[str, ...] = ()
 
+    def stored_fields(self) -> dict[str, str | None]:
+        """The fields a signing and a CT certificate row store (the others live in `extensions`)."""
+        return {
+            "identity": self.identity,
+            "provider": self.provider,
+            "account_id": self.account_id,
+            "account_name": self.account_name,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_name": self.pipeline_name,
+            "run_url": self.run_url,
+            "source_repository": self.source_repository,
+            "source_ref": self.source_ref,
+        }
+
 
 def unknown_identity(cert: FulcioCertificate) -> SigningIdentity:
     return SigningIdentity(provider="unknown", issuer=cert.issuer, identity=cert.identity)
