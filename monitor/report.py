@@ -173,6 +173,25 @@ def without_scheme(url: str) -> str:
 
 TEXT, INT, TIME, BOOL = Kind.TEXT, Kind.INT, Kind.TIME, Kind.BOOL
 
+IDENTITY_FIELDS = (
+    Field("issuer"),
+    Field("identity"),
+    Field("provider"),
+    Field("account_id"),
+    Field("account_name"),
+    Field("pipeline_id"),
+    Field("pipeline_name"),
+    Field("run_url"),
+    Field("source_repository"),
+    Field("source_ref"),
+)
+"""Who a certificate says signed: the fields signings and CT certificates share."""
+IDENTITY_COLUMNS = (
+    Column("account", flex=True, field="account_name"),
+    Column("pipeline", flex=True, field="pipeline_name"),
+    Column("identity", flex=True),
+)
+
 SIGNINGS = Listing(
     noun="signings",
     fields=(
@@ -182,16 +201,7 @@ SIGNINGS = Listing(
         Field("entry_uuid"),
         Field("integrated_time", TIME),
         Field("kind"),
-        Field("issuer"),
-        Field("identity"),
-        Field("provider"),
-        Field("account_id"),
-        Field("account_name"),
-        Field("pipeline_id"),
-        Field("pipeline_name"),
-        Field("run_url"),
-        Field("source_repository"),
-        Field("source_ref"),
+        *IDENTITY_FIELDS,
         Field("artifact_digest"),
         Field("certificate_sha256"),
         Field("certificate_serial"),
@@ -212,9 +222,7 @@ SIGNINGS = Listing(
         Column("log", lambda values: without_scheme(values["log_url"] or ""), flex=True),
         Column("log_index"),
         Column("verdict"),
-        Column("account", flex=True, field="account_name"),
-        Column("pipeline", flex=True, field="pipeline_name"),
-        Column("identity", flex=True),
+        *IDENTITY_COLUMNS,
     ),
 )
 """The signing object (SigningRow.as_object) and `signed_at`: integrated time, else not_before."""
@@ -229,16 +237,7 @@ CERTIFICATES = Listing(
         Field("entry_type"),
         Field("issuer_ca"),
         Field("serial"),
-        Field("issuer"),
-        Field("identity"),
-        Field("provider"),
-        Field("account_id"),
-        Field("account_name"),
-        Field("pipeline_id"),
-        Field("pipeline_name"),
-        Field("run_url"),
-        Field("source_repository"),
-        Field("source_ref"),
+        *IDENTITY_FIELDS,
         Field("certificate_sha256"),
         Field("not_before", TIME),
         Field("chain_verified", BOOL),
@@ -252,9 +251,7 @@ CERTIFICATES = Listing(
         Column("ct_timestamp"),
         Column("verdict"),
         Column("logged", lambda values: "no" if values["signing_id"] is None else f"signing {values['signing_id']}"),
-        Column("account", flex=True, field="account_name"),
-        Column("pipeline", flex=True, field="pipeline_name"),
-        Column("identity", flex=True),
+        *IDENTITY_COLUMNS,
     ),
 )
 """The certificate object (CertificateRow.as_object; `logged` is signing_id not null)."""
