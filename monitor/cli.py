@@ -277,7 +277,28 @@ wide_option = click.option("--wide", is_flag=True, help="Tables: every column in
 limit_option = click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most this many rows, newest first (default: all)."
 )
-FORMATS = click.Choice(["table", "json", "csv"])
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+
+
+def identity_filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--issuer, --account, --pipeline and --verdict: the filters signings and CT certificates share."""
+    for option in reversed(
+        (
+            click.option("--issuer", multiple=True, help="OIDC issuer URL; repeat for any of several."),
+            click.option("--account", multiple=True, help="Account id or name; repeat for any of several."),
+            click.option("--pipeline", multiple=True, help="Pipeline id or name; repeat for any of several."),
+            click.option(
+                "--verdict",
+                multiple=True,
+                type=click.Choice([verdict.value for verdict in Verdict]),
+                help="Repeat for any of several.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 @main.command()
@@ -304,19 +325,11 @@ TIME_HELP = "RFC 3339 time, YYYY-MM-DD (UTC), or a span before now: 30m, 24h, 7d
 
 @main.command("history")
 @config_option
-@click.option("--issuer", multiple=True, help="OIDC issuer URL; repeat for any of several.")
-@click.option("--account", multiple=True, help="Account id or name; repeat for any of several.")
-@click.option("--pipeline", multiple=True, help="Pipeline id or name; repeat for any of several.")
-@click.option(
-    "--verdict",
-    multiple=True,
-    type=click.Choice([verdict.value for verdict in Verdict]),
-    help="Repeat for any of several.",
-)
+@identity_filter_options
 @click.option("--since", callback=_time_option, help=TIME_HELP)
 @click.option("--until", callback=_time_option, help=f"{TIME_HELP} Exclusive.")
 @limit_option
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @wide_option
 def history_command(
     config_file: str | None,
@@ -348,20 +361,12 @@ def history_command(
 
 @main.command("certificates")
 @config_option
-@click.option("--issuer", multiple=True, help="OIDC issuer URL; repeat for any of several.")
-@click.option("--account", multiple=True, help="Account id or name; repeat for any of several.")
-@click.option("--pipeline", multiple=True, help="Pipeline id or name; repeat for any of several.")
-@click.option(
-    "--verdict",
-    multiple=True,
-    type=click.Choice([verdict.value for verdict in Verdict]),
-    help="Repeat for any of several.",
-)
+@identity_filter_options
 @click.option("--unlogged", is_flag=True, help="Only certificates no Rekor signing used (yet).")
 @click.option("--since", callback=_time_option, help=f"{TIME_HELP} By CT timestamp.")
 @click.option("--until", callback=_time_option, help=f"{TIME_HELP} Exclusive.")
 @limit_option
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @wide_option
 def certificates_command(
     config_file: str | None,
@@ -400,7 +405,7 @@ def certificates_command(
     "--kind", multiple=True, type=click.Choice([kind.value for kind in AlertKind]), help="Repeat for any of several."
 )
 @limit_option
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@format_option
 @wide_option
 def alerts_command(
     config_file: str | None, status: str | None, kind: tuple[str, ...], limit: int | None, fmt: str, wide: bool
