@@ -42,6 +42,7 @@ from monitor.contract import (
     LogState,
 )
 from monitor.ct_recorder import CertificateRecorder
+from monitor.entries import REASONS as ENTRY_ERROR_REASONS
 from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
 from monitor.identity.ct_chain import CtChainVerifier
@@ -54,6 +55,7 @@ from monitor.recorder import SigningRecorder
 from monitor.store.db import upgrade
 from monitor.store.repository import Store
 from monitor.supervisor import FollowLoop, StallWatch, Supervisor, describe, sleep_unless
+from monitor.tlog.ct import REASONS as CT_ENTRY_ERROR_REASONS
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import log_id_of
 from monitor.tlog.ct_source import RFC6962_API, STATIC_API, Rfc6962Source, StaticCtSource
@@ -185,10 +187,10 @@ class Runtime:
         handler: BatchHandler
         if isinstance(log_settings, CtLogSettings):
             source = make_ct_source(log_settings, self.trust, self.session, self.retry, self.metrics)
-            handler = self.certificates
+            handler, entry_error_reasons = self.certificates, CT_ENTRY_ERROR_REASONS
         else:
             source = make_source(log_settings, self.trust, self.session, self.retry, self.metrics)
-            handler = self.recorder
+            handler, entry_error_reasons = self.recorder, ENTRY_ERROR_REASONS
         follower = LogFollower(
             log_settings,
             self.trust,
@@ -202,7 +204,8 @@ class Runtime:
         self.followers.append(follower)
         self.health[follower.url] = FollowerHealth(follower.url, source.origin("", log_settings.origin), source.api)
         policy = log_settings.parsed_witness_policy
-        self.metrics.track_log(follower.url, [witness.name for witness in policy.witnesses] if policy else ())
+        witnesses = [witness.name for witness in policy.witnesses] if policy else []
+        self.metrics.track_log(follower.url, entry_error_reasons, witnesses)
         return follower
 
     @property

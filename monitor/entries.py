@@ -37,7 +37,23 @@ _V2_DIGEST_ALGORITHMS = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512":
 
 
 class EntryDecodeError(ReasonedError):
-    """An entry body that cannot be decoded; `reason` is a stable token, `detail` says more."""
+    """An entry body that cannot be decoded; `reason` is one of REASONS, `detail` says more."""
+
+
+REASONS = (
+    "not_json",
+    "missing_field",
+    "bad_field",
+    "bad_base64",
+    "bad_pem",
+    "bad_certificate",
+    "bad_digest",
+    "too_large",
+    "unknown_kind",
+    "unknown_version",
+)
+"""EntryDecodeError reasons (here and in monitor/analysis.py): the label values of a Rekor log's
+rekorwatch_entry_errors_total."""
 
 
 @dataclass(frozen=True)

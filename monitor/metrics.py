@@ -36,20 +36,6 @@ FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 CHECKPOINT_RESULTS = ("ok", "failed")
 DELIVERY_RESULTS = ("delivered", "error", "failed")
-ENTRY_ERROR_REASONS = (
-    "not_json",
-    "missing_field",
-    "bad_field",
-    "bad_base64",
-    "bad_pem",
-    "bad_certificate",
-    "bad_digest",
-    "too_large",
-    "unknown_kind",
-    "unknown_version",
-)
-"""EntryDecodeError reasons (monitor/entries.py, monitor/analysis.py), created at 0 for each log."""
-
 disable_created_metrics()
 
 
@@ -160,8 +146,9 @@ class Metrics:
 
     # series that exist from the start ----------------------------------------------------------
 
-    def track_log(self, url: str, witnesses: Iterable[str] = ()) -> None:
-        """Create every series of a configured log, at 0, before anything happened to it."""
+    def track_log(self, url: str, entry_error_reasons: Iterable[str], witnesses: Iterable[str] = ()) -> None:
+        """Create every series of a configured log, at 0, before anything happened to it; its entries
+        fail to decode for `entry_error_reasons` (a Rekor log's or a CT log's)."""
         for witness in witnesses:
             self.cosignature_timestamp.labels(log=url, witness=witness)
         for gauge in (
@@ -175,7 +162,7 @@ class Metrics:
         for state in LogState:
             self.log_state.labels(log=url, state=state.value)
         self.entries_processed.labels(log=url)
-        for reason in ENTRY_ERROR_REASONS:
+        for reason in entry_error_reasons:
             self.entry_errors.labels(log=url, reason=reason)
         for result in CHECKPOINT_RESULTS:
             self.checkpoint_verifications.labels(log=url, result=result)

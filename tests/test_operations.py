@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from monitor.alerting import AlertRaiser
-from monitor.config import LogSettings, Settings, TrustSettings
+from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
 from monitor.contract import AlertKind, LogState
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.metrics import Metrics
@@ -47,9 +47,16 @@ async def test_a_log_that_never_answers_has_its_series_and_zero_counters_from_th
     sim: RunningSimulator, database_url: str
 ) -> None:
     silent = f"http://127.0.0.1:{await free_port()}"
-    settings = settings_for(sim, database_url, LogSettings(url=silent, api="v1", start=0))
+    silent_ct = f"http://127.0.0.1:{await free_port()}"
+    settings = settings_for(sim, database_url, LogSettings(url=silent, api="v1", start=0)).model_copy(
+        # a mirror of the simulator's CT log that never answers: the origin finds the log's key
+        update={"ct_logs": [CtLogSettings(url=silent_ct, origin=sim.ct_url.split("://")[1], start=0)]}
+    )
     async with running_daemon(settings) as daemon:
         first = await daemon.metrics()
+        for url, reason, absent in ((silent, "not_json", "malformed_leaf"), (silent_ct, "malformed_leaf", "not_json")):
+            assert f'rekorwatch_entry_errors_total{{log="{url}",reason="{reason}"}} 0.0' in first
+            assert f'rekorwatch_entry_errors_total{{log="{url}",reason="{absent}"}}' not in first
         for gauge in ("tree_size", "verified_size", "next_index", "lag_entries", "last_checkpoint_timestamp_seconds"):
             assert f'rekorwatch_log_{gauge}{{log="{silent}"}} 0.0' in first, gauge
         for result in ("ok", "failed"):
