@@ -39,13 +39,6 @@ def high_water_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 def make_bodies(ca: LocalCA, count: int, rekor_v2: bool) -> list[bytes]:
     chunks = [
         PopulateChunk(

@@ -102,9 +102,6 @@ class Receiver:
         assert self.server is not None
         return str(self.server.make_url(path))
 
-    def answered(self, status: int) -> list[Received]:
-        return [r for r in self.requests if r.status == status]
-
 
 @asynccontextmanager
 async def running_receiver(behaviour: Behaviour = ok) -> AsyncIterator[Receiver]:

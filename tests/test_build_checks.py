@@ -33,8 +33,6 @@ from monitor.store.repository import Store
 from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
 
-OTHER_PIPELINE_OF_ACME = UNEXPECTED["pipeline_id"]
-
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
