@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 
 from monitor.contract import AlertKind, Severity, Verdict, certificate_key
 from monitor.metrics import Metrics
-from monitor.store.models import AlertRow, CertificateRow, LogRow, utcnow
+from monitor.store.models import AlertRow, CertificateRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import NewAlert, Store, alert_payload
 from monitor.supervisor import sleep_unless
 
@@ -59,6 +59,7 @@ class UnloggedSweep:
         if read_through is None:
             return 0
         cutoff = read_through - timedelta(seconds=self.grace)
+        await self._link_late_signings(cutoff)
         alerted = 0
         while batch := await self._due(cutoff):
             alerted += len(await self._alert(batch))
@@ -83,6 +84,29 @@ class UnloggedSweep:
             if shard.last_checkpoint_at is not None and shard.shard_next >= shard.verified_size
         ]
         return min([now, *read_at]) if len(read_at) == len(shards) else None
+
+    async def _link_late_signings(self, cutoff: datetime) -> None:
+        """Link the due certificates whose signing is stored but not linked to them. Each side links
+        at its commit to what is committed already, so a Rekor chunk and a CT chunk holding the same
+        certificate, committed at the same moment (PostgreSQL commits them concurrently), each miss
+        the other's row: without this, a certificate that did sign would be alerted as unlogged."""
+        signing = (
+            select(SigningRow.id)
+            .where(
+                SigningRow.issuer_ca == CertificateRow.issuer_ca,
+                SigningRow.certificate_serial == CertificateRow.serial,
+            )
+            .order_by(SigningRow.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        async with self.store.sessions.begin() as session:
+            await session.execute(
+                update(CertificateRow)
+                .where(_unlogged(cutoff), CertificateRow.unlogged_alerted.is_(False), signing.is_not(None))
+                .values(signing_id=signing)
+                .execution_options(synchronize_session=False)
+            )
 
     async def _due(self, cutoff: datetime) -> list[tuple[CertificateRow, str, str]]:
         query = (

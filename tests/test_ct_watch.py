@@ -115,6 +115,24 @@ async def test_a_certificate_used_nowhere_is_unlogged_once_after_the_grace_acros
     assert len(issued) == 1, "certificate_issued once, however often the log is read"
 
 
+async def test_a_certificate_and_its_signing_that_missed_each_other_are_linked_not_alerted(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """A Rekor chunk and a CT chunk holding the same certificate, committed at the same moment, each
+    miss the other's row and leave the certificate unlinked: the sweep links it, never alerts."""
+    sim.simulator.append_codefresh(**UNEXPECTED)
+    settings = settings_for(sim, database_url, grace=0.5)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [signing] = await rows_of(database_url, SigningRow)
+    async with Store.open(database_url) as store, store.sessions.begin() as session:
+        await session.execute(update(CertificateRow).values(signing_id=None))  # what the race leaves
+    await asyncio.sleep(0.7)
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    assert not [a for a in await rows_of(database_url, AlertRow) if a.kind == "unlogged_certificate"]
+    [certificate] = await rows_of(database_url, CertificateRow)
+    assert certificate.signing_id == signing.id
+
+
 async def test_no_certificate_is_unlogged_before_rekor_is_read_through_its_grace(
     sim: RunningSimulator, database_url: str
 ) -> None:
