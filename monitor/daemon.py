@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -127,13 +127,18 @@ def make_ct_source(
 
 
 async def ct_logs_to_follow(
-    settings: Settings, trust: TrustRoot, session: aiohttp.ClientSession, start: str | int = "head"
+    settings: Settings,
+    trust: TrustRoot,
+    session: aiohttp.ClientSession,
+    start: str | int = "head",
+    followed: Collection[str] = (),
 ) -> list[CtLogSettings]:
-    """The configured CT logs, or the trust root's CT logs valid now, each with the API it answers."""
+    """The configured CT logs, or the trust root's CT logs valid now, each with the API it answers;
+    without those `followed` already (not asked again which API they answer)."""
     if settings.ct_logs is not None:
-        return list(settings.ct_logs)
+        return [ct_settings for ct_settings in settings.ct_logs if ct_settings.url not in followed]
     now = datetime.now(UTC)
-    urls = sorted({key.base_url for key in trust.ctlogs if key.validity.contains(now)})
+    urls = sorted({key.base_url for key in trust.ctlogs if key.validity.contains(now)} - set(followed))
     return [CtLogSettings(url=url, api=await ct_api_of(url, session), start=start) for url in urls]
 
 
@@ -218,9 +223,9 @@ class Runtime:
     def follow_loop(self, follower: LogFollower) -> FollowLoop:
         return FollowLoop(follower, self.health[follower.url], self.store, self.settings.poll_interval, self.metrics)
 
-    async def adopt_trust(self, trust: TrustRoot) -> list[LogFollower]:
-        """Use a refreshed trust root (rotated keys, new CAs) and follow the logs it adds from 0.
-        The old analyser answers what was sent to it; new chunks go to the new one."""
+    async def adopt_trust(self, trust: TrustRoot) -> list[LogSettings]:
+        """Use a refreshed trust root (rotated keys, new CAs); returns the logs it adds, to follow
+        from 0. The old analyser answers what was sent to it; new chunks go to the new one."""
         self.trust = trust
         old = self.recorder.analyser
         self.recorder.analyser = self.certificates.analyser = new_analyser(self.settings, trust)
@@ -232,13 +237,12 @@ class Runtime:
         added = [s for s in logs_to_follow(self.settings, trust, start=0) if s.url not in known]
         for log_settings in added:
             log.info("log_discovered", log_url=log_settings.url, api=log_settings.api, start=0)
-        return [self.add_follower(log_settings) for log_settings in added]
+        return added
 
-    async def add_ct_followers(self, start: str | int = "head") -> list[LogFollower]:
-        """Follow the CT logs (configured, or of the trust root) that are not followed yet."""
-        known = {follower.url for follower in self.followers}
-        logs = await ct_logs_to_follow(self.settings, self.trust, self.session, start)
-        return [self.add_follower(ct_settings) for ct_settings in logs if ct_settings.url not in known]
+    async def new_ct_logs(self, start: str | int = "head") -> list[CtLogSettings]:
+        """The CT logs (configured, or of the trust root) that are not followed yet."""
+        followed = {follower.url for follower in self.followers}
+        return await ct_logs_to_follow(self.settings, self.trust, self.session, start, followed)
 
     async def publish_stored_state(self) -> None:
         """Gauges and states as the database has them, so a restart shows at once what was known."""
@@ -304,7 +308,8 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         runtime.unlogged.rekor_logs = runtime.rekor_log_urls
         for log_settings in logs_to_follow(settings, trust):
             runtime.add_follower(log_settings)
-        await runtime.add_ct_followers()
+        for ct_settings in await runtime.new_ct_logs():
+            runtime.add_follower(ct_settings)
         if settings.gossip is not None:
             sources = gossip_sources(settings.gossip, session)
             metrics.track_gossip(source.name for source in sources)
@@ -437,5 +442,7 @@ async def _refresh_trust_forever(
         except TrustRootError as exc:
             log.warning("trust_reload_failed", error=str(exc)[:300], keeping=runtime.trust.source)
             continue
-        for follower in [*await runtime.adopt_trust(trust), *await runtime.add_ct_followers(start=0)]:
-            _supervise_follower(supervisor, runtime, follower, stop)
+        # each follower is supervised as soon as it is added: one that is added and not supervised
+        # would count as followed at every later refresh and never be read
+        for log_settings in [*await runtime.adopt_trust(trust), *await runtime.new_ct_logs(start=0)]:
+            _supervise_follower(supervisor, runtime, runtime.add_follower(log_settings), stop)

@@ -12,17 +12,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import update
 
 from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
-from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
+from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, ct_logs_to_follow, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.db import upgrade
 from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, LogRow, SigningRow
 from monitor.store.repository import Store
-from monitor.trust import TrustRootError
+from monitor.trust import TrustRootError, load_trust_root
 from monitor.unlogged import UnloggedSweep
 from tests.harness import FAST_RETRY, free_port, rows_of, running_daemon
 from tests.test_daemon import EXPECTED, IMPERSONATOR, RENAMED, STRANGER, UNEXPECTED, WATCH, as_config_file
@@ -278,3 +279,14 @@ async def test_certificates_in_the_cli_and_the_api(sim: RunningSimulator, databa
         assert {log["kind"] for log in logs} == {"rekor", "ct"}
         status, error = await daemon.get("/api/v1/certificates?logged=maybe")
         assert status == 400 and "logged" in error["error"]
+
+
+async def test_the_trust_roots_ct_logs_are_found_with_the_api_they_answer_unless_followed_already(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    settings = settings_for(sim, database_url).model_copy(update={"ct_logs": None})
+    trust = load_trust_root(str(sim.trust_files.trusted_root))
+    async with aiohttp.ClientSession() as session:
+        [ct_settings] = await ct_logs_to_follow(settings, trust, session, start=0)
+        assert (ct_settings.url, ct_settings.api, ct_settings.start) == (sim.ct_url, sim.simulator.ct_api, 0)
+        assert await ct_logs_to_follow(settings, trust, session, followed=[sim.ct_url]) == []
