@@ -36,12 +36,14 @@ from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH
 from monitor.simulate.trustroot import trusted_root
 from monitor.tlog.answers import MalformedError
 from monitor.tlog.ct import (
+    _POISON_OID_TLV,
     PRECERT_ENTRY,
     X509_ENTRY,
     CtEntryError,
     CtLogEntry,
     ExtraData,
     TimestampedEntry,
+    _poison_extensions,
     decode_ct_entry,
     encode_extra_data,
     encode_tile_leaf,
@@ -691,3 +693,12 @@ async def test_a_static_ct_data_tile_that_does_not_split_is_a_protocol_error(
     assert decode_ct_entry(entries[0]).certificate == PRECERT.der
     with pytest.raises(LogProtocolError, match=r"tile/data/000\.p/1: .* bytes after the data tile's 1 leaves"):
         await client.get_entries(0, 1, 1)
+
+
+def test_the_poison_is_only_an_extension_that_holds_its_whole_oid() -> None:
+    """An extension too short for the poison's OID, followed by the OID's remaining bytes, is not the
+    poison: removing it would make a TBS that was never signed."""
+    truncated = b"\x30\x02" + _POISON_OID_TLV[:2]
+    assert _poison_extensions(truncated + _POISON_OID_TLV[2:], 0, len(truncated)) == []
+    whole = b"\x30" + bytes([len(_POISON_OID_TLV) + 2]) + _POISON_OID_TLV + b"\x04\x00"
+    assert _poison_extensions(whole, 0, len(whole)) == [(0, len(whole))]

@@ -363,7 +363,7 @@ def _poison_extensions(der: bytes, pos: int, end: int) -> list[tuple[int, int]]:
         stop = start + length
         if stop > end:
             raise DerError(f"extension at {pos} runs past the extensions")
-        if der.startswith(_POISON_OID_TLV, start):
+        if der.startswith(_POISON_OID_TLV, start, stop):
             found.append((pos, stop))
         pos = stop
     return found
