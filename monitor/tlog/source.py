@@ -157,7 +157,8 @@ class RekorV1Source:
             found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
             if len(found) == len(wanted):
                 return [found[i] for i in wanted]
-            await asyncio.sleep(self.client.retry.delay(attempt, None))
+            if attempt < MISSING_ENTRY_RETRIES:
+                await asyncio.sleep(self.client.retry.delay(attempt, None))
         missing = [i for i in wanted if i not in found]
         raise LogProtocolError(self.url, f"does not serve entries {missing[:5]} below its verified size")
 
