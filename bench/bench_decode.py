@@ -36,7 +36,7 @@ from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA, codefresh_identity
 from monitor.simulate.entries import hashedrekord_body
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
-from monitor.trust import load_trust_root, parse_trust_root
+from monitor.trust import TrustRoot, load_trust_root, parse_trust_root
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sigstore"  # see its README.md
 ACCOUNT_ID = "628a80b693a15c0f9c13ab75"
@@ -65,14 +65,27 @@ def codefresh_bodies(ca: LocalCA, count: int) -> list[bytes]:
     return bodies
 
 
-def local_chains(ca: LocalCA, cache_size: int) -> ChainVerifier:
+def local_trust(ca: LocalCA) -> TrustRoot:
+    """A trust root whose only Fulcio CA is `ca`."""
     authority = {
         "certChain": {"certificates": [{"rawBytes": base64.b64encode(der).decode()} for der in ca.chain_der()]},
         "validFor": {"start": "2000-01-01T00:00:00Z"},
     }
-    return ChainVerifier(
-        parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "bench"), cache_size
-    )
+    return parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "bench")
+
+
+def local_chains(ca: LocalCA, cache_size: int) -> ChainVerifier:
+    return ChainVerifier(local_trust(ca), cache_size)
+
+
+def mix_policy() -> Policy:
+    """Watches the Codefresh pipeline of the mix's watched signings."""
+    account = {
+        "account_id": FULCIO_TEST_CODEFRESH["account_id"],
+        "account_name": FULCIO_TEST_CODEFRESH["account_name"],
+        "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
+    }
+    return Policy(WatchSettings.model_validate({"codefresh": [account]}))
 
 
 def mix_bodies(ca: LocalCA, count: int, rekor_v2: bool) -> list[bytes]:
@@ -155,24 +168,11 @@ def main() -> None:
         ),
     }
     print_table("one entry kind at a time:", results)
-    mix_policy = Policy(
-        WatchSettings.model_validate(
-            {
-                "codefresh": [
-                    {
-                        "account_id": FULCIO_TEST_CODEFRESH["account_id"],
-                        "account_name": FULCIO_TEST_CODEFRESH["account_name"],
-                        "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
-                    }
-                ]
-            }
-        )
-    )
     for api, rekor_v2 in (("Rekor v1", False), ("tiles (Rekor v2)", True)):
         bodies = mix_bodies(ca, args.mix, rekor_v2)
         size = sum(map(len, bodies)) / len(bodies)
         title = f"the catch-up mix, {api}: {len(bodies)} entries of {size:,.0f} bytes on average, 1% watched:"
-        print_table(title, mix_stages(bodies, mix_policy, local_chains(ca, cache_size=4096), args.rounds))
+        print_table(title, mix_stages(bodies, mix_policy(), local_chains(ca, cache_size=4096), args.rounds))
 
 
 if __name__ == "__main__":

@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from bench_decode import local_trust, mix_bodies, mix_policy
+
 from monitor.analysis import Judges
-from monitor.config import WatchSettings
 from monitor.decode_worker import DecodeProcess
 from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import ChainVerifier
-from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
-from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, chunk_results
-from monitor.trust import parse_trust_root
 
 CHUNK = 1024
 IN_FLIGHT = 3
@@ -39,37 +36,9 @@ def high_water_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-def make_bodies(ca: LocalCA, count: int, rekor_v2: bool) -> list[bytes]:
-    chunks = [
-        PopulateChunk(
-            ca.to_pem(),
-            min(2000, count - first),
-            tuple(range(0, min(2000, count - first), 100)),
-            FULCIO_TEST_CODEFRESH,
-            seed=first,
-            rekor_v2=rekor_v2,
-        )
-        for first in range(0, count, 2000)
-    ]
-    return [body for result in chunk_results(chunks, workers=2) for body in result.bodies]
-
-
 def setup(ca: LocalCA) -> Judges:
-    watch = {
-        "codefresh": [
-            {
-                "account_id": FULCIO_TEST_CODEFRESH["account_id"],
-                "account_name": FULCIO_TEST_CODEFRESH["account_name"],
-                "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
-            }
-        ]
-    }
-    authority = {
-        "certChain": {"certificates": [{"rawBytes": base64.b64encode(der).decode()} for der in ca.chain_der()]},
-        "validFor": {"start": "2000-01-01T00:00:00Z"},
-    }
-    trust = parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "bench")
-    return Judges(Policy(WatchSettings.model_validate(watch)), ChainVerifier(trust), CtChainVerifier(trust))
+    trust = local_trust(ca)
+    return Judges(mix_policy(), ChainVerifier(trust), CtChainVerifier(trust))
 
 
 async def feed(bodies: Sequence[bytes], analyse: Callable[[Sequence[bytes]], Awaitable[object]]) -> float:
@@ -116,7 +85,7 @@ def main() -> None:
     parser.add_argument("--api", choices=["v1", "tiles"], default="tiles")
     args = parser.parse_args()
     ca = LocalCA.generate()
-    bodies = make_bodies(ca, args.entries, rekor_v2=args.api == "tiles")
+    bodies = mix_bodies(ca, args.entries, rekor_v2=args.api == "tiles")
     judges = setup(ca)
     print(f"{len(bodies)} {args.api} entries, chunks of {CHUNK}, {IN_FLIGHT} in flight:")
     for name in (
