@@ -59,7 +59,10 @@ def config(tmp_path: Path, text: str) -> str:
 
 @pytest.mark.parametrize("case", BAD_CONFIGS)
 @pytest.mark.parametrize("command", ["check-config", "history"])
-def test_a_bad_config_is_exit_2_with_its_yaml_path(tmp_path: Path, case: str, command: str) -> None:
+def test_a_bad_config_is_exit_2_with_its_yaml_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where the default database, rekorwatch.db, would be created
     text, expected = BAD_CONFIGS[case]
     result = invoke(command, "-c", config(tmp_path, text))
     assert result.exit_code == 2, result.output

@@ -234,7 +234,8 @@ def test_ctrl_c_stops_an_export_quietly_with_130(database_url: str, tmp_path: Pa
     assert head.startswith(b"id,log_url,") and 0 < (head + rest).count(b"\n") < BATCH_SIZE * 3 + 1
 
 
-def test_run_overrides_listen_and_checks_both_flags(tmp_path: Path) -> None:
+def test_run_overrides_listen_and_checks_both_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the config's relative database would be created
     settings = Settings(server=ServerSettings(listen="127.0.0.1:9464", api_token="s3cret"))
     changed = with_overrides(settings, "0.0.0.0:9999")
     assert (changed.server.host, changed.server.port) == ("0.0.0.0", 9999)
