@@ -193,7 +193,9 @@ async def test_an_expected_certificate_unlogged_is_a_warning(sim: RunningSimulat
     assert unlogged.severity == "warning"
 
 
-async def test_truncated_get_entries_answers_are_read_in_full(sim: RunningSimulator, database_url: str) -> None:
+async def test_truncated_get_entries_answers_are_read_in_full(rfc6962_sim: RunningSimulator, database_url: str) -> None:
+    """RFC 6962 only: a static-ct-api log serves whole data tiles."""
+    sim = rfc6962_sim
     await sign_each_verdict(sim)
     sim.simulator.ct.max_get_entries = 3
     assert await run_once(settings_for(sim, database_url, rekor=False), FAST_RETRY) == EXIT_OK
