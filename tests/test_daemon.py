@@ -17,7 +17,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import select
 
 from monitor.config import (
     MIN_POLL_INTERVAL,
@@ -33,8 +32,7 @@ from monitor.config import (
 from monitor.daemon import EXIT_OK, run_forever, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, EntryErrorRow, LogRow, SigningRow
-from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, free_port
+from tests.harness import FAST_RETRY, free_port, rows_of
 
 ACME = "628a80b693a15c0f9c13ab75"
 RELEASE = "6612ad6384ef42f18019b7e9"
@@ -118,18 +116,13 @@ EXPECTED_ALERTS = {
 }
 
 
-async def table(database_url: str, model: type) -> list:  # type: ignore[type-arg]
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(model).order_by(model.id))).all())
-
-
 async def test_a_log_of_watched_and_unwatched_entries_yields_exactly_the_right_rows(
     sim: RunningSimulator, database_url: str
 ) -> None:
     expected = await populate_scenario(sim)
     assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
 
-    signings = await table(database_url, SigningRow)
+    signings = await rows_of(database_url, SigningRow)
     assert {s.log_index: s.verdict for s in signings} == expected
     by_verdict = {s.verdict: s for s in signings}
     good = by_verdict["expected"]
@@ -144,7 +137,7 @@ async def test_a_log_of_watched_and_unwatched_entries_yields_exactly_the_right_r
     assert json.loads(good.extensions)["build_config_uri"].endswith(RELEASE)
     assert not by_verdict["untrusted"].chain_verified
 
-    alerts = await table(database_url, AlertRow)
+    alerts = await rows_of(database_url, AlertRow)
     got = sorted((a.kind, a.severity, a.signing_id) for a in alerts)
     want = sorted(
         (*EXPECTED_ALERTS[verdict], by_verdict[verdict].id) for verdict in EXPECTED_ALERTS if verdict in by_verdict
@@ -153,7 +146,7 @@ async def test_a_log_of_watched_and_unwatched_entries_yields_exactly_the_right_r
     for alert in alerts:
         payload = json.loads(alert.payload)
         assert payload["signing"]["id"] == alert.signing_id and payload["log"]["url"] == sim.url
-    assert await table(database_url, EntryErrorRow) == []
+    assert await rows_of(database_url, EntryErrorRow) == []
 
 
 async def test_history_api_and_metrics_agree_with_the_tables(
@@ -259,11 +252,11 @@ async def test_undecodable_entries_are_recorded_alerted_and_passed(sim: RunningS
     bad = sim.log.append(b'{"apiVersion":"0.0.1","kind":"nonsense","spec":{}}')
     good = sim.simulator.append_codefresh(**EXPECTED)
     assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
-    [error] = await table(database_url, EntryErrorRow)
+    [error] = await rows_of(database_url, EntryErrorRow)
     assert error.log_index == bad and error.reason == "unknown_kind"
-    [alert] = await table(database_url, AlertRow)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.kind == "entry_undecodable" and alert.severity == "warning"
-    [stored] = await table(database_url, SigningRow)
+    [stored] = await rows_of(database_url, SigningRow)
     assert stored.log_index == good
 
 
@@ -289,7 +282,7 @@ async def test_kill_9_mid_catch_up_then_restart_gives_the_identical_database(
     process.send_signal(signal.SIGKILL)
     await process.wait()
     sim.faults.inject(count=0)
-    [row] = await table(database_url, LogRow)
+    [row] = await rows_of(database_url, LogRow)
     assert 0 < row.next_index < sim.log.size, "the kill should land mid catch-up"
     assert workers, "the daemon decodes in a worker process"
     for _ in range(100):  # the orphaned worker follows its parent
@@ -319,7 +312,7 @@ def _children(pid: int) -> list[int]:
 async def _wait_for_some_progress(database_url: str) -> None:
     for _ in range(600):
         try:
-            rows = await table(database_url, LogRow)
+            rows = await rows_of(database_url, LogRow)
         except Exception:  # schema not created yet
             rows = []
         if rows and rows[0].next_index > 0:
@@ -331,10 +324,10 @@ async def _wait_for_some_progress(database_url: str) -> None:
 async def _snapshot(database_url: str) -> tuple:
     signings = [
         (s.log_index, s.certificate_sha256, s.verdict, s.account_id, s.pipeline_id, s.integrated_time)
-        for s in await table(database_url, SigningRow)
+        for s in await rows_of(database_url, SigningRow)
     ]
-    alerts = [(a.dedup_key, a.kind, a.severity) for a in await table(database_url, AlertRow)]
-    [log] = await table(database_url, LogRow)
+    alerts = [(a.dedup_key, a.kind, a.severity) for a in await rows_of(database_url, AlertRow)]
+    [log] = await rows_of(database_url, LogRow)
     return sorted(signings), sorted(alerts), (log.next_index, log.verified_size, log.compact_range)
 
 
@@ -406,10 +399,10 @@ async def test_sigterm_or_ctrl_c_stops_cleanly_at_a_chunk_boundary(
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
     assert (process.returncode, stderr) == (code, b"")
     sim.faults.inject(count=0)
-    [row] = await table(database_url, LogRow)
+    [row] = await rows_of(database_url, LogRow)
     assert row.next_index % 1024 == 0 and 0 < row.next_index < 3000, "stopped between two chunks"
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await table(database_url, LogRow)
+    [row] = await rows_of(database_url, LogRow)
     assert row.next_index == 3000
 
 
@@ -429,15 +422,15 @@ async def test_a_log_that_makes_no_progress_raises_log_stalled_once(sim: Running
     finally:
         stop.set()
         assert await daemon == EXIT_OK
-    [alert] = await table(database_url, AlertRow)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.kind == "log_stalled" and alert.severity == "warning" and sim.url in alert.summary
-    [row] = await table(database_url, LogRow)
+    [row] = await rows_of(database_url, LogRow)
     assert row.state == "unreachable"
 
 
 async def _alerts_if_any(database_url: str) -> list:
     try:
-        return await table(database_url, AlertRow)
+        return await rows_of(database_url, AlertRow)
     except Exception:  # schema not created yet
         return []
 
@@ -450,5 +443,5 @@ async def test_integrated_time_is_kept_only_when_the_log_key_was_valid_then(
     sim.trust_files.trusted_root.write_text(json.dumps(root))
     sim.simulator.append_codefresh(**EXPECTED)
     assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
-    [stored] = await table(database_url, SigningRow)
+    [stored] = await rows_of(database_url, SigningRow)
     assert stored.integrated_time is None and stored.signed_at == stored.not_before

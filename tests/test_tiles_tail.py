@@ -17,17 +17,16 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, LogRow, SigningRow
 from monitor.trust import load_trust_root, parse_trust_root
+from tests.harness import FAST_RETRY, rows_of
 from tests.paths import SIGSTORE as FIXTURES
 from tests.test_daemon import (
     EXPECTED,
     EXPECTED_ALERTS,
-    FAST_RETRY,
     IMPERSONATOR,
     RENAMED,
     STRANGER,
     UNEXPECTED,
     WATCH,
-    table,
 )
 
 
@@ -90,7 +89,7 @@ async def test_tiles_and_v1_give_the_same_signings_and_alerts(
     verdicts = await same_story(tiles)
     assert await same_story(v1) == verdicts
     assert await run_once(settings_for(tiles, database_url, "tiles"), FAST_RETRY) == EXIT_OK
-    tiles_signings, tiles_alerts = await table(database_url, SigningRow), await table(database_url, AlertRow)
+    tiles_signings, tiles_alerts = await rows_of(database_url, SigningRow), await rows_of(database_url, AlertRow)
     assert [s.verdict for s in tiles_signings] == verdicts
     assert all(s.kind == "hashedrekord" and s.integrated_time is None for s in tiles_signings)
     assert all(s.signed_at == s.not_before for s in tiles_signings), "v2 has no time: not_before stands in"
@@ -98,7 +97,7 @@ async def test_tiles_and_v1_give_the_same_signings_and_alerts(
 
     v1_db = f"sqlite+aiosqlite:///{tmp_path / 'v1.db'}"
     assert await run_once(settings_for(v1, v1_db, "v1"), FAST_RETRY) == EXIT_OK
-    v1_outcome = outcome(await table(v1_db, SigningRow), await table(v1_db, AlertRow))
+    v1_outcome = outcome(await rows_of(v1_db, SigningRow), await rows_of(v1_db, AlertRow))
     assert outcome(tiles_signings, tiles_alerts) == v1_outcome
 
     [row] = await log_status(database_url)
@@ -113,7 +112,7 @@ async def test_tiles_start_at_head_then_follow(tiles: RunningSimulator, database
     index = tiles.simulator.append_codefresh(**UNEXPECTED)
     await tiles.simulator.append_unwatched(5)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [signing] = await table(database_url, SigningRow)
+    [signing] = await rows_of(database_url, SigningRow)
     assert signing.log_index == index and signing.verdict == "unexpected_pipeline"
     [row] = await log_status(database_url)
     assert row["next_index"] == 706
@@ -126,7 +125,7 @@ async def test_a_forked_tiles_log_is_inconsistent(tiles: RunningSimulator, datab
     tiles.log.fork(at=10)
     await tiles.simulator.append_unwatched(20)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
-    [alert] = await table(database_url, AlertRow)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.kind == "log_inconsistent" and json.loads(alert.payload)["reason"] == "consistency_failed"
 
 
@@ -137,9 +136,9 @@ async def test_a_tampered_tile_is_detected(tiles: RunningSimulator, database_url
     await tiles.simulator.append_unwatched(300)
     tiles.simulator.tiled.tamper_tile(0, 2)  # leaves 512..767: read before, used in the new proof
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
-    [alert] = await table(database_url, AlertRow)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.kind == "log_inconsistent"
-    [row] = await table(database_url, LogRow)
+    [row] = await rows_of(database_url, LogRow)
     assert row.state == "inconsistent" and row.next_index == 600
 
 
@@ -207,7 +206,7 @@ async def test_a_log_added_by_a_trust_refresh_is_followed_from_its_start(
     finally:
         stop.set()
         assert await daemon == EXIT_OK
-    [signing] = await table(database_url, SigningRow)
+    [signing] = await rows_of(database_url, SigningRow)
     assert signing.log_index == early and signing.log_url == tiles.url
 
 

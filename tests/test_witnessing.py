@@ -16,7 +16,7 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, eventually, metric, running_daemon
+from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -44,11 +44,6 @@ def settings_for(sim: RunningSimulator, database_url: str, mode: str = "enforce"
     )
 
 
-async def alerts_of(database_url: str) -> list[AlertRow]:
-    async with Store.open(database_url) as store, store.sessions() as session:
-        return list((await session.scalars(select(AlertRow).order_by(AlertRow.id))).all())
-
-
 async def the_log(database_url: str) -> dict:
     [log] = await log_status(database_url)
     return log
@@ -62,7 +57,7 @@ async def test_a_witnessed_log_is_followed_and_its_cosigners_kept(sim: RunningSi
     async with Store.open(database_url) as store, store.sessions() as session:
         [checkpoint] = (await session.scalars(select(CheckpointRow))).all()
     assert '"name": "a"' in (checkpoint.cosigners or "")
-    assert await alerts_of(database_url) == []
+    assert await rows_of(database_url, AlertRow) == []
 
 
 async def test_enforce_waits_at_the_last_witnessed_checkpoint_and_alerts_once(
@@ -78,13 +73,13 @@ async def test_enforce_waits_at_the_last_witnessed_checkpoint_and_alerts_once(
     log = await the_log(database_url)
     assert (log["next_index"], log["verified_size"], log["tree_size"]) == (100, 100, 150), "the 50 wait, as lag"
     assert log["state"] == "unwitnessed"
-    [alert] = await alerts_of(database_url)
+    [alert] = await rows_of(database_url, AlertRow)
     assert (alert.kind, alert.severity, alert.resolved_at) == ("checkpoint_unwitnessed", "warning", None)
     sim.simulator.witnesses.configure(cosign=["a", "c"])
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     log = await the_log(database_url)
     assert (log["next_index"], log["state"], log["witnesses"]) == (150, "ok", ["a", "c"])
-    [alert] = await alerts_of(database_url)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.resolved_at is not None, "the episode ends with a witnessed checkpoint"
 
 
@@ -97,7 +92,7 @@ async def test_alert_mode_reads_on_and_alerts_once(sim: RunningSimulator, databa
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     log = await the_log(database_url)
     assert (log["next_index"], log["state"]) == (120, "unwitnessed")
-    assert [alert.kind for alert in await alerts_of(database_url)] == ["checkpoint_unwitnessed"]
+    assert [alert.kind for alert in await rows_of(database_url, AlertRow)] == ["checkpoint_unwitnessed"]
 
 
 async def test_an_invalid_cosignature_refuses_the_checkpoint_and_the_cursor_waits(
@@ -111,12 +106,12 @@ async def test_an_invalid_cosignature_refuses_the_checkpoint_and_the_cursor_wait
     assert await run_once(settings, FAST_RETRY) == EXIT_OK, "not inconsistent: the cursor only waits"
     log = await the_log(database_url)
     assert (log["next_index"], log["state"]) == (100, "unwitnessed")
-    [alert] = await alerts_of(database_url)
+    [alert] = await rows_of(database_url, AlertRow)
     assert (alert.kind, alert.severity) == ("witness_invalid", "critical") and "by b" in alert.summary
     sim.simulator.witnesses.configure(bad=[])
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     assert (await the_log(database_url))["next_index"] == 110
-    [alert] = await alerts_of(database_url)
+    [alert] = await rows_of(database_url, AlertRow)
     assert alert.resolved_at is not None
 
 
