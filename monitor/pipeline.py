@@ -39,7 +39,7 @@ from monitor.metrics import Metrics
 from monitor.ordered import OrderedFetcher
 from monitor.progress import LogProgress
 from monitor.store.models import LogRow
-from monitor.store.repository import Batch, Store, VerifiedCheckpoint
+from monitor.store.repository import Batch, CursorStopped, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
 from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
 from monitor.tlog.http import LogProtocolError, gather_or_cancel
@@ -169,6 +169,9 @@ class LogFollower:
                 result.entries += await self._follow_shard(shard, by_tree.get(shard.state.tree_id))
             except LogInconsistent as exc:
                 await self._stop_shard(shard, exc)
+                result.inconsistent = True
+            except CursorStopped:  # gossip found it inconsistent meanwhile, and alerted
+                shard.status = LogState.INCONSISTENT
                 result.inconsistent = True
             except CheckpointUnusable as exc:
                 raise LogProtocolError(self.url, exc.detail) from exc

@@ -4,6 +4,7 @@ simulator's split view and distributor, over real HTTP, on SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -88,6 +89,22 @@ async def _has_split_view(database_url: str) -> bool:
         return bool(await split_view_alerts(database_url))
     except Exception:  # schema not there yet
         return False
+
+
+@pytest.mark.parametrize("sim", ["v1"], indirect=True)  # a catch-up slow enough to be caught mid-way
+async def test_a_split_view_found_during_a_catch_up_stops_it_at_the_next_chunk(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    await sim.simulator.append_unwatched(4000)
+    assert sim.split is not None
+    sim.split.split(3990)
+    sim.split.served.faults.inject(count=1_000_000, delay=0.05)  # about 2.5 s for the whole catch-up
+    gossip = GossipSettings(interval=0.2, distributors=[sim.url])
+    async with running_daemon(settings_for(sim, database_url, view=sim.split_url, gossip=gossip)):
+        await eventually(lambda: _has_split_view(database_url), "split_view raised")
+        await asyncio.sleep(3.0)  # longer than the rest of the catch-up would take
+    [row] = await rows_of(database_url, LogRow)
+    assert row.state == "inconsistent" and row.next_index < 4000, "no chunk committed after the alert's"
 
 
 async def test_an_honest_pair_stays_quiet(sim: RunningSimulator, database_url: str, tmp_path: Path) -> None:

@@ -66,6 +66,14 @@ class IssuedCertificate:
     alert: NewAlert | None
 
 
+class CursorStopped(Exception):
+    """The log was found inconsistent (by gossip, or by another replica) while a chunk was read: the
+    chunk is not committed, and the shard's cursor stays where the alert stopped it."""
+
+    def __init__(self, log_id: int) -> None:
+        super().__init__(f"log {log_id} was found inconsistent: its cursor is stopped")
+
+
 @dataclass(frozen=True)
 class EntryError:
     log_index: int
@@ -216,14 +224,19 @@ class Store:
 
     async def commit_batch(self, batch: Batch, sinks: Sequence[tuple[str, str]] = ()) -> list[AlertRow]:
         """Store a chunk's signings, errors and alerts (with one outbox row per matching sink) and
-        move the cursor, atomically. Refuses (RuntimeError) if the cursor moved since it was read.
+        move the cursor, atomically. Refuses (CursorStopped) if the log was found inconsistent
+        meanwhile (by gossip, or by another replica), and (RuntimeError) if the cursor moved.
 
         `sinks` are (name, min_severity) pairs. Returns the alerts that were new.
         """
         async with self.sessions.begin() as session:
             result = await session.execute(
                 update(LogRow)
-                .where(LogRow.id == batch.log_id, LogRow.next_index == batch.expected_next)
+                .where(
+                    LogRow.id == batch.log_id,
+                    LogRow.next_index == batch.expected_next,
+                    LogRow.state != LogState.INCONSISTENT,
+                )
                 .values(
                     next_index=batch.next_index,
                     compact_range=batch.compact_range,
@@ -233,6 +246,9 @@ class Store:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
+                state = await session.scalar(select(LogRow.state).where(LogRow.id == batch.log_id))
+                if state == LogState.INCONSISTENT:
+                    raise CursorStopped(batch.log_id)
                 raise RuntimeError(f"cursor of log {batch.log_id} moved under us (expected {batch.expected_next})")
             alerts = list(batch.alerts)
             if batch.signings:
