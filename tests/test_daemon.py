@@ -384,7 +384,8 @@ async def test_sigterm_or_ctrl_c_stops_cleanly_at_a_chunk_boundary(
     sim: RunningSimulator, database_url: str, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
     """SIGTERM (an orchestrator) exits 0, Ctrl-C 130 (the shell's convention), both quietly."""
-    await sim.simulator.append_unwatched(3000)
+    total = 8000  # chunks enough that a loaded machine cannot read them all before the signal lands
+    await sim.simulator.append_unwatched(total)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
     config.write_text(as_config_file(settings))
@@ -400,10 +401,10 @@ async def test_sigterm_or_ctrl_c_stops_cleanly_at_a_chunk_boundary(
     assert (process.returncode, stderr) == (code, b"")
     sim.faults.inject(count=0)
     [row] = await rows_of(database_url, LogRow)
-    assert row.next_index % 1024 == 0 and 0 < row.next_index < 3000, "stopped between two chunks"
+    assert row.next_index % 1024 == 0 and 0 < row.next_index < total, "stopped between two chunks"
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [row] = await rows_of(database_url, LogRow)
-    assert row.next_index == 3000
+    assert row.next_index == total
 
 
 async def test_a_log_that_makes_no_progress_raises_log_stalled_once(sim: RunningSimulator, database_url: str) -> None:
