@@ -29,10 +29,13 @@ __all__ = ["ChunkAnalyser", "CtOutcome", "Judges", "Outcome", "WorkerError"]
 
 
 class ChunkAnalyser:
-    def __init__(self, judges: Judges, *, processes: int | None = None):
+    def __init__(self, judges: Judges, *, in_thread: bool | None = None):
+        """`in_thread`: analyse in a thread of this process, not in a decode process (by default,
+        when the machine has a single core)."""
         self.judges = judges
-        self.in_process = (os.cpu_count() or 1) < 2 if processes is None else processes == 0
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="analyse") if self.in_process else None
+        if in_thread is None:
+            in_thread = (os.cpu_count() or 1) < 2
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="analyse") if in_thread else None
         self._process: DecodeProcess | None = None
         self._starting = asyncio.Lock()
         self._in_flight = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from monitor.analyser import ChunkAnalyser
 from monitor.analysis import Judges, Outcome, analyse_bodies
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
@@ -91,6 +92,18 @@ async def test_the_worker_answers_what_in_process_analysis_answers(
     assert {expected[len(bodies) - 2].reason, expected[len(bodies) - 1].reason} == {"not_json", "missing_field"}
     assert answer.leaf_hashes == b"".join(leaf_hash(body) for body in bodies)
     assert (await worker.analyse(bodies[:3])).leaf_hashes == b""
+
+
+@pytest.mark.parametrize("in_thread", [True, False], ids=["single core: a thread", "a decode process"])
+async def test_the_analyser_answers_alike_in_a_thread_and_in_a_decode_process(
+    setup: tuple[Judges, list[bytes]], in_thread: bool
+) -> None:
+    judges, bodies = setup
+    analyser = ChunkAnalyser(judges, in_thread=in_thread)
+    try:
+        assert comparable(await analyser.analyse(bodies)) == comparable(analyse_bodies(bodies, judges))
+    finally:
+        await analyser.close()
 
 
 async def test_requests_waiting_together_are_answered_each_with_its_own(
