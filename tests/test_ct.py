@@ -662,23 +662,6 @@ async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, session: aio
             await client.get_sth_consistency(3, 9)
 
 
-async def test_issuers_are_checked_against_their_fingerprint_and_cached(
-    peer: Peer, session: aiohttp.ClientSession
-) -> None:
-    intermediate = CA.chain_der()[0]
-    fingerprint = hashlib.sha256(intermediate).digest()
-    peer.respond = lambda path, query: Answer(body=intermediate if path.endswith(fingerprint.hex()) else b"lie")
-    client = StaticCtClient(peer.url, session, retry=FAST_RETRY)
-    assert await client.get_issuer(fingerprint) == intermediate
-    assert await client.get_issuer(fingerprint) == intermediate
-    assert peer.asked == [(f"/log/issuer/{fingerprint.hex()}", {})]
-    with pytest.raises(LogProtocolError, match="does not hash to its fingerprint"):
-        await client.get_issuer(ROOT)
-    peer.respond = lambda path, query: Answer(404)
-    with pytest.raises(LogProtocolError, match="not served"):
-        await client.get_issuer(ISSUER_KEY_HASH)
-
-
 async def test_a_static_ct_data_tile_that_does_not_split_is_a_protocol_error(
     peer: Peer, session: aiohttp.ClientSession
 ) -> None:

@@ -30,12 +30,10 @@ class MalformedError(Exception):
         return MalformedError(f"{prefix}.{self.field}", self.problem)
 
 
-def parse_answer(
-    raw: bytes, url: str, what: str, parse: Callable[[Any], T], *, loads: Callable[[bytes], Any] = loads_json
-) -> T:
-    """`parse(loads(raw))`, any failure a LogProtocolError naming `url` and `what`."""
+def parse_answer(raw: bytes, url: str, what: str, parse: Callable[[Any], T]) -> T:
+    """`parse` of the JSON `raw`, any failure a LogProtocolError naming `url` and `what`."""
     try:
-        document = loads(raw)
+        document = loads_json(raw)
     except (ValueError, RecursionError) as exc:
         raise LogProtocolError(url, f"{what} is not valid JSON: {exc}") from exc
     try:

@@ -4,7 +4,8 @@ RFC 6962 (base URL + path): `GET /ct/v1/get-sth`, `/ct/v1/get-sth-consistency?fi
 `/ct/v1/get-entries?start=&end=` (end INCLUSIVE; a log may answer fewer entries than asked: the rest
 is asked again from where it stopped; more than asked, or none, is a protocol error) and
 `/ct/v1/get-proof-by-hash?hash=&tree_size=`. static-ct-api: `/checkpoint`, hash tiles and data tiles
-(read through tlog/tiles.py, which also computes proofs from the tiles) and `/issuer/<sha256 hex>`.
+(read through tlog/tiles.py, which also computes proofs from the tiles). Issuers (`/issuer/<sha256
+hex>`) are not read: a certificate's chain is checked against the trust root's Fulcio CAs.
 
 The same rules as the Rekor clients: retries and caps from tlog/http.py, at most `concurrency`
 requests in flight, answers parsed strictly (tlog/answers.py). Nothing here is trusted: tree heads,
@@ -14,17 +15,15 @@ proofs and entries are verified by the caller, and entries are only split here, 
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
-import orjson
 
 from monitor.tlog.answers import MalformedError, json_base64, json_int, json_list, json_object, parse_answer
-from monitor.tlog.ct import FINGERPRINT_SIZE, CtEntryError, CtLogEntry, split_data_tile
+from monitor.tlog.ct import CtEntryError, CtLogEntry, split_data_tile
 from monitor.tlog.ct_head import SignedTreeHead, parse_sth
 from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE
@@ -34,13 +33,11 @@ GET_STH = "/ct/v1/get-sth"
 GET_STH_CONSISTENCY = "/ct/v1/get-sth-consistency"
 GET_ENTRIES = "/ct/v1/get-entries"
 GET_PROOF_BY_HASH = "/ct/v1/get-proof-by-hash"
-ISSUER_PATH = "/issuer/"
 
 DEFAULT_RETRY = RetryPolicy()
 DEFAULT_BATCH_SIZE = 1000  # Trillian's CTFE default for --max_get_entries
 MAX_BATCH_SIZE = 10_000
 MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
-MAX_CACHED_ISSUERS = 256
 
 T = TypeVar("T")
 Params = dict[str, str | int]
@@ -173,7 +170,7 @@ class Rfc6962Client:
         url = self._http.url_for(path, params)
         if raw is None:
             raise LogProtocolError(url, f"the {endpoint} endpoint answered 404")
-        return parse_answer(raw, url, what, parse, loads=orjson.loads)
+        return parse_answer(raw, url, what, parse)
 
 
 def parse_data_tile(raw: bytes, width: int) -> list[tuple[bytes, bytes]]:
@@ -187,8 +184,8 @@ DATA_TILES: BundleFormat[tuple[bytes, bytes]] = BundleFormat(data_tile_path, par
 
 
 class StaticCtClient:
-    """Reads one static-ct-api log: its checkpoint and tiles (`tiles`, a TilesClient), its data tiles
-    as entries, and its issuers."""
+    """Reads one static-ct-api log: its checkpoint and tiles (`tiles`, a TilesClient), and its data
+    tiles as entries."""
 
     def __init__(
         self,
@@ -204,16 +201,11 @@ class StaticCtClient:
         self.tiles = TilesClient(
             base_url, session, retry=retry, timeout=timeout, concurrency=concurrency, observe=observe
         )
-        self._http = HttpFetcher(session, base_url, retry=retry, timeout=timeout, observe=observe)
         self._log_id = log_id
-        self._issuers: dict[bytes, bytes] = {}
 
     @property
     def base_url(self) -> str:
-        return self._http.base_url
-
-    async def get_checkpoint(self) -> str:
-        return await self.tiles.get_checkpoint()
+        return self.tiles.base_url
 
     async def get_entries(self, first: int, end: int, tree_size: int) -> list[CtLogEntry]:
         """The entries [first, end) of the tree of `tree_size` leaves, from its data tiles."""
@@ -222,20 +214,3 @@ class StaticCtClient:
             CtLogEntry.of(index, leaf_input, tail, tile_leaf=True, log_id=self._log_id)
             for index, (leaf_input, tail) in zip(range(first, end), leaves, strict=True)
         ]
-
-    async def get_issuer(self, fingerprint: bytes) -> bytes:
-        """The issuer certificate (DER) with this SHA-256 fingerprint; checked, and cached."""
-        if len(fingerprint) != FINGERPRINT_SIZE:
-            raise ValueError(f"a fingerprint is {FINGERPRINT_SIZE} bytes")
-        cached = self._issuers.get(fingerprint)
-        if cached is not None:
-            return cached
-        path = ISSUER_PATH + fingerprint.hex()
-        der = await self._http.get(path, endpoint="issuer")
-        if der is None or hashlib.sha256(der).digest() != fingerprint:
-            problem = "is not served (404)" if der is None else "does not hash to its fingerprint"
-            raise LogProtocolError(self._http.url_for(path), f"the issuer {problem}")
-        if len(self._issuers) >= MAX_CACHED_ISSUERS:
-            self._issuers.clear()
-        self._issuers[fingerprint] = der
-        return der
