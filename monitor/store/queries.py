@@ -27,7 +27,7 @@ from monitor.store.repository import Store
 BATCH_SIZE = 2000
 """Rows per query when streaming a listing."""
 T = TypeVar("T")
-T_ROW = TypeVar("T_ROW", SigningRow, AlertRow)
+T_ROW = TypeVar("T_ROW", SigningRow, AlertRow, CertificateRow)
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,7 @@ async def signing_by_id(store: Store, signing_id: int) -> SigningRow | None:
 
 
 async def count_signings(store: Store, where: SigningFilter) -> int:
-    query = select(func.count()).select_from(SigningRow).where(*signing_conditions(where))
-    async with store.sessions() as session:
-        return int(await session.scalar(query) or 0)
+    return await _count(store, SigningRow, signing_conditions(where))
 
 
 # alerts ----------------------------------------------------------------------------------------
@@ -151,7 +149,11 @@ async def alerts_page(
 
 
 async def count_alerts(store: Store, where: AlertFilter) -> int:
-    query = select(func.count()).select_from(AlertRow).where(*alert_conditions(where))
+    return await _count(store, AlertRow, alert_conditions(where))
+
+
+async def _count(store: Store, model: type, conditions: Sequence[ColumnElement[bool]]) -> int:
+    query = select(func.count()).select_from(model).where(*conditions)
     async with store.sessions() as session:
         return int(await session.scalar(query) or 0)
 
@@ -243,11 +245,8 @@ async def certificates_page(
 ) -> tuple[list[CertificateRow], int | None]:
     query = certificates_page_query(where, [CertificateRow], size=limit + 1, before_id=before_id)
     async with store.sessions() as session:
-        rows = list((await session.scalars(query)).all())
-    return rows[:limit], (rows[limit - 1].id if len(rows) > limit else None)
+        return _page_of(list((await session.scalars(query)).all()), limit)
 
 
 async def count_certificates(store: Store, where: CertificateFilter) -> int:
-    query = select(func.count()).select_from(CertificateRow).where(*certificate_conditions(where))
-    async with store.sessions() as session:
-        return int(await session.scalar(query) or 0)
+    return await _count(store, CertificateRow, certificate_conditions(where))
