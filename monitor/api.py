@@ -81,18 +81,19 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 SIGNING_PARAMS = ("issuer", "account", "pipeline", "verdict", "since", "until", "limit", "cursor")
 ALERT_PARAMS = ("status", "kind", "limit", "cursor")
-CERTIFICATE_PARAMS = ("issuer", "account", "pipeline", "verdict", "logged", "since", "until", "limit", "cursor")
+CERTIFICATE_PARAMS = (*SIGNING_PARAMS, "logged")
 
 
-def _signing_filter(params: Params) -> SigningFilter:
-    return SigningFilter(
-        issuers=params.texts("issuer"),
-        accounts=params.texts("account"),
-        pipelines=params.texts("pipeline"),
-        verdicts=params.choices("verdict", Verdict),
-        since=params.time("since"),
-        until=params.time("until"),
-    )
+def _identity_filter(params: Params) -> dict[str, Any]:
+    """The filters signings and certificates share, as keyword arguments of either filter."""
+    return {
+        "issuers": params.texts("issuer"),
+        "accounts": params.texts("account"),
+        "pipelines": params.texts("pipeline"),
+        "verdicts": params.choices("verdict", Verdict),
+        "since": params.time("since"),
+        "until": params.time("until"),
+    }
 
 
 # handlers --------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ async def list_signings(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     params = Params(request.query, SIGNING_PARAMS)
     rows, before = await signings_page(
-        context.store, _signing_filter(params), limit=params.limit(), before_id=params.cursor()
+        context.store, SigningFilter(**_identity_filter(params)), limit=params.limit(), before_id=params.cursor()
     )
     return web.json_response({"items": [row.as_object() for row in rows], "next_cursor": encode_cursor(before)})
 
@@ -187,15 +188,7 @@ async def list_certificates(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     params = Params(request.query, CERTIFICATE_PARAMS)
     logged = params.choice("logged", ("true", "false"))
-    where = CertificateFilter(
-        issuers=params.texts("issuer"),
-        accounts=params.texts("account"),
-        pipelines=params.texts("pipeline"),
-        verdicts=params.choices("verdict", Verdict),
-        logged=None if logged is None else logged == "true",
-        since=params.time("since"),
-        until=params.time("until"),
-    )
+    where = CertificateFilter(**_identity_filter(params), logged=None if logged is None else logged == "true")
     rows, before = await certificates_page(context.store, where, limit=params.limit(), before_id=params.cursor())
     return web.json_response({"items": [row.as_object() for row in rows], "next_cursor": encode_cursor(before)})
 
