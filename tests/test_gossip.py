@@ -19,7 +19,7 @@ from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
 from tests.conftest import fresh_postgres_database
-from tests.harness import FAST_RETRY, eventually, free_port, rows_of, running_daemon
+from tests.harness import FAST_RETRY, eventually, free_port, metric, rows_of, running_daemon
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -117,11 +117,14 @@ async def test_an_honest_pair_stays_quiet(sim: RunningSimulator, database_url: s
         async with running_daemon(one, port=ports[0]), running_daemon(two, port=ports[1]):
             for _ in range(3):
                 await sim.simulator.append_unwatched(7)
+                size = sim.log.size
 
-                async def compared(db: str = database_url) -> bool:
-                    return len(await rows_of(db, GossipObservationRow)) >= 3
+                async def compared(db: str, size: int = size) -> bool:
+                    observations = await rows_of(db, GossipObservationRow)
+                    return any(row.result == "consistent" and row.tree_size == size for row in observations)
 
-                await eventually(compared, "several comparisons")
+                for database in (database_url, other_database):
+                    await eventually(lambda db=database: compared(db), f"size {size} compared on {database}")
         for database in (database_url, other_database):
             observations = await rows_of(database, GossipObservationRow)
             assert {row.result for row in observations} <= {"consistent", "error"}
@@ -165,6 +168,13 @@ async def test_a_peer_that_lies_with_a_badly_signed_checkpoint_proves_nothing(
 
 async def test_a_peer_that_is_down_is_an_error_never_an_alert(sim: RunningSimulator, database_url: str) -> None:
     await sim.simulator.append_unwatched(10)
-    down = GossipSettings(interval=0.2, peers=[GossipPeer(url=f"http://127.0.0.1:{await free_port()}")])
-    assert await run_once(settings_for(sim, database_url, gossip=down), FAST_RETRY) == EXIT_OK
+    peer = f"http://127.0.0.1:{await free_port()}"
+    down = GossipSettings(interval=0.2, peers=[GossipPeer(url=peer)])
+    async with running_daemon(settings_for(sim, database_url, gossip=down)) as daemon:
+
+        async def asked_twice() -> bool:
+            exposition = await daemon.metrics()
+            return metric(exposition, "rekorwatch_gossip_checks_total", source=peer, result="error") >= 2
+
+        await eventually(asked_twice, "the peer asked, and failing")
     assert await rows_of(database_url, AlertRow) == []
