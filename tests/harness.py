@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from monitor.config import ServerSettings, Settings
 from monitor.daemon import EXIT_OK, run_forever
@@ -19,6 +20,9 @@ from monitor.store.repository import Store
 from monitor.tlog.http import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
+SCHEMA_NOT_YET = (OperationalError, ProgrammingError)
+"""What reading a table raises before the daemon under test created it (SQLite: OperationalError,
+PostgreSQL: ProgrammingError); anything else is a failure of the test or of the daemon."""
 
 
 async def free_port() -> int:

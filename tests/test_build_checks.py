@@ -30,7 +30,7 @@ from monitor.simulate.builds import BuildFate
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, BuildCheckRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
 
 
@@ -178,7 +178,7 @@ async def test_checks_queued_when_the_daemon_is_killed_complete_after_a_restart(
 async def _queued(database_url: str) -> int:
     try:
         return len(await rows_of(database_url, BuildCheckRow))
-    except Exception:  # schema not created yet
+    except SCHEMA_NOT_YET:  # schema not created yet
         return 0
 
 

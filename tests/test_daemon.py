@@ -32,7 +32,7 @@ from monitor.config import (
 from monitor.daemon import EXIT_OK, run_forever, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, EntryErrorRow, LogRow, SigningRow
-from tests.harness import FAST_RETRY, free_port, rows_of
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, free_port, rows_of
 
 ACME = "628a80b693a15c0f9c13ab75"
 RELEASE = "6612ad6384ef42f18019b7e9"
@@ -313,7 +313,7 @@ async def _wait_for_some_progress(database_url: str) -> None:
     for _ in range(600):
         try:
             rows = await rows_of(database_url, LogRow)
-        except Exception:  # schema not created yet
+        except SCHEMA_NOT_YET:  # schema not created yet
             rows = []
         if rows and rows[0].next_index > 0:
             return
@@ -432,7 +432,7 @@ async def test_a_log_that_makes_no_progress_raises_log_stalled_once(sim: Running
 async def _alerts_if_any(database_url: str) -> list:
     try:
         return await rows_of(database_url, AlertRow)
-    except Exception:  # schema not created yet
+    except SCHEMA_NOT_YET:  # schema not created yet
         return []
 
 

@@ -19,7 +19,7 @@ from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
 from tests.conftest import fresh_postgres_database
-from tests.harness import FAST_RETRY, eventually, free_port, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, eventually, free_port, metric, rows_of, running_daemon
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -87,7 +87,7 @@ async def test_two_daemons_shown_two_histories_both_find_the_split_view(
 async def _has_split_view(database_url: str) -> bool:
     try:
         return bool(await split_view_alerts(database_url))
-    except Exception:  # schema not there yet
+    except SCHEMA_NOT_YET:  # schema not there yet
         return False
 
 

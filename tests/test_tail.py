@@ -17,7 +17,7 @@ from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
 from monitor.tlog.merkle import CompactRange
-from tests.harness import FAST_RETRY
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET
 
 
 @pytest.fixture
@@ -43,10 +43,6 @@ async def fill(sim: RunningSimulator, count: int) -> None:
     await sim.simulator.append_unwatched(count)
 
 
-async def status_of(database_url: str) -> list[dict]:
-    return await log_status(database_url)
-
-
 async def alerts_of(database_url: str) -> list[AlertRow]:
     async with Store.open(database_url) as store:
         return await store.alerts()
@@ -55,7 +51,7 @@ async def alerts_of(database_url: str) -> list[AlertRow]:
 async def test_catch_up_from_zero_verifies_every_entry(sim: RunningSimulator, database_url: str) -> None:
     await fill(sim, 2345)
     assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == row["verified_size"] == row["tree_size"] == 2345
     assert row["lag"] == 0 and row["state"] == "ok"
     async with Store.open(database_url) as store:
@@ -70,18 +66,18 @@ async def test_start_at_head_then_follow_new_entries(sim: RunningSimulator, data
     await fill(sim, 300)
     settings = settings_for(sim, database_url, start="head")
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 300
     await fill(sim, 77)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == row["verified_size"] == 377
 
 
 async def test_start_mid_log_bootstraps_from_an_inclusion_proof(sim: RunningSimulator, database_url: str) -> None:
     await fill(sim, 500)
     assert await run_once(settings_for(sim, database_url, start=123), FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 500
 
 
@@ -90,7 +86,7 @@ async def test_restart_resumes_without_gaps(sim: RunningSimulator, database_url:
     for count in (10, 1500, 1, 999):
         await fill(sim, count)
         assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 2510
     assert not await alerts_of(database_url)
 
@@ -116,8 +112,8 @@ async def wait_for_next_index(database_url: str, wanted: int, within: float = 20
     rows: list[dict] = []
     while loop.time() < deadline:
         try:
-            rows = await status_of(database_url)
-        except Exception:  # the daemon has not migrated the database yet
+            rows = await log_status(database_url)
+        except SCHEMA_NOT_YET:  # the daemon has not migrated the database yet
             rows = []
         if rows and rows[-1]["next_index"] >= wanted:
             return
@@ -132,7 +128,7 @@ async def test_forked_history_is_detected_and_exits_3(sim: RunningSimulator, dat
     sim.log.fork(at=150)
     await fill(sim, 10)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["state"] == "inconsistent" and row["next_index"] == 200
     [alert] = await alerts_of(database_url)
     assert alert.kind == "log_inconsistent" and alert.severity == "critical"
@@ -167,7 +163,7 @@ async def test_checkpoint_signed_by_the_wrong_key_is_rejected(sim: RunningSimula
     settings = settings_for(sim, database_url, start=0)
     sim.log.sign_with_wrong_key(True)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 0 and row["verified_size"] == 0
     [alert] = await alerts_of(database_url)
     assert alert.kind == "log_inconsistent"
@@ -178,7 +174,7 @@ async def test_error_bursts_are_ridden_out(sim: RunningSimulator, database_url: 
     await fill(sim, 300)
     sim.faults.inject(count=4, status=status, retry_after=0 if status == 429 else None)
     assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 300
     assert sim.faults.remaining == 0
 
@@ -191,7 +187,7 @@ async def test_shard_rotation_finishes_the_retired_shard(sim: RunningSimulator, 
     sim.log.rotate_shard()
     await fill(sim, 45)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    old, new = await status_of(database_url)
+    old, new = await log_status(database_url)
     assert old["next_index"] == old["verified_size"] == 150 and old["retired"]
     assert new["next_index"] == 195 and new["verified_size"] == 45
 
@@ -201,7 +197,7 @@ async def test_start_zero_covers_every_shard(sim: RunningSimulator, database_url
     sim.log.rotate_shard()
     await fill(sim, 10)
     assert await run_once(settings_for(sim, database_url, start=0), FAST_RETRY) == EXIT_OK
-    rows = await status_of(database_url)
+    rows = await log_status(database_url)
     assert [r["next_index"] for r in rows] == [64, 74]
 
 
@@ -209,18 +205,18 @@ async def test_unreachable_log_exits_1_without_losing_the_cursor(sim: RunningSim
     await fill(sim, 40)
     settings = settings_for(sim, database_url, start=0)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    before = await status_of(database_url)
+    before = await log_status(database_url)
     await fill(sim, 10)
     sim.faults.inject(count=1_000_000, status=503)
     assert await run_once(settings, FAST_RETRY) == 1
-    [after] = await status_of(database_url)
+    [after] = await log_status(database_url)
     assert after.pop("state") == "unreachable" and "HTTP 503" in after.pop("state_detail")
     assert after == {key: value for key, value in before[0].items() if key not in ("state", "state_detail")}, (
         "nothing moved, nothing was lost"
     )
     sim.faults.inject(count=0)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 50
 
 
@@ -234,12 +230,12 @@ async def test_a_log_tailed_by_another_replica_is_left_alone(sim: RunningSimulat
     try:
         assert await other_replica.hold_log_lock(sim.url)
         assert await run_once(settings, FAST_RETRY) == EXIT_OK
-        [row] = await status_of(database_url)
+        [row] = await log_status(database_url)
         assert row["next_index"] == 50, "the standby replica read nothing"
     finally:
         await other_replica.close()
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 100, "and takes over once the holder is gone"
 
 
@@ -247,9 +243,9 @@ async def test_a_start_beyond_the_end_waits_for_the_log(sim: RunningSimulator, d
     await fill(sim, 10)
     settings = settings_for(sim, database_url, start=25)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 25 and row["verified_size"] == 10
     await fill(sim, 20)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [row] = await status_of(database_url)
+    [row] = await log_status(database_url)
     assert row["next_index"] == 30

@@ -17,7 +17,7 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, LogRow, SigningRow
 from monitor.trust import load_trust_root, parse_trust_root
-from tests.harness import FAST_RETRY, rows_of
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, rows_of
 from tests.paths import SIGSTORE as FIXTURES
 from tests.test_daemon import (
     EXPECTED,
@@ -220,7 +220,7 @@ async def wait_for(
     while loop.time() < deadline:
         try:
             logs = {row["url"]: row for row in await log_status(database_url)}
-        except Exception:  # the daemon has not created the schema yet
+        except SCHEMA_NOT_YET:  # the daemon has not created the schema yet
             logs = {}
         if logs and condition(logs):
             return logs
