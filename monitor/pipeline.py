@@ -41,7 +41,7 @@ from monitor.progress import LogProgress
 from monitor.store.models import LogRow
 from monitor.store.repository import Batch, CursorStopped, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
-from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
+from monitor.tlog.ct_source import CtKeyed
 from monitor.tlog.http import LogProtocolError, gather_or_cancel
 from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
@@ -220,13 +220,13 @@ class LogFollower:
 
     @property
     def kind(self) -> LogKind:
-        return LogKind.CT if isinstance(self.source, Rfc6962Source | StaticCtSource) else LogKind.REKOR
+        return LogKind.CT if isinstance(self.source, CtKeyed) else LogKind.REKOR
 
     def open_note(self, note: str, tree_id: str) -> Checkpoint:
         """A checkpoint whose signature and origin verified (its consistency is checked apart). A CT
         log's tree head is checked by its source, against its trust-root key valid at its time."""
         try:
-            if isinstance(self.source, Rfc6962Source | StaticCtSource):
+            if isinstance(self.source, CtKeyed):
                 checkpoint = self.source.open_checkpoint(note)
             else:
                 matches = self.source.origin_matcher(tree_id, self.settings.origin)

@@ -10,20 +10,30 @@ entries; `tlog.ct.decode_ct_entry` decodes them. As for every source, nothing is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import CtCheckpoint, log_id_of, open_ct_checkpoint, sth_note
 from monitor.tlog.http import LogProtocolError
-from monitor.tlog.source import BootstrapProof, ShardHead, TilesSource, log_name
+from monitor.tlog.source import BootstrapProof, OneTreeOrigin, ShardHead, TilesSource, log_name
 from monitor.trust import LogKey
 
 RFC6962_API = "rfc6962"
 STATIC_API = "static"
 
 
-class Rfc6962Source:
+class CtKeyed(OneTreeOrigin):
+    """A CT log's tree heads are checked against its trust-root key, valid at their time."""
+
+    key: LogKey
+
+    def open_checkpoint(self, note: str) -> CtCheckpoint:
+        """The verified tree head (NoteError if it is not the log's, validly signed at its time)."""
+        return open_ct_checkpoint(note, [self.key], origin=self.origin(""))
+
+
+class Rfc6962Source(CtKeyed):
     """An RFC 6962 log: get-sth as the checkpoint, its consistency proofs, get-entries, get-proof-by-hash."""
 
     api = RFC6962_API
@@ -34,17 +44,6 @@ class Rfc6962Source:
         self.key = key
         self.log_id = log_id_of(key)
         self.own_origin = origin or log_name(url)
-
-    def origin(self, tree_id: str, configured: str | None = None) -> str:
-        return configured or self.own_origin
-
-    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
-        expected = self.origin(tree_id, configured)
-        return lambda origin: origin == expected
-
-    def open_checkpoint(self, note: str) -> CtCheckpoint:
-        """The verified tree head (NoteError if it is not the log's, validly signed at its time)."""
-        return open_ct_checkpoint(note, [self.key], origin=self.origin(""))
 
     async def heads(self) -> list[ShardHead]:
         sth = await self.client.get_sth()
@@ -66,7 +65,7 @@ class Rfc6962Source:
         return BootstrapProof(entry.leaf_hash, index, tree_size, proof.audit_path, None)
 
 
-class StaticCtSource(TilesSource):
+class StaticCtSource(CtKeyed, TilesSource):
     """A static-ct-api log: a tiles log whose leaves come from data tiles, with a CT checkpoint."""
 
     api = STATIC_API
@@ -75,10 +74,6 @@ class StaticCtSource(TilesSource):
         super().__init__(url, client.tiles, log_id_of(key), origin)
         self.ct_client = client
         self.key = key
-
-    def open_checkpoint(self, note: str) -> CtCheckpoint:
-        """The verified checkpoint (NoteError if it is not the log's, validly signed at its time)."""
-        return open_ct_checkpoint(note, [self.key], origin=self.origin(""))
 
     async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[CtLogEntry]:
         return await self.ct_client.get_entries(first, end, tree_size)

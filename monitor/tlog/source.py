@@ -172,9 +172,22 @@ class RekorV1Source:
         return BootstrapProof(entry.leaf_hash, index, proof.tree_size, proof.hashes, proof.checkpoint)
 
 
-class TilesSource:
-    """A tiles log: one tree; origin = key name = the URL without its scheme, unless configured (a log
-    read through a mirror or proxy keeps its own origin)."""
+class OneTreeOrigin:
+    """The origin of a log of one tree (tiles, CT): its key name, the URL without its scheme, unless
+    given (a log read through a mirror or proxy keeps its own origin)."""
+
+    own_origin: str
+
+    def origin(self, tree_id: str, configured: str | None = None) -> str:
+        return configured or self.own_origin
+
+    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
+        expected = self.origin(tree_id, configured)
+        return lambda origin: origin == expected
+
+
+class TilesSource(OneTreeOrigin):
+    """A tiles log: one tree, read from its tiles."""
 
     api = "tiles"
 
@@ -183,13 +196,6 @@ class TilesSource:
         self.client = client
         self.log_id = log_id
         self.own_origin = origin or log_name(url)
-
-    def origin(self, tree_id: str, configured: str | None = None) -> str:
-        return configured or self.own_origin
-
-    def origin_matcher(self, tree_id: str, configured: str | None = None) -> Callable[[str], bool]:
-        expected = self.origin(tree_id, configured)
-        return lambda origin: origin == expected
 
     async def heads(self) -> list[ShardHead]:
         note = await self.client.get_checkpoint()
