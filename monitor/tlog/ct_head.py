@@ -15,7 +15,6 @@ key). Errors are `CtHeadError`, a `NoteError`, so a bad tree head is handled as 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import struct
 from collections.abc import Sequence
@@ -30,11 +29,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from monitor.tlog.answers import MalformedError, json_base64, json_int, json_object
 from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.note import (
-    KEY_ID_SIZE,
     Checkpoint,
     NoteError,
     format_checkpoint_body,
+    key_id,
     parse_checkpoint_body,
+    signature_line,
     split_note,
 )
 from monitor.trust import LogKey
@@ -147,14 +147,14 @@ def log_id_of(key: LogKey) -> bytes:
 
 def ct_note_key_id(origin: str, log_id: bytes) -> bytes:
     """The key id of a CT log's checkpoint signature line (static-ct-api)."""
-    return hashlib.sha256(origin.encode() + b"\n" + bytes([CT_NOTE_SIGNATURE_TYPE]) + log_id).digest()[:KEY_ID_SIZE]
+    return key_id(origin, CT_NOTE_SIGNATURE_TYPE, log_id)
 
 
 def ct_note(origin: str, log_id: bytes, tree_size: int, timestamp: int, root_hash: bytes, signature: bytes) -> str:
     """The checkpoint of a tree head signed with `signature` (DigitallySigned bytes)."""
-    payload = ct_note_key_id(origin, log_id) + _NOTE_TIMESTAMP.pack(timestamp) + signature
     body = format_checkpoint_body(origin, tree_size, root_hash)
-    return f"{body}\n— {origin} {base64.b64encode(payload).decode('ascii')}\n"
+    line = signature_line(origin, ct_note_key_id(origin, log_id), _NOTE_TIMESTAMP.pack(timestamp) + signature)
+    return f"{body}\n{line}"
 
 
 def sth_note(sth: SignedTreeHead, origin: str, log_id: bytes) -> str:

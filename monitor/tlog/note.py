@@ -29,7 +29,7 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _MAX_TREE_SIZE = (1 << 64) - 1
 
-_ED25519_KEY_TYPE = b"\x01"
+ED25519_KEY_TYPE = 0x01
 _RSA_KEY_TYPE = b"\xff" + b"PKIX-RSA-PKCS#1v1.5"
 
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
@@ -169,6 +169,11 @@ def origin_log_id(origin: str) -> str:
     return hashlib.sha256(b"o:" + origin.encode("utf-8")).hexdigest()
 
 
+def key_id(name: str, key_type: int, key: bytes) -> bytes:
+    """The signed-note key id: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4]."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([key_type]) + key).digest()[:KEY_ID_SIZE]
+
+
 def _canonical_spki(key: PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -184,15 +189,15 @@ def verifier_for_key(name: str, spki_der: bytes, *, any_name: bool = False) -> N
     # Key ids hash the re-encoded SPKI, as Go's x509.MarshalPKIXPublicKey would produce it,
     # so that an equivalent but differently encoded key (e.g. a compressed point) gets the same id.
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        key_id = hashlib.sha256(_canonical_spki(key)).digest()
+        identifier = hashlib.sha256(_canonical_spki(key)).digest()
     elif isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        key_id = hashlib.sha256(name.encode() + b"\n" + _ED25519_KEY_TYPE + raw).digest()
+        identifier = key_id(name, ED25519_KEY_TYPE, raw)
     elif isinstance(key, rsa.RSAPublicKey):
-        key_id = hashlib.sha256(name.encode() + b"\n" + _RSA_KEY_TYPE + _canonical_spki(key)).digest()
+        identifier = hashlib.sha256(name.encode() + b"\n" + _RSA_KEY_TYPE + _canonical_spki(key)).digest()
     else:
         raise NoteError(f"unsupported key type for {name}: {type(key).__name__}")
-    return NoteVerifier(name, key_id[:KEY_ID_SIZE], key, any_name)
+    return NoteVerifier(name, identifier[:KEY_ID_SIZE], key, any_name)
 
 
 def open_checkpoint(

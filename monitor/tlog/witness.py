@@ -22,7 +22,6 @@ Nothing here does I/O or reads the clock (`now` is a parameter).
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib
 import re
 from collections.abc import Callable, Collection
@@ -36,11 +35,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from monitor.tlog.note import (
-    KEY_ID_SIZE,
     NoteError,
     NoteVerifier,
     decode_base64,
     is_valid_key_name,
+    key_id,
     parse_checkpoint_body,
     signature_line,
     split_note,
@@ -102,11 +101,6 @@ class PolicyError(WitnessError):
 
 
 # -- keys ------------------------------------------------------------------------------------------
-
-
-def key_id(name: str, key_type: int, key: bytes) -> bytes:
-    """The signed-note key id: SHA-256(name ‖ 0x0A ‖ type ‖ key)[:4]."""
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([key_type]) + key).digest()[:KEY_ID_SIZE]
 
 
 @dataclass(frozen=True)
