@@ -20,6 +20,9 @@ from monitor.store.repository import Store
 from monitor.tlog.http import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.02, max_delay=0.2)
+"""A daemon's retries in end-to-end tests."""
+CLIENT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
+"""A log client's retries in its own tests: few, and a millisecond apart."""
 SCHEMA_NOT_YET = (OperationalError, ProgrammingError)
 """What reading a table raises before the daemon under test created it (SQLite: OperationalError,
 PostgreSQL: ProgrammingError); anything else is a failure of the test or of the daemon."""

@@ -71,12 +71,12 @@ from monitor.tlog.ct_head import (
     sth_note,
     tree_head_signed_data,
 )
-from monitor.tlog.http import LogProtocolError, RetryPolicy
+from monitor.tlog.http import LogProtocolError
 from monitor.tlog.merkle import leaf_hash
 from monitor.tlog.note import NoteError
 from monitor.trust import LogKey, Validity, parse_trust_root
+from tests.harness import CLIENT_RETRY
 
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 ROOT = hashlib.sha256(b"a root").digest()
 ISSUER_KEY_HASH = bytes(range(32))
 NOW_MS = 1_760_000_000_000
@@ -589,7 +589,7 @@ async def test_a_truncated_get_entries_answer_is_asked_again_from_where_it_stopp
     peer: Peer, session: aiohttp.ClientSession
 ) -> None:
     peer.respond = truncating(3)
-    client = Rfc6962Client(peer.url, session, retry=FAST_RETRY, batch_size=10, log_id=b"id")
+    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY, batch_size=10, log_id=b"id")
     entries = await client.get_entries(5, 15)
     assert [(entry.log_index, entry.leaf_input) for entry in entries] == [(i, leaf_of(i)) for i in range(5, 15)]
     assert all(entry.leaf_hash == leaf_hash(entry.leaf_input) and entry.log_id == b"id" for entry in entries)
@@ -599,7 +599,7 @@ async def test_a_truncated_get_entries_answer_is_asked_again_from_where_it_stopp
 
 async def test_batches_are_fetched_concurrently_within_the_bound(peer: Peer, session: aiohttp.ClientSession) -> None:
     peer.respond = truncating(1000)
-    client = Rfc6962Client(peer.url, session, retry=FAST_RETRY, batch_size=4, concurrency=3)
+    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY, batch_size=4, concurrency=3)
     entries = await client.get_entries(0, 40)
     assert [entry.log_index for entry in entries] == list(range(40))
     assert len(peer.asked) == 10 and 1 < peer.max_in_flight <= 3
@@ -624,13 +624,13 @@ async def test_a_get_entries_answer_no_honest_log_gives_is_a_protocol_error(
 ) -> None:
     peer.respond = lambda path, query: answer
     with pytest.raises(LogProtocolError):
-        await Rfc6962Client(peer.url, session, retry=FAST_RETRY).get_entries(0, 3)
+        await Rfc6962Client(peer.url, session, retry=CLIENT_RETRY).get_entries(0, 3)
 
 
 async def test_a_log_that_sheds_load_is_asked_again(peer: Peer, session: aiohttp.ClientSession) -> None:
     answers = iter([Answer(503), Answer(429), as_json(sth_document())])
     peer.respond = lambda path, query: next(answers)
-    assert await Rfc6962Client(peer.url, session, retry=FAST_RETRY).get_sth() == STH
+    assert await Rfc6962Client(peer.url, session, retry=CLIENT_RETRY).get_sth() == STH
     assert [path for path, _ in peer.asked] == ["/log/ct/v1/get-sth"] * 3
 
 
@@ -642,7 +642,7 @@ async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, session: aio
         "/log/ct/v1/get-proof-by-hash": as_json({"leaf_index": 4, "audit_path": encoded}),
     }
     peer.respond = lambda path, query: answers[path]
-    client = Rfc6962Client(peer.url, session, retry=FAST_RETRY)
+    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY)
     assert await client.get_sth_consistency(0, 9) == [] and await client.get_sth_consistency(9, 9) == []
     assert peer.asked == []
     assert await client.get_sth_consistency(3, 9) == hashes
@@ -667,7 +667,7 @@ async def test_a_static_ct_data_tile_that_does_not_split_is_a_protocol_error(
 ) -> None:
     tile = tile_of(TILE_LEAVES)
     peer.respond = lambda path, query: Answer(body=tile if path == "/log/tile/data/000.p/2" else tile[:-1])
-    client = StaticCtClient(peer.url, session, retry=FAST_RETRY, log_id=b"id")
+    client = StaticCtClient(peer.url, session, retry=CLIENT_RETRY, log_id=b"id")
     entries = await client.get_entries(0, 2, 2)
     assert [(entry.leaf_input, entry.tile_leaf, entry.log_id) for entry in entries] == [
         (PRECERT_LEAF, True, b"id"),

@@ -32,8 +32,8 @@ from monitor.tlog.http import (
 )
 from monitor.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.rekor_v1 import RekorV1Client
+from tests.harness import CLIENT_RETRY
 
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 LOG_ID = bytes(range(32))
 TREE_ID = 0x1234_5678_9ABC_DEF0
 ROOT = bytes(32)
@@ -108,7 +108,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def client_for(peer: HostilePeer, session: aiohttp.ClientSession, **options: Any) -> RekorV1Client:
-    return RekorV1Client(peer.url, session, retry=options.pop("retry", FAST_RETRY), **options)
+    return RekorV1Client(peer.url, session, retry=options.pop("retry", CLIENT_RETRY), **options)
 
 
 def as_json(document: Any) -> Canned:
@@ -225,7 +225,7 @@ async def test_permanent_failure_gives_up_after_max_attempts(peer: HostilePeer, 
     peer.respond = lambda seen: Canned(500)
     with pytest.raises(LogUnavailableError) as caught:
         await client_for(peer, session).get_log_info()
-    assert len(peer.seen) == FAST_RETRY.max_attempts
+    assert len(peer.seen) == CLIENT_RETRY.max_attempts
     assert peer.url in str(caught.value) and "HTTP 500" in str(caught.value)
 
 
@@ -258,7 +258,7 @@ async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.Cli
 
 async def test_credentials_in_the_url_are_refused(session: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError, match="credentials"):
-        HttpFetcher(session, "https://user:secret@rekor.example", retry=FAST_RETRY)
+        HttpFetcher(session, "https://user:secret@rekor.example", retry=CLIENT_RETRY)
 
 
 # --- nonsense answers: LogProtocolError, never retried --------------------------------------------------
@@ -397,7 +397,7 @@ async def test_unexpected_statuses_are_not_retried(
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 async def test_oversized_answers_are_refused(chunked: bool, peer: HostilePeer, session: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(body=b" " * 5000, chunked=chunked)
-    fetcher = HttpFetcher(session, peer.url, retry=FAST_RETRY, max_response_bytes=1000)
+    fetcher = HttpFetcher(session, peer.url, retry=CLIENT_RETRY, max_response_bytes=1000)
     with pytest.raises(LogProtocolError, match="cap"):
         await fetcher.get("/api/v1/log", endpoint="log")
     assert len(peer.seen) == 1
@@ -622,15 +622,15 @@ async def test_bursts_of_failures_are_ridden_out(
 async def test_slow_answers_time_out_and_are_retried(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(1)
     sim.faults.inject(count=2, delay=0.5)
-    client = RekorV1Client(sim.url, session, retry=FAST_RETRY, timeout=0.1)
+    client = RekorV1Client(sim.url, session, retry=CLIENT_RETRY, timeout=0.1)
     assert (await client.get_log_info()).active.tree_size == 1
 
 
 async def test_a_failing_simulator_is_unavailable(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
     sim.faults.inject(count=100, status=503, retry_after=0)
     with pytest.raises(LogUnavailableError, match="HTTP 503"):
-        await RekorV1Client(sim.url, session, retry=FAST_RETRY).get_log_info()
-    assert sim.faults.remaining == 100 - FAST_RETRY.max_attempts
+        await RekorV1Client(sim.url, session, retry=CLIENT_RETRY).get_log_info()
+    assert sim.faults.remaining == 100 - CLIENT_RETRY.max_attempts
 
 
 async def test_429s_halve_the_requests_in_flight_and_successes_grow_them_back(

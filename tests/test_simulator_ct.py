@@ -32,12 +32,11 @@ from monitor.tlog.ct import PRECERT_ENTRY, CtEntry, CtLogEntry, decode_ct_entry,
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import CtCheckpoint, CtHeadError
 from monitor.tlog.ct_source import Rfc6962Source, StaticCtSource
-from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import CompactRange, ProofError, verify_consistency
 from monitor.tlog.source import ShardHead
 from monitor.trust import LogKey, TrustRoot, load_trust_root, parse_trust_root
+from tests.harness import CLIENT_RETRY
 
-FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 CtSource = Rfc6962Source | StaticCtSource
 
 
@@ -63,8 +62,8 @@ def trust_of(sim: RunningSimulator) -> TrustRoot:
 def source_for(sim: RunningSimulator, session: aiohttp.ClientSession, **options: int) -> CtSource:
     (key,) = trust_of(sim).ct_log_keys_for_url(sim.ct_url)
     if sim.ct.static:
-        return StaticCtSource(sim.ct_url, StaticCtClient(sim.ct_url, session, retry=FAST_RETRY, **options), key)
-    return Rfc6962Source(sim.ct_url, Rfc6962Client(sim.ct_url, session, retry=FAST_RETRY, **options), key)
+        return StaticCtSource(sim.ct_url, StaticCtClient(sim.ct_url, session, retry=CLIENT_RETRY, **options), key)
+    return Rfc6962Source(sim.ct_url, Rfc6962Client(sim.ct_url, session, retry=CLIENT_RETRY, **options), key)
 
 
 async def verified_head(source: CtSource) -> tuple[ShardHead, CtCheckpoint]:
