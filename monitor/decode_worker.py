@@ -204,6 +204,9 @@ class DecodeProcess:
 
     def _fail(self, error: WorkerError) -> None:
         self._failed = error
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()  # a worker still alive (its answer did not unpickle) sees EOF and exits
         while not self._waiting.empty():
             answer = self._waiting.get_nowait()
             if not answer.done():
