@@ -6,11 +6,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
 from hypothesis import settings
 from sqlalchemy.engine import make_url
+
+from monitor.simulate.server import RunningSimulator, start_simulator
 
 # The suite runs on a loaded 2-core machine beside PostgreSQL: a slow example is not a failure.
 settings.register_profile("rekorwatch", deadline=None)
@@ -53,3 +56,12 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
         return
     async with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
+    """The simulator with its defaults (Rekor v1, an RFC 6962 CT log); a module that needs another
+    overrides this fixture with its own `sim`."""
+    running = await start_simulator(directory=tmp_path / "sim")
+    yield running
+    await running.stop()

@@ -7,12 +7,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
-import pytest
 from pydantic import SecretStr
 
 from monitor.build_checks import BuildChecker
@@ -27,18 +25,11 @@ from monitor.config import (
 )
 from monitor.daemon import EXIT_OK, run_once
 from monitor.simulate.builds import BuildFate
-from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, BuildCheckRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import Store
 from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 def watch_with_key(sim: RunningSimulator, key: str | None = None) -> WatchSettings:

@@ -46,7 +46,7 @@ from monitor.identity.fulcio import ChainVerifier, parse_fulcio_certificate
 from monitor.policy import Policy
 from monitor.simulate.builds import BUILD_FINISHED_AFTER, BUILD_STARTED_BEFORE, OTHER_PIPELINE_ID, BuildFate
 from monitor.simulate.ca import codefresh_identity
-from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.simulate.server import RunningSimulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH
 from monitor.tlog.http import RetryPolicy
 from monitor.trust import load_trust_root
@@ -57,13 +57,6 @@ PLATFORM = "https://g.codefresh.io"
 WORKTREE = Path(__file__).resolve().parents[1]
 # quick retries and no rate limit, for the tests that are not about them
 FAST = ClientOptions(retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), per_second=1000.0)
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +29,7 @@ from monitor.config import (
     WatchSettings,
 )
 from monitor.daemon import EXIT_OK, run_forever, run_once
-from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, EntryErrorRow, LogRow, SigningRow
 from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, free_port, rows_of
 
@@ -62,13 +61,6 @@ RENAMED = signing(ACME, "acme", RELEASE, "app/release-v2")
 UNEXPECTED = signing(ACME, "acme", OTHER_PIPELINE, "app/debug")
 IMPERSONATOR = signing(OTHER_ACCOUNT, "ACME", RELEASE, "app/release")
 STRANGER = signing(OTHER_ACCOUNT, "someone-else", OTHER_PIPELINE, "x/y")
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 def settings_for(sim: RunningSimulator, database_url: str, **extra) -> Settings:  # type: ignore[no-untyped-def]

@@ -29,13 +29,6 @@ TWO_POW_64_MINUS_1 = 2**64 - 1
 
 
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
-
-
-@pytest.fixture
 async def tiles(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     running = await start_simulator(directory=tmp_path / "tiles", api="tiles")
     yield running

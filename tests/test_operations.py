@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from monitor.alerting import AlertRaiser
 from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
@@ -24,13 +21,6 @@ from monitor.store.repository import Store
 from monitor.tailcore import LogInconsistent
 from tests.harness import FAST_RETRY, eventually, free_port, metric, rows_of, running_daemon
 from tests.test_daemon import as_config_file
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 def settings_for(sim: RunningSimulator, database_url: str, *logs: LogSettings) -> Settings:

@@ -4,8 +4,6 @@ and the rate in `status`."""
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -13,7 +11,7 @@ from structlog.testing import capture_logs
 from monitor.config import LogSettings, Settings, TrustSettings
 from monitor.progress import CLEAR_LINE, LogProgress, ProgressReport, format_duration
 from monitor.report import log_status
-from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.simulate.server import RunningSimulator
 from tests.harness import eventually, running_daemon
 
 
@@ -58,13 +56,6 @@ def test_elsewhere_a_structured_line_per_lagging_log() -> None:
             "eta_seconds": 16,
         }
     ]
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 async def test_status_shows_the_rate_and_eta_of_a_log_that_lags(sim: RunningSimulator, database_url: str) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -13,18 +11,11 @@ from sqlalchemy import func, select
 from monitor.config import LogSettings, ServerSettings, Settings, TrustSettings
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_forever, run_once
 from monitor.report import log_status
-from monitor.simulate.server import RunningSimulator, start_simulator
+from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
 from monitor.tlog.merkle import CompactRange
 from tests.harness import FAST_RETRY, SCHEMA_NOT_YET
-
-
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
-    running = await start_simulator(directory=tmp_path / "sim")
-    yield running
-    await running.stop()
 
 
 def settings_for(sim: RunningSimulator, database_url: str, start: str | int = 0, **extra) -> Settings:  # type: ignore[no-untyped-def]
