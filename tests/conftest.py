@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from hypothesis import settings
@@ -65,3 +66,9 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     running = await start_simulator(directory=tmp_path / "sim")
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

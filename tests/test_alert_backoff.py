@@ -35,12 +35,6 @@ def t0() -> datetime:
     return datetime.now(UTC) + timedelta(minutes=1)
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [

@@ -57,12 +57,6 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def message(kind: str = "impersonation", **row: Any) -> AlertMessage:
     fields: dict[str, Any] = {
         "id": 5,

@@ -77,12 +77,6 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def deliver_once(
     store: Store, sinks: list[AlertSink], http: aiohttp.ClientSession, **options: Any
 ) -> tuple[int, list[tuple[str, str]]]:

@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,6 @@ PLATFORM = "https://g.codefresh.io"
 WORKTREE = Path(__file__).resolve().parents[1]
 # quick retries and no rate limit, for the tests that are not about them
 FAST = ClientOptions(retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), per_second=1000.0)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def watch_of(*accounts: dict[str, Any]) -> WatchSettings:

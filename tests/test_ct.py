@@ -555,12 +555,6 @@ async def peer() -> AsyncIterator[Peer]:
         yield hostile
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def as_json(document: Any) -> Answer:
     return Answer(body=json.dumps(document).encode())
 
@@ -586,10 +580,10 @@ def truncating(most: int) -> Callable[[str, dict[str, str]], Answer]:
 
 
 async def test_a_truncated_get_entries_answer_is_asked_again_from_where_it_stopped(
-    peer: Peer, session: aiohttp.ClientSession
+    peer: Peer, http: aiohttp.ClientSession
 ) -> None:
     peer.respond = truncating(3)
-    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY, batch_size=10, log_id=b"id")
+    client = Rfc6962Client(peer.url, http, retry=CLIENT_RETRY, batch_size=10, log_id=b"id")
     entries = await client.get_entries(5, 15)
     assert [(entry.log_index, entry.leaf_input) for entry in entries] == [(i, leaf_of(i)) for i in range(5, 15)]
     assert all(entry.leaf_hash == leaf_hash(entry.leaf_input) and entry.log_id == b"id" for entry in entries)
@@ -597,9 +591,9 @@ async def test_a_truncated_get_entries_answer_is_asked_again_from_where_it_stopp
     assert asked == [("5", "14"), ("8", "14"), ("11", "14"), ("14", "14")]  # end inclusive
 
 
-async def test_batches_are_fetched_concurrently_within_the_bound(peer: Peer, session: aiohttp.ClientSession) -> None:
+async def test_batches_are_fetched_concurrently_within_the_bound(peer: Peer, http: aiohttp.ClientSession) -> None:
     peer.respond = truncating(1000)
-    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY, batch_size=4, concurrency=3)
+    client = Rfc6962Client(peer.url, http, retry=CLIENT_RETRY, batch_size=4, concurrency=3)
     entries = await client.get_entries(0, 40)
     assert [entry.log_index for entry in entries] == list(range(40))
     assert len(peer.asked) == 10 and 1 < peer.max_in_flight <= 3
@@ -620,21 +614,21 @@ async def test_batches_are_fetched_concurrently_within_the_bound(peer: Peer, ses
     ],
 )
 async def test_a_get_entries_answer_no_honest_log_gives_is_a_protocol_error(
-    peer: Peer, session: aiohttp.ClientSession, answer: Answer
+    peer: Peer, http: aiohttp.ClientSession, answer: Answer
 ) -> None:
     peer.respond = lambda path, query: answer
     with pytest.raises(LogProtocolError):
-        await Rfc6962Client(peer.url, session, retry=CLIENT_RETRY).get_entries(0, 3)
+        await Rfc6962Client(peer.url, http, retry=CLIENT_RETRY).get_entries(0, 3)
 
 
-async def test_a_log_that_sheds_load_is_asked_again(peer: Peer, session: aiohttp.ClientSession) -> None:
+async def test_a_log_that_sheds_load_is_asked_again(peer: Peer, http: aiohttp.ClientSession) -> None:
     answers = iter([Answer(503), Answer(429), as_json(sth_document())])
     peer.respond = lambda path, query: next(answers)
-    assert await Rfc6962Client(peer.url, session, retry=CLIENT_RETRY).get_sth() == STH
+    assert await Rfc6962Client(peer.url, http, retry=CLIENT_RETRY).get_sth() == STH
     assert [path for path, _ in peer.asked] == ["/log/ct/v1/get-sth"] * 3
 
 
-async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, session: aiohttp.ClientSession) -> None:
+async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, http: aiohttp.ClientSession) -> None:
     hashes = [bytes([n]) * 32 for n in range(3)]
     encoded = [base64.b64encode(item).decode() for item in hashes]
     answers = {
@@ -642,7 +636,7 @@ async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, session: aio
         "/log/ct/v1/get-proof-by-hash": as_json({"leaf_index": 4, "audit_path": encoded}),
     }
     peer.respond = lambda path, query: answers[path]
-    client = Rfc6962Client(peer.url, session, retry=CLIENT_RETRY)
+    client = Rfc6962Client(peer.url, http, retry=CLIENT_RETRY)
     assert await client.get_sth_consistency(0, 9) == [] and await client.get_sth_consistency(9, 9) == []
     assert peer.asked == []
     assert await client.get_sth_consistency(3, 9) == hashes
@@ -663,11 +657,11 @@ async def test_proofs_are_asked_for_and_parsed_strictly(peer: Peer, session: aio
 
 
 async def test_a_static_ct_data_tile_that_does_not_split_is_a_protocol_error(
-    peer: Peer, session: aiohttp.ClientSession
+    peer: Peer, http: aiohttp.ClientSession
 ) -> None:
     tile = tile_of(TILE_LEAVES)
     peer.respond = lambda path, query: Answer(body=tile if path == "/log/tile/data/000.p/2" else tile[:-1])
-    client = StaticCtClient(peer.url, session, retry=CLIENT_RETRY, log_id=b"id")
+    client = StaticCtClient(peer.url, http, retry=CLIENT_RETRY, log_id=b"id")
     entries = await client.get_entries(0, 2, 2)
     assert [(entry.leaf_input, entry.tile_leaf, entry.log_id) for entry in entries] == [
         (PRECERT_LEAF, True, b"id"),

@@ -101,14 +101,8 @@ async def peer() -> AsyncIterator[HostilePeer]:
         yield hostile
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-def client_for(peer: HostilePeer, session: aiohttp.ClientSession, **options: Any) -> RekorV1Client:
-    return RekorV1Client(peer.url, session, retry=options.pop("retry", CLIENT_RETRY), **options)
+def client_for(peer: HostilePeer, http: aiohttp.ClientSession, **options: Any) -> RekorV1Client:
+    return RekorV1Client(peer.url, http, retry=options.pop("retry", CLIENT_RETRY), **options)
 
 
 def as_json(document: Any) -> Canned:
@@ -203,62 +197,62 @@ def test_parse_retry_after() -> None:
 # --- transient failures: retried, then LogUnavailableError ---------------------------------------------
 
 
-async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     failures = iter([Canned(503), Canned(429), Canned(500), Canned(502)])
     peer.respond = lambda seen: next(failures, None) or as_json(log_info(tree_size=42))
-    client = client_for(peer, session, retry=RetryPolicy(max_attempts=5, base_delay=0.001))
+    client = client_for(peer, http, retry=RetryPolicy(max_attempts=5, base_delay=0.001))
     info = await client.get_log_info()
     assert info.active.tree_size == 42
     assert len(peer.seen) == 5
 
 
-async def test_retry_after_is_honoured(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_retry_after_is_honoured(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     failures = iter([Canned(429, headers={"Retry-After": "1"})])
     peer.respond = lambda seen: next(failures, None) or as_json(log_info())
     started = time.monotonic()
-    await client_for(peer, session).get_log_info()
+    await client_for(peer, http).get_log_info()
     assert time.monotonic() - started >= 1.0
     assert len(peer.seen) == 2
 
 
-async def test_permanent_failure_gives_up_after_max_attempts(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_permanent_failure_gives_up_after_max_attempts(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(500)
     with pytest.raises(LogUnavailableError) as caught:
-        await client_for(peer, session).get_log_info()
+        await client_for(peer, http).get_log_info()
     assert len(peer.seen) == CLIENT_RETRY.max_attempts
     assert peer.url in str(caught.value) and "HTTP 500" in str(caught.value)
 
 
-async def test_timeouts_are_retried_then_give_up(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_timeouts_are_retried_then_give_up(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(delay=1.0, body=b"{}")
     retry = RetryPolicy(max_attempts=2, base_delay=0.001)
     with pytest.raises(LogUnavailableError, match="Timeout"):
-        await client_for(peer, session, retry=retry, timeout=0.1).get_log_info()
+        await client_for(peer, http, retry=retry, timeout=0.1).get_log_info()
     assert len(peer.seen) == 2
 
 
-async def test_closed_port_is_unavailable(session: aiohttp.ClientSession) -> None:
+async def test_closed_port_is_unavailable(http: aiohttp.ClientSession) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = RekorV1Client(f"http://127.0.0.1:{port}", session, retry=RetryPolicy(max_attempts=2, base_delay=0))
+    client = RekorV1Client(f"http://127.0.0.1:{port}", http, retry=RetryPolicy(max_attempts=2, base_delay=0))
     with pytest.raises(LogUnavailableError, match=f"127.0.0.1:{port}"):
         await client.get_log_info()
 
 
-async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_every_attempt_is_observed(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     failures = iter([Canned(500)])
     peer.respond = lambda seen: next(failures, None) or as_json(log_entry(3))
     observed: list[tuple[str, float]] = []
-    client = client_for(peer, session, observe=lambda endpoint, seconds, _failure: observed.append((endpoint, seconds)))
+    client = client_for(peer, http, observe=lambda endpoint, seconds, _failure: observed.append((endpoint, seconds)))
     await client.get_entry(3)
     assert [endpoint for endpoint, _ in observed] == ["entry", "entry"]
     assert all(seconds >= 0 for _, seconds in observed)
 
 
-async def test_credentials_in_the_url_are_refused(session: aiohttp.ClientSession) -> None:
+async def test_credentials_in_the_url_are_refused(http: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError, match="credentials"):
-        HttpFetcher(session, "https://user:secret@rekor.example", retry=CLIENT_RETRY)
+        HttpFetcher(http, "https://user:secret@rekor.example", retry=CLIENT_RETRY)
 
 
 # --- nonsense answers: LogProtocolError, never retried --------------------------------------------------
@@ -315,24 +309,24 @@ BROKEN_ENTRIES = {
 }
 
 
-async def test_optional_fields_may_be_absent(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_optional_fields_may_be_absent(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     anonymous = anonymous_entry(7)
     del anonymous["integratedTime"], anonymous["verification"]
     peer.respond = lambda seen: as_json(log_entry(7, anonymous))
-    entry = await client_for(peer, session).get_entry(7)
+    entry = await client_for(peer, http).get_entry(7)
     assert entry is not None
     assert (entry.integrated_time, entry.inclusion_proof, entry.signed_entry_timestamp) == (None, None, None)
     assert (entry.log_index, entry.body, entry.log_id) == (7, body_of(7), LOG_ID)
 
 
 @pytest.mark.parametrize("case", BROKEN_ENTRIES, ids=list(BROKEN_ENTRIES))
-async def test_broken_entry_fields_are_named(case: str, peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_broken_entry_fields_are_named(case: str, peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     change, field_name = BROKEN_ENTRIES[case]
     anonymous = anonymous_entry(7)
     change(anonymous)
     peer.respond = lambda seen: as_json(log_entry(7, anonymous))
     with pytest.raises(LogProtocolError, match=re.escape(field_name)) as caught:
-        await client_for(peer, session).get_entry(7)
+        await client_for(peer, http).get_entry(7)
     assert peer.url in str(caught.value)
     assert len(peer.seen) == 1
 
@@ -352,11 +346,11 @@ BROKEN_DOCUMENTS = {
 
 @pytest.mark.parametrize("case", BROKEN_DOCUMENTS, ids=list(BROKEN_DOCUMENTS))
 async def test_nonsense_entry_answers_are_protocol_errors(
-    case: str, peer: HostilePeer, session: aiohttp.ClientSession
+    case: str, peer: HostilePeer, http: aiohttp.ClientSession
 ) -> None:
     peer.respond = lambda seen: Canned(body=BROKEN_DOCUMENTS[case])
     with pytest.raises(LogProtocolError):
-        await client_for(peer, session).get_entry(7)
+        await client_for(peer, http).get_entry(7)
     assert len(peer.seen) == 1
 
 
@@ -374,41 +368,37 @@ BROKEN_LOG_INFOS = {
 
 
 @pytest.mark.parametrize("case", BROKEN_LOG_INFOS, ids=list(BROKEN_LOG_INFOS))
-async def test_broken_log_info_is_a_protocol_error(
-    case: str, peer: HostilePeer, session: aiohttp.ClientSession
-) -> None:
+async def test_broken_log_info_is_a_protocol_error(case: str, peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     document, field_name = BROKEN_LOG_INFOS[case]
     peer.respond = lambda seen: as_json(document)
     with pytest.raises(LogProtocolError, match=re.escape(field_name)):
-        await client_for(peer, session).get_log_info()
+        await client_for(peer, http).get_log_info()
     assert len(peer.seen) == 1
 
 
 @pytest.mark.parametrize("status", [400, 403, 301, 418])
-async def test_unexpected_statuses_are_not_retried(
-    status: int, peer: HostilePeer, session: aiohttp.ClientSession
-) -> None:
+async def test_unexpected_statuses_are_not_retried(status: int, peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(status, headers={"Location": "http://169.254.169.254/"})
     with pytest.raises(LogProtocolError, match=str(status)):
-        await client_for(peer, session).get_consistency_proof(3, 5)
+        await client_for(peer, http).get_consistency_proof(3, 5)
     assert len(peer.seen) == 1
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_oversized_answers_are_refused(chunked: bool, peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_oversized_answers_are_refused(chunked: bool, peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(body=b" " * 5000, chunked=chunked)
-    fetcher = HttpFetcher(session, peer.url, retry=CLIENT_RETRY, max_response_bytes=1000)
+    fetcher = HttpFetcher(http, peer.url, retry=CLIENT_RETRY, max_response_bytes=1000)
     with pytest.raises(LogProtocolError, match="cap"):
         await fetcher.get("/api/v1/log", endpoint="log")
     assert len(peer.seen) == 1
 
 
 async def test_consistency_proof_parsing_ignores_the_untrusted_root(
-    peer: HostilePeer, session: aiohttp.ClientSession
+    peer: HostilePeer, http: aiohttp.ClientSession
 ) -> None:
     hashes = [bytes([n]) * 32 for n in range(4)]
     peer.respond = lambda seen: as_json({"rootHash": "not even hex", "hashes": [h.hex() for h in hashes]})
-    client = client_for(peer, session)
+    client = client_for(peer, http)
     assert await client.get_consistency_proof(3, 9, tree_id="77") == hashes
     assert peer.seen[0].query == {"firstSize": "3", "lastSize": "9", "treeID": "77"}
     assert await client.get_consistency_proof(9, 9) == []
@@ -422,21 +412,21 @@ async def test_consistency_proof_parsing_ignores_the_untrusted_root(
 # --- retrieve: batches, matching by logIndex, fallbacks -------------------------------------------------
 
 
-async def test_answers_are_matched_by_log_index_not_position(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_answers_are_matched_by_log_index_not_position(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     absent = {3, 14}
     peer.respond = retrieve_responder(
         lambda asked: [log_entry(index) for index in reversed(asked) if index not in absent]
     )
-    entries = await client_for(peer, session).get_entries(range(20))
+    entries = await client_for(peer, http).get_entries(range(20))
     assert set(entries) == set(range(20)) - absent
     assert all(entry.log_index == index and entry.body == body_of(index) for index, entry in entries.items())
     assert [len(seen.payload["logIndexes"]) for seen in peer.seen] == [10, 10]
 
 
 async def test_unrequested_and_repeated_entries_are_protocol_errors(
-    peer: HostilePeer, session: aiohttp.ClientSession
+    peer: HostilePeer, http: aiohttp.ClientSession
 ) -> None:
-    client = client_for(peer, session)
+    client = client_for(peer, http)
     peer.respond = retrieve_responder(lambda asked: [log_entry(index + 100) for index in asked])
     with pytest.raises(LogProtocolError, match="not requested"):
         await client.get_entries([1, 2])
@@ -449,24 +439,24 @@ async def test_unrequested_and_repeated_entries_are_protocol_errors(
 
 
 @pytest.mark.parametrize("status", [413, 422])
-async def test_rejected_batches_are_halved(status: int, peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_rejected_batches_are_halved(status: int, peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     def respond(seen: Seen) -> Canned:
         asked = seen.payload["logIndexes"]
         return Canned(status) if len(asked) > 3 else as_json([log_entry(index) for index in asked])
 
     peer.respond = respond
-    entries = await client_for(peer, session, concurrency=2).get_entries(list(range(25)))
+    entries = await client_for(peer, http, concurrency=2).get_entries(list(range(25)))
     assert set(entries) == set(range(25))
     assert peer.max_in_flight <= 2
 
 
-async def test_a_batch_of_one_rejected_is_a_protocol_error(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_a_batch_of_one_rejected_is_a_protocol_error(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     peer.respond = lambda seen: Canned(422)
     with pytest.raises(LogProtocolError, match="422"):
-        await client_for(peer, session).get_entries([1, 2, 3])
+        await client_for(peer, http).get_entries([1, 2, 3])
 
 
-async def test_one_failing_batch_cancels_the_others(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_one_failing_batch_cancels_the_others(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     def respond(seen: Seen) -> Canned:
         asked = seen.payload["logIndexes"]
         if asked[0] == 0:
@@ -476,15 +466,15 @@ async def test_one_failing_batch_cancels_the_others(peer: HostilePeer, session: 
     peer.respond = respond
     started = time.monotonic()
     with pytest.raises(LogProtocolError):
-        await client_for(peer, session, batch_size=2).get_entries(range(6))
+        await client_for(peer, http, batch_size=2).get_entries(range(6))
     assert time.monotonic() - started < 2.0
 
 
-async def test_client_options_are_checked(session: aiohttp.ClientSession) -> None:
+async def test_client_options_are_checked(http: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError):
-        RekorV1Client("http://log", session, batch_size=11)
+        RekorV1Client("http://log", http, batch_size=11)
     with pytest.raises(ValueError):
-        RekorV1Client("http://log", session, concurrency=0)
+        RekorV1Client("http://log", http, concurrency=0)
 
 
 # --- against the simulator --------------------------------------------------------------------------------
@@ -515,20 +505,20 @@ class TrafficMeter:
         config.on_request_chunk_sent.append(self.chunk_sent)
         return config
 
-    async def started(self, session: Any, context: Any, params: Any) -> None:
+    async def started(self, http: Any, context: Any, params: Any) -> None:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
-    async def ended(self, session: Any, context: Any, params: Any) -> None:
+    async def ended(self, http: Any, context: Any, params: Any) -> None:
         self.in_flight -= 1
 
-    async def chunk_sent(self, session: Any, context: Any, params: aiohttp.TraceRequestChunkSentParams) -> None:
+    async def chunk_sent(self, http: Any, context: Any, params: aiohttp.TraceRequestChunkSentParams) -> None:
         self.batches.append(json.loads(params.chunk)["logIndexes"])
 
 
-async def test_log_info_of_a_single_shard(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_log_info_of_a_single_shard(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(5)
-    info = await RekorV1Client(sim.url, session).get_log_info()
+    info = await RekorV1Client(sim.url, http).get_log_info()
     assert info.active.tree_id == str(sim.log.active.tree_id)
     assert (info.active.tree_size, info.active.root_hash) == (5, sim.log.active.root())
     assert info.active.signed_tree_head.startswith(sim.log.origin(sim.log.active))
@@ -536,14 +526,12 @@ async def test_log_info_of_a_single_shard(sim: RunningSimulator, session: aiohtt
     assert info.global_size == 5
 
 
-async def test_log_info_lists_inactive_shards_oldest_first(
-    sim: RunningSimulator, session: aiohttp.ClientSession
-) -> None:
+async def test_log_info_lists_inactive_shards_oldest_first(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     for count in (3, 4):
         await sim.simulator.append_unwatched(count)
         sim.log.rotate_shard()
     await sim.simulator.append_unwatched(2)
-    info = await RekorV1Client(sim.url, session).get_log_info()
+    info = await RekorV1Client(sim.url, http).get_log_info()
     expected = [(str(shard.tree_id), shard.size, shard.root()) for shard in sim.log.inactive]
     assert [(shard.tree_id, shard.tree_size, shard.root_hash) for shard in info.inactive] == expected
     assert [shard.tree_size for shard in info.inactive] == [3, 4]
@@ -551,12 +539,12 @@ async def test_log_info_lists_inactive_shards_oldest_first(
     assert info.global_size == sim.log.size == 9
 
 
-async def test_consistency_proofs_verify(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_consistency_proofs_verify(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(21)
     sim.log.rotate_shard()
     old = sim.log.inactive[0]
     await sim.simulator.append_unwatched(13)
-    client = RekorV1Client(sim.url, session)
+    client = RekorV1Client(sim.url, http)
     for first, last in [(1, 13), (3, 7), (4, 8), (7, 13), (8, 13), (12, 13)]:
         proof = await client.get_consistency_proof(first, last)
         verify_consistency(first, last, proof, sim.log.active.root(first), sim.log.active.root(last))
@@ -564,11 +552,11 @@ async def test_consistency_proofs_verify(sim: RunningSimulator, session: aiohttp
     verify_consistency(5, 21, proof, old.root(5), old.root(21))
 
 
-async def test_entries_carry_global_and_shard_indexes(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_entries_carry_global_and_shard_indexes(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(6)
     sim.log.rotate_shard()
     await sim.simulator.append_unwatched(5)
-    client = RekorV1Client(sim.url, session)
+    client = RekorV1Client(sim.url, http)
     entry = await client.get_entry(8)
     assert entry is not None and entry.inclusion_proof is not None
     proof = entry.inclusion_proof
@@ -601,35 +589,35 @@ async def test_95_entries_in_bounded_batches(sim: RunningSimulator, tmp_path: Pa
     assert meter.max_in_flight == 3
 
 
-async def test_missing_indexes_are_absent(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_missing_indexes_are_absent(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(12)
-    client = RekorV1Client(sim.url, session)
+    client = RekorV1Client(sim.url, http)
     assert sorted(await client.get_entries([0, 11, 12, 40, 10**12])) == [0, 11]
     assert await client.get_entries([]) == {}
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
 async def test_bursts_of_failures_are_ridden_out(
-    status: int, sim: RunningSimulator, session: aiohttp.ClientSession
+    status: int, sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     await sim.simulator.append_unwatched(30)
     sim.faults.inject(count=6, status=status, retry_after=0)
-    client = RekorV1Client(sim.url, session, retry=RetryPolicy(max_attempts=8, base_delay=0.001), concurrency=2)
+    client = RekorV1Client(sim.url, http, retry=RetryPolicy(max_attempts=8, base_delay=0.001), concurrency=2)
     assert sorted(await client.get_entries(range(30))) == list(range(30))
     assert sim.faults.remaining == 0
 
 
-async def test_slow_answers_time_out_and_are_retried(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_slow_answers_time_out_and_are_retried(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     await sim.simulator.append_unwatched(1)
     sim.faults.inject(count=2, delay=0.5)
-    client = RekorV1Client(sim.url, session, retry=CLIENT_RETRY, timeout=0.1)
+    client = RekorV1Client(sim.url, http, retry=CLIENT_RETRY, timeout=0.1)
     assert (await client.get_log_info()).active.tree_size == 1
 
 
-async def test_a_failing_simulator_is_unavailable(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_a_failing_simulator_is_unavailable(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     sim.faults.inject(count=100, status=503, retry_after=0)
     with pytest.raises(LogUnavailableError, match="HTTP 503"):
-        await RekorV1Client(sim.url, session, retry=CLIENT_RETRY).get_log_info()
+        await RekorV1Client(sim.url, http, retry=CLIENT_RETRY).get_log_info()
     assert sim.faults.remaining == 100 - CLIENT_RETRY.max_attempts
 
 

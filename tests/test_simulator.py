@@ -437,12 +437,6 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     await running.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def trusted_log_key(sim: RunningSimulator) -> bytes:
     """The log key's SPKI as the daemon would find it: in the written trusted_root.json."""
     root = json.loads(sim.trust_files.trusted_root.read_text())

@@ -49,21 +49,15 @@ async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         await running.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def trust_of(sim: RunningSimulator) -> TrustRoot:
     return load_trust_root(str(sim.trust_files.trusted_root))
 
 
-def source_for(sim: RunningSimulator, session: aiohttp.ClientSession, **options: int) -> CtSource:
+def source_for(sim: RunningSimulator, http: aiohttp.ClientSession, **options: int) -> CtSource:
     (key,) = trust_of(sim).ct_log_keys_for_url(sim.ct_url)
     if sim.ct.static:
-        return StaticCtSource(sim.ct_url, StaticCtClient(sim.ct_url, session, retry=CLIENT_RETRY, **options), key)
-    return Rfc6962Source(sim.ct_url, Rfc6962Client(sim.ct_url, session, retry=CLIENT_RETRY, **options), key)
+        return StaticCtSource(sim.ct_url, StaticCtClient(sim.ct_url, http, retry=CLIENT_RETRY, **options), key)
+    return Rfc6962Source(sim.ct_url, Rfc6962Client(sim.ct_url, http, retry=CLIENT_RETRY, **options), key)
 
 
 async def verified_head(source: CtSource) -> tuple[ShardHead, CtCheckpoint]:
@@ -87,7 +81,7 @@ def issue_codefresh(sim: RunningSimulator, count: int) -> None:
 
 
 async def test_the_trusted_root_lists_the_ct_log_where_it_answers(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     document = json.loads(sim.trust_files.trusted_root.read_text())
     (ctlog,) = document["ctlogs"]
@@ -97,16 +91,16 @@ async def test_the_trusted_root_lists_the_ct_log_where_it_answers(
     (key,) = trust_of(sim).ctlogs
     assert key.log_id == sim.ct.log_id == hashlib.sha256(key.spki_der).digest()
     path = "/checkpoint" if sim.ct.static else "/ct/v1/get-sth"
-    async with session.get(sim.ct_url + path) as response:
+    async with http.get(sim.ct_url + path) as response:
         assert response.status == 200
 
 
 async def test_the_served_log_verifies_and_every_entry_decodes_and_chains(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     issue_codefresh(sim, 3)
     await sim.simulator.append_unwatched(40)
-    source = source_for(sim, session)
+    source = source_for(sim, http)
     checkpoint, entries = await read_all(source)
     assert checkpoint.size == sim.ct.size > 3 + 25 and checkpoint.origin == sim.ct.name
     trust = trust_of(sim)
@@ -123,11 +117,9 @@ async def test_the_served_log_verifies_and_every_entry_decodes_and_chains(
         assert leaf_indexes == list(range(len(entries)))
 
 
-async def test_each_certificate_embeds_the_sct_of_its_leaf(
-    sim: RunningSimulator, session: aiohttp.ClientSession
-) -> None:
+async def test_each_certificate_embeds_the_sct_of_its_leaf(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     issued = [sim.simulator.factory.issue(sim.simulator.factory.other_github_identity()) for _ in range(3)]
-    _, entries = await read_all(source_for(sim, session))
+    _, entries = await read_all(source_for(sim, http))
     by_hash = {entry.leaf_hash: entry for entry in entries}
     trust = trust_of(sim)
     for certificate in issued:
@@ -140,9 +132,9 @@ async def test_each_certificate_embeds_the_sct_of_its_leaf(
         assert sct.leaf_index == (entry.log_index if sim.ct.static else None)
 
 
-async def test_consistency_and_bootstrap_proofs_verify(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_consistency_and_bootstrap_proofs_verify(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     issue_codefresh(sim, 5)
-    source = source_for(sim, session)
+    source = source_for(sim, http)
     head, old = await verified_head(source)
     issue_codefresh(sim, 6)
     head, new = await verified_head(source)
@@ -158,30 +150,30 @@ async def test_consistency_and_bootstrap_proofs_verify(sim: RunningSimulator, se
     assert compact.root() == new.root_hash
 
 
-async def test_a_forked_ct_log_fails_consistency(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_a_forked_ct_log_fails_consistency(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     issue_codefresh(sim, 4)
-    source = source_for(sim, session)
+    source = source_for(sim, http)
     _, old = await verified_head(source)
-    async with session.post(f"{sim.url}/sim/ct/fork", json={"at": old.size - 2}) as response:
+    async with http.post(f"{sim.url}/sim/ct/fork", json={"at": old.size - 2}) as response:
         assert response.status == 200
     issue_codefresh(sim, 1)
     _, new = await verified_head(source)  # validly signed: only the proof shows the rewrite
     proof = await source.consistency_proof(old.size, new.size, "")
     with pytest.raises(ProofError):
         verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
-    async with session.post(f"{sim.url}/sim/ct/fork", json={"at": 10**6}) as response:
+    async with http.post(f"{sim.url}/sim/ct/fork", json={"at": 10**6}) as response:
         assert response.status == 400
 
 
 async def test_a_certificate_issued_only_in_ct_never_reaches_rekor(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     rekor_size = sim.log.size
-    async with session.post(f"{sim.url}/sim/ct/issue_only", json={**FULCIO_TEST_CODEFRESH, "workflow_id": "q"}) as r:
+    async with http.post(f"{sim.url}/sim/ct/issue_only", json={**FULCIO_TEST_CODEFRESH, "workflow_id": "q"}) as r:
         assert r.status == 200
         answer = await r.json()
     assert sim.log.size == rekor_size
-    _, entries = await read_all(source_for(sim, session))
+    _, entries = await read_all(source_for(sim, http))
     entry = decode_ct_entry(entries[answer["ct_index"]])
     certificate = x509.load_pem_x509_certificate(answer["certificate"].encode())
     assert f"{entry.serial_number:x}" == answer["serial"] == f"{certificate.serial_number:x}"
@@ -191,34 +183,34 @@ async def test_a_certificate_issued_only_in_ct_never_reaches_rekor(
         FULCIO_TEST_CODEFRESH["pipeline_id"],
         "q",
     )
-    async with session.post(f"{sim.url}/sim/ct/issue_only", json={"no_such_argument": 1}) as r:
+    async with http.post(f"{sim.url}/sim/ct/issue_only", json={"no_such_argument": 1}) as r:
         assert r.status == 400
 
 
-async def test_truncated_get_entries_answers_are_read_in_full(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+async def test_truncated_get_entries_answers_are_read_in_full(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     sim = await start_simulator(directory=tmp_path)  # RFC 6962: a static-ct-api log serves whole data tiles
     try:
-        await read_truncated_answers(sim, session)
+        await read_truncated_answers(sim, http)
     finally:
         await sim.stop()
 
 
-async def read_truncated_answers(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def read_truncated_answers(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     issue_codefresh(sim, 20)
-    async with session.post(f"{sim.url}/sim/ct/max_entries", json={"count": 3}) as response:
+    async with http.post(f"{sim.url}/sim/ct/max_entries", json={"count": 3}) as response:
         assert response.status == 200
-    async with session.get(f"{sim.ct_url}/ct/v1/get-entries", params={"start": 0, "end": 9}) as response:
+    async with http.get(f"{sim.ct_url}/ct/v1/get-entries", params={"start": 0, "end": 9}) as response:
         assert len((await response.json())["entries"]) == 3
-    source = source_for(sim, session, batch_size=8)
+    source = source_for(sim, http, batch_size=8)
     checkpoint, entries = await read_all(source)
     assert [entry.log_index for entry in entries] == list(range(checkpoint.size))
 
 
 async def test_the_served_tree_head_does_not_verify_with_another_logs_key(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     issue_codefresh(sim, 1)
-    source = source_for(sim, session)
+    source = source_for(sim, http)
     (head,) = await source.heads()
     assert source.open_checkpoint(head.signed_note).size == 1 and head.claimed_size is None
     key = source.key
@@ -229,9 +221,9 @@ async def test_the_served_tree_head_does_not_verify_with_another_logs_key(
         source.open_checkpoint(head.signed_note)
 
 
-async def test_ct_endpoints_answer_the_injected_faults(sim: RunningSimulator, session: aiohttp.ClientSession) -> None:
+async def test_ct_endpoints_answer_the_injected_faults(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     sim.faults.inject(count=2, status=503)
-    _, checkpoint = await verified_head(source_for(sim, session))
+    _, checkpoint = await verified_head(source_for(sim, http))
     assert checkpoint.size == sim.ct.size and sim.faults.remaining == 0
 
 

@@ -29,12 +29,6 @@ async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     await running.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def written_policy(sim: RunningSimulator) -> WitnessPolicy:
     return parse_policy(sim.witness_policy.read_text())
 

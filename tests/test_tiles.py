@@ -200,31 +200,23 @@ async def peer() -> AsyncIterator[HostilePeer]:
         yield hostile
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-def peer_client(peer: HostilePeer, session: aiohttp.ClientSession, **options: Any) -> TilesClient:
-    return TilesClient(peer.url, session, retry=FAST_RETRY, **options)
+def peer_client(peer: HostilePeer, http: aiohttp.ClientSession, **options: Any) -> TilesClient:
+    return TilesClient(peer.url, http, retry=FAST_RETRY, **options)
 
 
 async def test_a_missing_partial_tile_falls_back_to_the_full_one(
-    peer: HostilePeer, session: aiohttp.ClientSession
+    peer: HostilePeer, http: aiohttp.ClientSession
 ) -> None:
     full = [bytes([n]) * 32 for n in range(256)]
     peer.answer("/tile/0/x001/234", Canned(body=b"".join(full)))
-    assert await peer_client(peer, session).get_tile(0, 1234, 1234 * 256 + 40) == full[:40]
+    assert await peer_client(peer, http).get_tile(0, 1234, 1234 * 256 + 40) == full[:40]
     assert peer.seen == ["/tile/0/x001/234.p/40", "/tile/0/x001/234"]
 
 
-async def test_a_partial_bundle_falls_back_and_gzip_is_undone(
-    peer: HostilePeer, session: aiohttp.ClientSession
-) -> None:
+async def test_a_partial_bundle_falls_back_and_gzip_is_undone(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     bodies = small_bodies(512, 256)
     peer.answer("/tile/entries/002", Canned(body=gzip.compress(frame(bodies)), headers={"Content-Encoding": "gzip"}))
-    assert await peer_client(peer, session).get_entry_bundle(2, 512 + 7) == bodies[:7]
+    assert await peer_client(peer, http).get_entry_bundle(2, 512 + 7) == bodies[:7]
     assert peer.seen == ["/tile/entries/002.p/7", "/tile/entries/002"]
 
 
@@ -250,15 +242,15 @@ FETCHES: dict[str, Callable[[TilesClient], Awaitable[object]]] = {
     ],
 )
 async def test_hostile_answers_are_protocol_errors(
-    path: str, canned: Canned, fetch: str, peer: HostilePeer, session: aiohttp.ClientSession
+    path: str, canned: Canned, fetch: str, peer: HostilePeer, http: aiohttp.ClientSession
 ) -> None:
     peer.answer(path, canned)
     with pytest.raises(LogProtocolError):
-        await FETCHES[fetch](peer_client(peer, session))
+        await FETCHES[fetch](peer_client(peer, http))
 
 
-async def test_absent_resources_are_protocol_errors(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
-    client = peer_client(peer, session)
+async def test_absent_resources_are_protocol_errors(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
+    client = peer_client(peer, http)
     with pytest.raises(LogProtocolError, match="404"):
         await client.get_checkpoint()
     with pytest.raises(LogProtocolError, match="404"):
@@ -266,26 +258,26 @@ async def test_absent_resources_are_protocol_errors(peer: HostilePeer, session: 
     assert peer.seen[-2:] == ["/tile/entries/000.p/3", "/tile/entries/000"]
 
 
-async def test_bundles_are_fetched_with_bounded_concurrency(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_bundles_are_fetched_with_bounded_concurrency(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     bodies = small_bodies(0, 256 * 12)
     for bundle in range(12):
         peer.answer(f"/tile/entries/{bundle:03d}", Canned(body=frame(bodies[bundle * 256 :][:256]), delay=0.02))
-    client = peer_client(peer, session, concurrency=3)
+    client = peer_client(peer, http, concurrency=3)
     assert await client.get_entries(100, 3000, 3072) == bodies[100:3000]
     assert peer.max_in_flight == 3
 
 
-async def test_one_failing_bundle_cancels_the_rest(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_one_failing_bundle_cancels_the_rest(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     for bundle in range(8):
         peer.answer(f"/tile/entries/{bundle:03d}", Canned(body=frame(small_bodies(0, 256)), delay=5))
     peer.answer("/tile/entries/000", Canned(body=b"\x00"))
     started = asyncio.get_running_loop().time()
     with pytest.raises(LogProtocolError):
-        await peer_client(peer, session, concurrency=8).get_entries(0, 8 * 256, 8 * 256)
+        await peer_client(peer, http, concurrency=8).get_entries(0, 8 * 256, 8 * 256)
     assert asyncio.get_running_loop().time() - started < 2
 
 
-async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     bodies = small_bodies(0, 3)
     peer.answer(
         "/tile/entries/000.p/3",
@@ -294,17 +286,17 @@ async def test_5xx_and_429_bursts_are_ridden_out(peer: HostilePeer, session: aio
         Canned(500),
         Canned(body=frame(bodies)),
     )
-    assert await peer_client(peer, session).get_entries(0, 3, 3) == bodies
+    assert await peer_client(peer, http).get_entries(0, 3, 3) == bodies
     peer.answer("/checkpoint", Canned(503))
     with pytest.raises(LogUnavailableError):
-        await peer_client(peer, session).get_checkpoint()
+        await peer_client(peer, http).get_checkpoint()
     assert peer.seen.count("/checkpoint") == FAST_RETRY.max_attempts
 
 
-async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.ClientSession) -> None:
+async def test_every_attempt_is_observed(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
     observed: list[str] = []
     client = TilesClient(
-        peer.url, session, retry=FAST_RETRY, observe=lambda endpoint, _seconds, _failure: observed.append(endpoint)
+        peer.url, http, retry=FAST_RETRY, observe=lambda endpoint, _seconds, _failure: observed.append(endpoint)
     )
     peer.answer("/checkpoint", Canned(500), Canned(body=b"note\n"))
     peer.answer("/tile/0/000.p/1", Canned(body=HASH))
@@ -315,8 +307,8 @@ async def test_every_attempt_is_observed(peer: HostilePeer, session: aiohttp.Cli
     assert observed == ["checkpoint", "checkpoint", "tile", "entries"]
 
 
-async def test_arguments_outside_the_tree_are_refused(session: aiohttp.ClientSession) -> None:
-    client = TilesClient("http://127.0.0.1:9", session)
+async def test_arguments_outside_the_tree_are_refused(http: aiohttp.ClientSession) -> None:
+    client = TilesClient("http://127.0.0.1:9", http)
     calls = [
         client.get_entries(5, 3, 10),
         client.get_entries(0, 11, 10),
@@ -331,7 +323,7 @@ async def test_arguments_outside_the_tree_are_refused(session: aiohttp.ClientSes
         with pytest.raises(ValueError):
             await call
     with pytest.raises(ValueError):
-        TilesClient("http://127.0.0.1:9", session, concurrency=0)
+        TilesClient("http://127.0.0.1:9", http, concurrency=0)
 
 
 # Against the simulator in tiles mode
@@ -345,8 +337,8 @@ async def sim(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
 
 
 @pytest.fixture
-def client(sim: RunningSimulator, session: aiohttp.ClientSession) -> TilesClient:
-    return TilesClient(sim.url, session, retry=FAST_RETRY)
+def client(sim: RunningSimulator, http: aiohttp.ClientSession) -> TilesClient:
+    return TilesClient(sim.url, http, retry=FAST_RETRY)
 
 
 def log_name(sim: RunningSimulator) -> str:
@@ -397,7 +389,7 @@ async def test_the_checkpoint_is_a_v2_note(sim: RunningSimulator, client: TilesC
 
 
 async def test_the_simulator_serves_only_what_the_tree_holds(
-    sim: RunningSimulator, session: aiohttp.ClientSession
+    sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     grow(sim, 300)
     served = {
@@ -421,11 +413,11 @@ async def test_the_simulator_serves_only_what_the_tree_holds(
         "/api/v1/log",
     ]
     for path, length in served.items():
-        async with session.get(sim.url + path) as response:
+        async with http.get(sim.url + path) as response:
             assert (response.status, len(await response.read())) == (200, length), path
             assert response.content_type == "application/octet-stream"
     for path in missing:
-        async with session.get(sim.url + path) as response:
+        async with http.get(sim.url + path) as response:
             assert response.status == 404, path
 
 
@@ -488,14 +480,14 @@ async def test_proofs_from_tiles_verify_against_signed_checkpoints(sim: RunningS
 
 
 async def test_a_tampered_tile_fails_verification(
-    sim: RunningSimulator, client: TilesClient, session: aiohttp.ClientSession
+    sim: RunningSimulator, client: TilesClient, http: aiohttp.ClientSession
 ) -> None:
     grow(sim, 300)
     old = await verified_checkpoint(client, sim)
     grow(sim, 1000)
     new = await verified_checkpoint(client, sim)
     body_300 = (await client.get_entries(300, 301, new.size))[0]
-    async with session.post(f"{sim.url}/sim/tamper_tile", json={"level": 0, "index": 1}) as response:
+    async with http.post(f"{sim.url}/sim/tamper_tile", json={"level": 0, "index": 1}) as response:
         assert response.status == 200
     with pytest.raises(ProofError):
         verify_inclusion(leaf_hash(body_300), 300, new.size, await client.inclusion_proof(300, new.size), new.root_hash)
@@ -528,18 +520,18 @@ async def test_bursts_of_429_and_5xx_are_ridden_out(sim: RunningSimulator, clien
         await client.get_checkpoint()
 
 
-async def post(session: aiohttp.ClientSession, sim: RunningSimulator, path: str, payload: Any) -> tuple[int, Any]:
-    async with session.post(f"{sim.url}/sim/{path}", json=payload) as response:
+async def post(http: aiohttp.ClientSession, sim: RunningSimulator, path: str, payload: Any) -> tuple[int, Any]:
+    async with http.post(f"{sim.url}/sim/{path}", json=payload) as response:
         return response.status, await response.json()
 
 
 async def test_control_endpoints_in_tiles_mode(
-    sim: RunningSimulator, client: TilesClient, session: aiohttp.ClientSession
+    sim: RunningSimulator, client: TilesClient, http: aiohttp.ClientSession
 ) -> None:
     identity = {**FULCIO_TEST_CODEFRESH, "workflow_id": "65e6ebe0bfbfa1782876165e"}
-    status, appended = await post(session, sim, "append", {"codefresh": [identity], "unwatched": 20})
+    status, appended = await post(http, sim, "append", {"codefresh": [identity], "unwatched": 20})
     assert (status, appended["codefresh"], appended["unwatched"]) == (200, [0], list(range(1, 21)))
-    status, forged = await post(session, sim, "forged", identity)
+    status, forged = await post(http, sim, "forged", identity)
     assert (status, forged) == (200, {"logIndex": 21})
     before = await verified_checkpoint(client, sim)
     real, *unwatched, fake = [json.loads(body) for body in await client.get_entries(0, 22, before.size)]
@@ -548,18 +540,18 @@ async def test_control_endpoints_in_tiles_mode(
     real_cert, fake_cert = (x509.load_der_x509_certificate(b64d(certificate_of(entry))) for entry in (real, fake))
     real_cert.verify_directly_issued_by(sim.ca.intermediate_cert)
     assert fake_cert.issuer != real_cert.issuer
-    assert (await post(session, sim, "rotate", {}))[0] == 400
+    assert (await post(http, sim, "rotate", {}))[0] == 400
     for path, payload in (
         ("tamper_tile", {"level": 0}),
         ("tamper_tile", {"index": 1, "enabled": "no"}),
         ("drop_partials", {"count": -1}),
     ):
-        assert (await post(session, sim, path, payload))[0] == 400, (path, payload)
-    assert await post(session, sim, "drop_partials", {"count": 2}) == (200, {"remaining": 2})
+        assert (await post(http, sim, path, payload))[0] == 400, (path, payload)
+    assert await post(http, sim, "drop_partials", {"count": 2}) == (200, {"remaining": 2})
     assert sim.simulator.tiled.partials_to_drop == 2
-    assert await post(session, sim, "drop_partials", {"count": 0}) == (200, {"remaining": 0})
+    assert await post(http, sim, "drop_partials", {"count": 0}) == (200, {"remaining": 0})
 
-    assert (await post(session, sim, "fork", {"at": 5}))[0] == 200
+    assert (await post(http, sim, "fork", {"at": 5}))[0] == 200
     after = await verified_checkpoint(client, sim)
     assert after.size == before.size and after.root_hash != before.root_hash
     grow(sim, 30)
@@ -572,7 +564,7 @@ async def test_control_endpoints_in_tiles_mode(
             before.root_hash,
             later.root_hash,
         )
-    assert (await post(session, sim, "wrong_key", {"enabled": True}))[0] == 200
+    assert (await post(http, sim, "wrong_key", {"enabled": True}))[0] == 200
     with pytest.raises(NoteError):
         await verified_checkpoint(client, sim)
 
