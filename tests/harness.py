@@ -14,8 +14,9 @@ import aiohttp
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from monitor.config import ServerSettings, Settings
+from monitor.config import LogSettings, ServerSettings, Settings, TrustSettings
 from monitor.daemon import EXIT_OK, run_forever
+from monitor.simulate.server import RunningSimulator
 from monitor.store.repository import Store
 from monitor.tlog.http import RetryPolicy
 
@@ -26,6 +27,19 @@ CLIENT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01)
 SCHEMA_NOT_YET = (OperationalError, ProgrammingError)
 """What reading a table raises before the daemon under test created it (SQLite: OperationalError,
 PostgreSQL: ProgrammingError); anything else is a failure of the test or of the daemon."""
+
+
+def base_settings(sim: RunningSimulator, database_url: str, *logs: LogSettings, **extra: Any) -> Settings:
+    """A daemon on the simulator: its trust root (never refreshed), a 0.2 s poll, no CT log, and
+    `logs` (by default the simulator's own log, read from index 0); `extra` sets any other field."""
+    values: dict[str, Any] = {
+        "database": database_url,
+        "trust": TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
+        "logs": list(logs) or [LogSettings(url=sim.url, api="tiles" if sim.log.tiles else "v1", start=0)],
+        "poll_interval": 0.2,
+        "ct_logs": [],
+    }
+    return Settings(**{**values, **extra})
 
 
 async def free_port() -> int:

@@ -18,9 +18,7 @@ from monitor.codefresh_api import BuildsClients
 from monitor.config import (
     CodefreshAccount,
     CodefreshPipeline,
-    LogSettings,
     Settings,
-    TrustSettings,
     WatchSettings,
 )
 from monitor.daemon import EXIT_OK, run_once
@@ -28,7 +26,7 @@ from monitor.simulate.builds import BuildFate
 from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, BuildCheckRow, LogRow, SigningRow, utcnow
 from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, eventually, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, base_settings, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, IMPERSONATOR, RELEASE, UNEXPECTED, as_config_file
 
 
@@ -44,14 +42,7 @@ def watch_with_key(sim: RunningSimulator, key: str | None = None) -> WatchSettin
 
 
 def settings_for(sim: RunningSimulator, database_url: str, key: str | None = None) -> Settings:
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=sim.url, api="v1", start=0)],
-        poll_interval=0.2,
-        watch=watch_with_key(sim, key),
-    )
+    return base_settings(sim, database_url, watch=watch_with_key(sim, key))
 
 
 async def signings_by_index(database_url: str) -> dict[int, SigningRow]:

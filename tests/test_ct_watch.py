@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
-from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
+from monitor.config import CtLogSettings, LogSettings, Settings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, ct_logs_to_follow, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
@@ -25,7 +25,7 @@ from monitor.store.models import AlertRow, CertificateRow, EntryErrorRow, LogRow
 from monitor.store.repository import Store
 from monitor.trust import TrustRootError, load_trust_root
 from monitor.unlogged import UnloggedSweep
-from tests.harness import FAST_RETRY, free_port, rows_of, running_daemon
+from tests.harness import FAST_RETRY, base_settings, free_port, rows_of, running_daemon
 from tests.test_daemon import EXPECTED, IMPERSONATOR, RENAMED, STRANGER, UNEXPECTED, WATCH, as_config_file
 
 
@@ -39,16 +39,9 @@ async def sim(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
 def settings_for(
     sim: RunningSimulator, database_url: str, *, rekor: bool = True, ct: bool = True, grace: float = 600.0
 ) -> Settings:
-    api = sim.simulator.ct_api
-    return Settings(
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=sim.url, api="v1", start=0)] if rekor else [],
-        ct_logs=[CtLogSettings(url=sim.ct_url, api=api, start=0)] if ct else [],
-        ct_grace=grace,
-        poll_interval=0.2,
-        watch=WATCH,
-    )
+    ct_logs = [CtLogSettings(url=sim.ct_url, api=sim.simulator.ct_api, start=0)] if ct else []
+    settings = base_settings(sim, database_url, ct_logs=ct_logs, ct_grace=grace, watch=WATCH)
+    return settings if rekor else settings.model_copy(update={"logs": []})
 
 
 async def sign_each_verdict(sim: RunningSimulator) -> None:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,16 +23,14 @@ from monitor.config import (
     AlertSink,
     CodefreshAccount,
     CodefreshPipeline,
-    LogSettings,
     ServerSettings,
     Settings,
-    TrustSettings,
     WatchSettings,
 )
 from monitor.daemon import EXIT_OK, run_forever, run_once
 from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, EntryErrorRow, LogRow, SigningRow
-from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, free_port, rows_of
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, base_settings, free_port, rows_of
 
 ACME = "628a80b693a15c0f9c13ab75"
 RELEASE = "6612ad6384ef42f18019b7e9"
@@ -63,17 +62,8 @@ IMPERSONATOR = signing(OTHER_ACCOUNT, "ACME", RELEASE, "app/release")
 STRANGER = signing(OTHER_ACCOUNT, "someone-else", OTHER_PIPELINE, "x/y")
 
 
-def settings_for(sim: RunningSimulator, database_url: str, **extra) -> Settings:  # type: ignore[no-untyped-def]
-    values = {
-        "database": database_url,
-        "trust": TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        "logs": [LogSettings(url=sim.url, api="v1", start=0)],
-        "poll_interval": 0.2,
-        "ct_logs": [],
-        "watch": WATCH,
-        "server": ServerSettings(listen="127.0.0.1:0"),
-    }
-    return Settings(**{**values, **extra})
+def settings_for(sim: RunningSimulator, database_url: str, **extra: Any) -> Settings:
+    return base_settings(sim, database_url, **{"watch": WATCH, "server": ServerSettings(listen="127.0.0.1:0"), **extra})
 
 
 def as_config_file(settings: Settings) -> str:

@@ -13,13 +13,22 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from monitor.config import GossipPeer, GossipSettings, LogSettings, Settings, TrustSettings
+from monitor.config import GossipPeer, GossipSettings, LogSettings, Settings
 from monitor.contract import GossipResult
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
 from tests.conftest import fresh_postgres_database
-from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, eventually, free_port, metric, rows_of, running_daemon
+from tests.harness import (
+    FAST_RETRY,
+    SCHEMA_NOT_YET,
+    base_settings,
+    eventually,
+    free_port,
+    metric,
+    rows_of,
+    running_daemon,
+)
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -35,14 +44,8 @@ def settings_for(
     """A daemon on the honest log, or on `view` (the split view's port) naming the log's own origin."""
     api = "tiles" if sim.log.tiles else "v1"
     origin = None if view is None else sim.url.removeprefix("http://")
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=view or sim.url, api=api, start=0, origin=origin)],
-        poll_interval=0.2,
-        gossip=gossip,
-    )
+    log = LogSettings(url=view or sim.url, api=api, start=0, origin=origin)
+    return base_settings(sim, database_url, log, gossip=gossip)
 
 
 async def split_view_alerts(database_url: str) -> list[AlertRow]:

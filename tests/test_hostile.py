@@ -14,15 +14,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from monitor.config import LogSettings, Settings, TrustSettings
+from monitor.config import LogSettings, Settings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, AlertRow, LogRow, SigningRow
 from monitor.tlog.http import ByteBudget, HttpFetcher, LogUnavailableError, RetryPolicy
-from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, base_settings, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH, as_config_file
 
 TWO_POW_64_MINUS_1 = 2**64 - 1
@@ -35,16 +36,8 @@ async def tiles(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
     await running.stop()
 
 
-def settings_for(sim: RunningSimulator, database_url: str, api: str = "v1", **extra) -> Settings:  # type: ignore[no-untyped-def]
-    values = {
-        "database": database_url,
-        "trust": TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        "logs": [LogSettings(url=sim.url, api=api, start=0)],
-        "poll_interval": 0.2,
-        "ct_logs": [],
-        "watch": WATCH,
-    }
-    return Settings(**{**values, **extra})
+def settings_for(sim: RunningSimulator, database_url: str, api: str = "v1", **extra: Any) -> Settings:
+    return base_settings(sim, database_url, LogSettings(url=sim.url, api=api, start=0), **{"watch": WATCH, **extra})
 
 
 # what anyone can write into Rekor ----------------------------------------------------------------

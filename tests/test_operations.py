@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.alerting import AlertRaiser
-from monitor.config import CtLogSettings, LogSettings, Settings, TrustSettings
+from monitor.config import CtLogSettings, LogSettings
 from monitor.contract import AlertKind, LogState
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.metrics import Metrics
@@ -19,18 +19,8 @@ from monitor.store.db import upgrade
 from monitor.store.models import AlertRow, LogRow
 from monitor.store.repository import Store
 from monitor.tailcore import LogInconsistent
-from tests.harness import FAST_RETRY, eventually, free_port, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, base_settings, eventually, free_port, metric, rows_of, running_daemon
 from tests.test_daemon import as_config_file
-
-
-def settings_for(sim: RunningSimulator, database_url: str, *logs: LogSettings) -> Settings:
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=list(logs) or [LogSettings(url=sim.url, api="v1", start=0)],
-        poll_interval=0.2,
-    )
 
 
 async def test_a_log_that_never_answers_has_its_series_and_zero_counters_from_the_first_scrape(
@@ -38,7 +28,7 @@ async def test_a_log_that_never_answers_has_its_series_and_zero_counters_from_th
 ) -> None:
     silent = f"http://127.0.0.1:{await free_port()}"
     silent_ct = f"http://127.0.0.1:{await free_port()}"
-    settings = settings_for(sim, database_url, LogSettings(url=silent, api="v1", start=0)).model_copy(
+    settings = base_settings(sim, database_url, LogSettings(url=silent, api="v1", start=0)).model_copy(
         # a mirror of the simulator's CT log that never answers: the origin finds the log's key
         update={"ct_logs": [CtLogSettings(url=silent_ct, origin=sim.ct_url.split("://")[1], start=0)]}
     )
@@ -74,7 +64,7 @@ async def test_a_log_that_never_answers_has_its_series_and_zero_counters_from_th
 
 async def test_a_restart_publishes_at_once_what_the_database_knows(sim: RunningSimulator, database_url: str) -> None:
     await sim.simulator.append_unwatched(300)
-    settings = settings_for(sim, database_url)
+    settings = base_settings(sim, database_url)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     sim.log.fork(at=100)
     assert await run_once(settings, FAST_RETRY) == EXIT_INCONSISTENT
@@ -88,7 +78,7 @@ async def test_a_restart_publishes_at_once_what_the_database_knows(sim: RunningS
 
 async def test_alerts_about_logs_are_counted_like_every_other(sim: RunningSimulator, database_url: str) -> None:
     await sim.simulator.append_unwatched(50)
-    settings = settings_for(sim, database_url)
+    settings = base_settings(sim, database_url)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     sim.log.fork(at=10)
     await sim.simulator.append_unwatched(5)
@@ -117,7 +107,7 @@ async def test_a_private_rekor_signing_under_its_hostname_is_followed(tmp_path: 
     private = await start_simulator(directory=tmp_path / "private", hostname="rekor-0")
     try:
         await private.simulator.append_unwatched(40)
-        settings = settings_for(private, database_url)
+        settings = base_settings(private, database_url)
         assert await run_once(settings, FAST_RETRY) == EXIT_OK
         [log] = await rows_of(database_url, LogRow)
         assert log.origin.startswith("rekor-0 - ") and log.next_index == 40 and log.state == "ok"
@@ -131,7 +121,7 @@ async def test_a_tiles_log_read_through_another_address_keeps_its_own_origin(tmp
         await tiles.simulator.append_unwatched(300)
         origin = tiles.url.removeprefix("http://")
         mirror = tiles.url.replace("127.0.0.1", "localhost")
-        configured = settings_for(tiles, database_url, LogSettings(url=mirror, api="tiles", start=0, origin=origin))
+        configured = base_settings(tiles, database_url, LogSettings(url=mirror, api="tiles", start=0, origin=origin))
         assert await run_once(configured, FAST_RETRY) == EXIT_OK
         [log] = await rows_of(database_url, LogRow)
         assert (log.url, log.origin, log.next_index) == (mirror, origin, 300)
@@ -147,7 +137,7 @@ async def test_an_operator_resets_an_inconsistent_log_and_it_is_followed_again(
     sim: RunningSimulator, database_url: str, tmp_path: Path
 ) -> None:
     await sim.simulator.append_unwatched(200)
-    settings = settings_for(sim, database_url)
+    settings = base_settings(sim, database_url)
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     sim.log.fork(at=150)
     await sim.simulator.append_unwatched(10)
@@ -173,7 +163,7 @@ async def test_an_operator_resets_an_inconsistent_log_and_it_is_followed_again(
 
 async def test_a_log_that_never_answers_fails_run_once_with_1(sim: RunningSimulator, database_url: str) -> None:
     silent = f"http://127.0.0.1:{await free_port()}"
-    settings = settings_for(sim, database_url, LogSettings(url=silent, api="v1", start=0))
+    settings = base_settings(sim, database_url, LogSettings(url=silent, api="v1", start=0))
     assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
 
 
@@ -188,6 +178,6 @@ async def test_a_log_dropped_from_the_config_takes_its_stall_alerts_with_it_but_
         await raiser.log_stalled(gone, "gone.example", "v1", since, 600)
         await raiser.log_stalled(sim.url, "sim", "v1", since, 600)
         await raiser.log_inconsistent(gone, "gone.example", "v1", None, LogInconsistent("split_view", "two roots"))
-    assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
+    assert await run_once(base_settings(sim, database_url), FAST_RETRY) == EXIT_OK
     open_alerts = {(a.kind, a.log_url) for a in await rows_of(database_url, AlertRow) if a.resolved_at is None}
     assert open_alerts == {(AlertKind.LOG_STALLED, sim.url), (AlertKind.LOG_INCONSISTENT, gone)}

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from monitor.config import LogSettings, ServerSettings, Settings, TrustSettings
+from monitor.config import LogSettings, ServerSettings, Settings
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_forever, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
 from monitor.tlog.merkle import CompactRange
-from tests.harness import FAST_RETRY, SCHEMA_NOT_YET
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, base_settings
 
 
-def settings_for(sim: RunningSimulator, database_url: str, start: str | int = 0, **extra) -> Settings:  # type: ignore[no-untyped-def]
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=sim.url, api="v1", start=start)],
-        poll_interval=0.2,
-        server=ServerSettings(listen="127.0.0.1:0"),
-        **extra,
-    )
+def settings_for(sim: RunningSimulator, database_url: str, start: str | int = 0, **extra: Any) -> Settings:
+    log = LogSettings(url=sim.url, api="v1", start=start)
+    return base_settings(sim, database_url, log, server=ServerSettings(listen="127.0.0.1:0"), **extra)
 
 
 async def fill(sim: RunningSimulator, count: int) -> None:

@@ -17,7 +17,7 @@ from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, LogRow, SigningRow
 from monitor.trust import load_trust_root, parse_trust_root
-from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, rows_of
+from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, base_settings, rows_of
 from tests.paths import SIGSTORE as FIXTURES
 from tests.test_daemon import (
     EXPECTED,
@@ -45,15 +45,8 @@ async def v1(tmp_path: Path) -> AsyncIterator[RunningSimulator]:
 
 
 def settings_for(sim: RunningSimulator, database_url: str, api: str, start: str | int = 0) -> Settings:
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=sim.url, api=api, start=start)],
-        poll_interval=0.2,
-        watch=WATCH,
-        server=ServerSettings(listen="127.0.0.1:0"),
-    )
+    log = LogSettings(url=sim.url, api=api, start=start)
+    return base_settings(sim, database_url, log, watch=WATCH, server=ServerSettings(listen="127.0.0.1:0"))
 
 
 async def same_story(sim: RunningSimulator) -> list[str]:

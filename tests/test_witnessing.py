@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from monitor.config import LogSettings, Settings, TrustSettings
+from monitor.config import LogSettings, Settings
 from monitor.daemon import EXIT_OK, run_once
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, CheckpointRow
 from monitor.store.repository import Store
-from tests.harness import FAST_RETRY, eventually, metric, rows_of, running_daemon
+from tests.harness import FAST_RETRY, base_settings, eventually, metric, rows_of, running_daemon
 
 
 @pytest.fixture(params=["v1", "tiles"])
@@ -35,13 +35,7 @@ def policy_with(sim: RunningSimulator, group: str) -> str:
 def settings_for(sim: RunningSimulator, database_url: str, mode: str = "enforce", group: str | None = None) -> Settings:
     policy = {"witness_policy": policy_with(sim, group)} if group else {"witness_policy_file": str(sim.witness_policy)}
     api = "tiles" if sim.log.tiles else "v1"
-    return Settings(
-        ct_logs=[],
-        database=database_url,
-        trust=TrustSettings(root=str(sim.trust_files.trusted_root), refresh=False),
-        logs=[LogSettings(url=sim.url, api=api, start=0, witness_mode=mode, **policy)],
-        poll_interval=0.2,
-    )
+    return base_settings(sim, database_url, LogSettings(url=sim.url, api=api, start=0, witness_mode=mode, **policy))
 
 
 async def the_log(database_url: str) -> dict:
