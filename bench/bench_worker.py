@@ -66,7 +66,7 @@ async def run_variant(name: str, bodies: Sequence[bytes], judges: Judges) -> Non
     async def analyse(chunk: Sequence[bytes]) -> object:
         nonlocal turn
         turn += 1
-        return await workers[turn % count].analyse(chunk, leaf_hashes=hashes)
+        return await workers[turn % count].analyse(chunk, hash_from=turn * CHUNK if hashes else None)
 
     first = await feed(bodies, analyse)
     rss = [high_water_mib(worker.pid) for worker in workers]

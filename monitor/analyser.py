@@ -17,15 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
-from monitor.decode_worker import DecodeProcess, WorkerError
+from monitor.analysis import CtOutcome, Judges, Outcome, analyse_ct_entries
+from monitor.decode_worker import ChunkOutcome, DecodeProcess, WorkerError, analyse_chunk
 from monitor.tlog.ct import CtLogEntry
+from monitor.tlog.merkle import Subtree
+from monitor.tlog.source import SourceEntry
 
-__all__ = ["ChunkAnalyser", "CtOutcome", "Judges", "Outcome", "WorkerError"]
+__all__ = ["AnalysedChunk", "ChunkAnalyser", "ChunkOutcome", "CtOutcome", "Judges", "Outcome", "WorkerError"]
+
+
+@dataclass(frozen=True)
+class AnalysedChunk:
+    """A chunk of entries after its analysis, ready for its turn to be proven and committed."""
+
+    entries: Sequence[SourceEntry]
+    """With their leaf hashes."""
+    analysis: Any
+    subtrees: Sequence[Subtree] | None = None
+    """The entries' leaves, hashed and folded into aligned subtrees off the event loop; None: the
+    tail folds each entry's leaf hash itself."""
 
 
 class ChunkAnalyser:
@@ -42,13 +59,17 @@ class ChunkAnalyser:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def analyse(self, bodies: Sequence[bytes]) -> dict[int, Outcome]:
-        """Rekor entry bodies: {position: outcome} of those with findings or that cannot be decoded."""
+    async def analyse(self, bodies: Sequence[bytes], *, hash_from: int | None = None) -> ChunkOutcome:
+        """Rekor entry bodies: {position: outcome} of those with findings or that cannot be decoded;
+        with `hash_from` (the tree index of the first body), also their leaf hashes and subtrees."""
         if self._thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, analyse_bodies, bodies, self.judges)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._thread, functools.partial(analyse_chunk, bodies, self.judges, hash_from=hash_from)
+            )
         async with self._counted():
             worker = await self._worker()
-            return await self._answer(worker, worker.analyse(bodies))
+            return await self._answer(worker, worker.analyse(bodies, hash_from=hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
         """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""
@@ -57,7 +78,7 @@ class ChunkAnalyser:
             return await loop.run_in_executor(self._thread, analyse_ct_entries, entries, self.judges)
         async with self._counted():
             worker = await self._worker()
-            return await self._answer(worker, worker.analyse_ct(entries))
+            return (await self._answer(worker, worker.analyse_ct(entries))).outcomes  # type: ignore[return-value]
 
     @contextlib.asynccontextmanager
     async def _counted(self) -> AsyncIterator[None]:
@@ -77,9 +98,9 @@ class ChunkAnalyser:
                 self._process = await DecodeProcess.start(self.judges)
             return self._process
 
-    async def _answer(self, worker: DecodeProcess, asked) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    async def _answer(self, worker: DecodeProcess, asked: Awaitable[ChunkOutcome]) -> ChunkOutcome:
         try:
-            return (await asked).outcomes
+            return await asked
         except WorkerError:
             if self._process is worker:  # the first to notice lets the next chunk start a new worker
                 self._process = None

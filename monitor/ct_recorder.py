@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from monitor.analyser import ChunkAnalyser, CtOutcome
+from monitor.analyser import AnalysedChunk, ChunkAnalyser, CtOutcome
 from monitor.analysis import CertificateFinding
 from monitor.contract import SEVERITY_OF, AlertKind, Verdict, certificate_key
 from monitor.errors import ReasonedError
@@ -42,8 +42,8 @@ class CertificateRecorder:
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
-    async def analyse(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
-        return await self.analyser.analyse_ct(entries) if entries else {}
+    async def analyse(self, entries: Sequence[CtLogEntry]) -> AnalysedChunk:
+        return AnalysedChunk(entries, await self.analyser.analyse_ct(entries) if entries else {})
 
     async def commit(
         self, row: Shard, entries: Sequence[CtLogEntry], outcomes: dict[int, CtOutcome], batch: Batch

@@ -7,9 +7,10 @@ what crosses the pipe is plain bytes: each body once, length-prefixed, instead o
 
 Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many bytes):
 - the first frame is the pickled `Judges`, from the parent (trusted);
-- then each request is a chunk: a flag byte, then for Rekor entry bodies (flag bit 0: also return
-  their RFC 6962 leaf hashes) each body as a 4-byte big-endian length and its bytes, or for CT entries
-  (flag bit 1) the pickled list of `CtLogEntry` (from the parent: trusted);
+- then each request is a chunk: a flag byte, then for Rekor entry bodies (flag bit 0: also hash
+  them, the 8-byte big-endian tree index of the first following) each body as a 4-byte big-endian
+  length and its bytes, or for CT entries (flag bit 1) the pickled list of `CtLogEntry` (from the
+  parent: trusted);
 - each answer, in request order, is the pickled `ChunkOutcome`.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight.
@@ -22,6 +23,8 @@ never a wrong answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import pickle
 import signal
@@ -33,8 +36,10 @@ from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
 from monitor.tlog.ct import CtLogEntry
+from monitor.tlog.merkle import Subtree, aligned_subtrees
 
 LENGTH = struct.Struct(">I")
+FIRST_INDEX = struct.Struct(">Q")
 WITH_LEAF_HASHES = 1
 CT_ENTRIES = 2
 MAX_FRAME_BYTES = 1 << 30
@@ -43,10 +48,12 @@ MAX_FRAME_BYTES = 1 << 30
 @dataclass(frozen=True)
 class ChunkOutcome:
     """{position: outcome} for the bodies that yield findings or cannot be decoded, and when asked,
-    every body's leaf hash, concatenated (32 bytes each, in order)."""
+    every body's leaf hash, concatenated (32 bytes each, in order), and the aligned subtrees those
+    leaves make (what the tail folds into its compact range: the same as folding every leaf)."""
 
     outcomes: dict[int, Outcome] | dict[int, CtOutcome]
     leaf_hashes: bytes = b""
+    subtrees: tuple[Subtree, ...] = ()
 
 
 class WorkerError(Exception):
@@ -58,19 +65,26 @@ def encode_ct_chunk(entries: Sequence[CtLogEntry]) -> bytes:
     return bytes([CT_ENTRIES]) + pickle.dumps(list(entries))
 
 
-def encode_chunk(bodies: Sequence[bytes], *, leaf_hashes: bool = False) -> bytes:
-    """A request frame's payload: the flag byte, then each body length-prefixed."""
-    parts = [bytes([WITH_LEAF_HASHES if leaf_hashes else 0])]
+def encode_chunk(bodies: Sequence[bytes], *, hash_from: int | None = None) -> bytes:
+    """A request frame's payload: the flag byte (and the first body's tree index, to hash them),
+    then each body length-prefixed."""
+    parts = [bytes([0]) if hash_from is None else bytes([WITH_LEAF_HASHES]) + FIRST_INDEX.pack(hash_from)]
     for body in bodies:
         parts += (LENGTH.pack(len(body)), body)
     return b"".join(parts)
 
 
-def decode_chunk(payload: bytes) -> tuple[list[bytes], bool]:
-    """The bodies of a request and whether leaf hashes are wanted; ValueError if malformed."""
+def decode_chunk(payload: bytes) -> tuple[list[bytes], int | None]:
+    """The bodies of a request and the tree index to hash them from (None: not wanted); ValueError
+    if malformed."""
     if not payload:
         raise ValueError("an empty request")
-    bodies, offset, size = [], 1, len(payload)
+    hash_from, offset, size = None, 1, len(payload)
+    if payload[0] == WITH_LEAF_HASHES:
+        if size < 1 + FIRST_INDEX.size:
+            raise ValueError("a request to hash ends inside its first index")
+        (hash_from,), offset = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size
+    bodies = []
     while offset < size:
         if offset + LENGTH.size > size:
             raise ValueError("a body length runs past the request")
@@ -80,20 +94,23 @@ def decode_chunk(payload: bytes) -> tuple[list[bytes], bool]:
             raise ValueError("a body runs past the request")
         bodies.append(payload[offset : offset + length])
         offset += length
-    return bodies, payload[0] == WITH_LEAF_HASHES
+    return bodies, hash_from
 
 
-def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, leaf_hashes: bool) -> ChunkOutcome:
-    hashes = b"".join(hashlib.sha256(b"\x00" + body).digest() for body in bodies) if leaf_hashes else b""
-    return ChunkOutcome(analyse_bodies(bodies, judges), hashes)
+def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, hash_from: int | None = None) -> ChunkOutcome:
+    outcomes = analyse_bodies(bodies, judges)
+    if hash_from is None:
+        return ChunkOutcome(outcomes)
+    hashes = [hashlib.sha256(b"\x00" + body).digest() for body in bodies]
+    return ChunkOutcome(outcomes, b"".join(hashes), tuple(aligned_subtrees(hash_from, hashes)))
 
 
 def answer(payload: bytes, judges: Judges) -> ChunkOutcome:
     """The answer to one request frame; ValueError if it is malformed."""
     if payload[:1] == bytes([CT_ENTRIES]):
         return ChunkOutcome(analyse_ct_entries(pickle.loads(payload[1:]), judges))
-    bodies, leaf_hashes = decode_chunk(payload)
-    return analyse_chunk(bodies, judges, leaf_hashes=leaf_hashes)
+    bodies, hash_from = decode_chunk(payload)
+    return analyse_chunk(bodies, judges, hash_from=hash_from)
 
 
 # -- the worker side -------------------------------------------------------------------------------
@@ -141,6 +158,19 @@ def main() -> None:
 
 # -- the parent side -------------------------------------------------------------------------------
 
+PIPE_BYTES = 1 << 20
+"""Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size): a chunk of 1024 entries
+crosses in one or two writes instead of twenty-four 64 KiB ones, each waiting for a turn of a busy
+event loop while the worker idles."""
+
+
+def _widen_pipe(stream: asyncio.StreamWriter | None) -> None:
+    transport = stream.transport if stream is not None else None
+    pipe = transport.get_extra_info("pipe") if transport is not None else None
+    if pipe is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
 
 class DecodeProcess:
     """One `python -m monitor.decode_worker` child; requests are answered in order, several may wait."""
@@ -157,6 +187,7 @@ class DecodeProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor.decode_worker", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
         )
+        _widen_pipe(process.stdin)
         worker = cls(process)
         await worker._send(pickle.dumps(judges))
         return worker
@@ -165,8 +196,8 @@ class DecodeProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    async def analyse(self, bodies: Sequence[bytes], *, leaf_hashes: bool = False) -> ChunkOutcome:
-        return await self._request(encode_chunk(bodies, leaf_hashes=leaf_hashes))
+    async def analyse(self, bodies: Sequence[bytes], *, hash_from: int | None = None) -> ChunkOutcome:
+        return await self._request(encode_chunk(bodies, hash_from=hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> ChunkOutcome:
         return await self._request(encode_ct_chunk(entries))

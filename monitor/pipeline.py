@@ -33,6 +33,7 @@ import structlog
 
 from monitor import tailcore
 from monitor.alerting import AlertRaiser
+from monitor.analyser import AnalysedChunk
 from monitor.config import CtLogSettings, LogSettings
 from monitor.contract import AlertKind, LogKind, LogState
 from monitor.metrics import Metrics
@@ -45,7 +46,7 @@ from monitor.tlog.ct_source import CtKeyed
 from monitor.tlog.http import LogProtocolError, gather_or_cancel
 from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import LogSource, ShardHead, SourceEntry
+from monitor.tlog.source import LogSource, ShardHead, SourceEntry, TileEntries
 from monitor.tlog.witness import WitnessVerdict, evaluate
 from monitor.trust import LogKey, TrustRoot
 
@@ -74,6 +75,18 @@ class Shard:
         return cls(row.id, row.url, row.api, row.origin, LogState(row.state), state_of(row), row.last_checkpoint_at)
 
 
+def body_bytes(entries: Sequence[SourceEntry]) -> int:
+    return entries.body_bytes if isinstance(entries, TileEntries) else sum(len(entry.body) for entry in entries)
+
+
+def fold(compact: CompactRange, chunk: AnalysedChunk) -> CompactRange:
+    """The compact range with the chunk's leaves folded in: as subtrees when its analysis hashed
+    them, else leaf by leaf."""
+    if chunk.subtrees is not None:
+        return tailcore.fold_subtrees(compact, chunk.subtrees, len(chunk.entries))
+    return tailcore.fold(compact, [entry.leaf_hash for entry in chunk.entries])
+
+
 def state_of(row: LogRow) -> ShardState:
     local = row.next_index - row.shard_offset
     compact = CompactRange.from_bytes(local, row.compact_range) if local == 0 or row.compact_range else None
@@ -88,15 +101,14 @@ def state_of(row: LogRow) -> ShardState:
 class BatchHandler(Protocol):
     """Turns a verified chunk of entries into stored rows, committed with the cursor."""
 
-    async def analyse(self, entries: Sequence[SourceEntry]) -> Any: ...
+    async def analyse(self, entries: Sequence[SourceEntry]) -> AnalysedChunk: ...
 
     async def commit(self, shard: Shard, entries: Sequence[SourceEntry], analysis: Any, batch: Batch) -> None: ...
 
 
 @dataclass(frozen=True)
 class FetchedChunk:
-    entries: Sequence[SourceEntry]
-    analysis: Any
+    analysed: AnalysedChunk
     size_bytes: int
     prefix_proof: Sequence[bytes]
     """Consistency proof from the chunk's end to the verified tree: unverified until its turn."""
@@ -433,15 +445,18 @@ class LogFollower:
             entries, proof_hashes = await gather_or_cancel(
                 [self.source.entries(first, end, head, verified.size), proof]
             )
-            analysis = await self.handler.analyse(entries)
-            return FetchedChunk(entries, analysis, sum(len(e.body) for e in entries), proof_hashes)
+            return FetchedChunk(await self.handler.analyse(entries), body_bytes(entries), proof_hashes)
 
         async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:
             assert shard.state.compact is not None
-            compact = tailcore.fold(shard.state.compact, [entry.leaf_hash for entry in chunk.entries])
+            compact = fold(shard.state.compact, chunk.analysed)
             tailcore.prove_prefix(shard.state.tree_id, compact, verified, chunk.prefix_proof)
             await self._commit(
-                shard, chunk.entries, chunk.analysis, compact, retired=final and compact.size == verified.size
+                shard,
+                chunk.analysed.entries,
+                chunk.analysed.analysis,
+                compact,
+                retired=final and compact.size == verified.size,
             )
 
         fetcher = OrderedFetcher(

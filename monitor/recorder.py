@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from monitor.analyser import ChunkAnalyser, Outcome
+from monitor.analyser import AnalysedChunk, ChunkAnalyser, Outcome
 from monitor.analysis import EntryAnalysis, Finding
 from monitor.codefresh_api import build_check_target
 from monitor.config import WatchSettings
@@ -28,7 +28,7 @@ from monitor.metrics import Metrics
 from monitor.store.models import AlertRow, BuildCheckRow, SigningRow, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
-from monitor.tlog.source import SourceEntry
+from monitor.tlog.source import SourceEntry, TileEntries
 from monitor.trust import TrustRoot
 
 if TYPE_CHECKING:
@@ -48,10 +48,16 @@ class SigningRecorder:
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
-    async def analyse(self, entries: Sequence[SourceEntry]) -> dict[int, Outcome]:
+    async def analyse(self, entries: Sequence[SourceEntry]) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
-        yield signings or cannot be decoded."""
-        return await self.analyser.analyse([entry.body for entry in entries]) if entries else {}
+        yield signings or cannot be decoded. A tiles chunk is hashed and folded there too."""
+        if not entries:
+            return AnalysedChunk(entries, {})
+        if isinstance(entries, TileEntries):
+            answer = await self.analyser.analyse(entries.bodies, hash_from=entries.first)
+            return AnalysedChunk(entries.hashed(answer.leaf_hashes), answer.outcomes, answer.subtrees)
+        answer = await self.analyser.analyse([entry.body for entry in entries])
+        return AnalysedChunk(entries, answer.outcomes)
 
     async def commit(
         self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch

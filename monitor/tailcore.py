@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from monitor.errors import ReasonedError
-from monitor.tlog.merkle import CompactRange, ProofError, verify_consistency
+from monitor.tlog.merkle import CompactRange, ProofError, Subtree, verify_consistency
 from monitor.tlog.note import Checkpoint
 
 MAX_TREE_SIZE = 2**63 - 1
@@ -142,6 +142,17 @@ def fold(compact: CompactRange, leaf_hashes: Sequence[bytes]) -> CompactRange:
     """A new range with the leaves appended; `compact` is left as it was."""
     folded = CompactRange(compact.size, list(compact.hashes))
     folded.extend(leaf_hashes)
+    return folded
+
+
+def fold_subtrees(compact: CompactRange, subtrees: Sequence[Subtree], leaves: int) -> CompactRange:
+    """A new range with a chunk of `leaves` leaves appended, given as the aligned subtrees they make
+    (hashed off the event loop); the subtrees must cover exactly the leaves that follow `compact`."""
+    folded = CompactRange(compact.size, list(compact.hashes))
+    for subtree in subtrees:
+        folded.append_subtree(subtree)
+    if folded.size != compact.size + leaves:
+        raise ValueError(f"subtrees of {folded.size - compact.size} leaves for a chunk of {leaves}")
     return folded
 
 

@@ -33,7 +33,7 @@ from monitor.identity.fulcio import ChainVerifier
 from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
-from monitor.tlog.merkle import leaf_hash
+from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.trust import parse_trust_root
 
 WATCH = {
@@ -85,12 +85,13 @@ async def test_the_worker_answers_what_in_process_analysis_answers(
     worker: DecodeProcess, setup: tuple[Judges, list[bytes]]
 ) -> None:
     judges, bodies = setup
-    answer = await worker.analyse(bodies, leaf_hashes=True)
+    answer = await worker.analyse(bodies, hash_from=1000)
     expected = analyse_bodies(bodies, judges)
     assert comparable(answer.outcomes) == comparable(expected)
     assert sum(not isinstance(outcome, EntryDecodeError) for outcome in expected.values()) >= 5  # watched ones
     assert {expected[len(bodies) - 2].reason, expected[len(bodies) - 1].reason} == {"not_json", "missing_field"}
     assert answer.leaf_hashes == b"".join(leaf_hash(body) for body in bodies)
+    assert answer.subtrees == tuple(aligned_subtrees(1000, [leaf_hash(body) for body in bodies]))
     assert (await worker.analyse(bodies[:3])).leaf_hashes == b""
 
 
@@ -101,7 +102,9 @@ async def test_the_analyser_answers_alike_in_a_thread_and_in_a_decode_process(
     judges, bodies = setup
     analyser = ChunkAnalyser(judges, in_thread=in_thread)
     try:
-        assert comparable(await analyser.analyse(bodies)) == comparable(analyse_bodies(bodies, judges))
+        assert comparable((await analyser.analyse(bodies)).outcomes) == comparable(analyse_bodies(bodies, judges))
+        hashed = await analyser.analyse(bodies, hash_from=5)
+        assert hashed.subtrees == tuple(aligned_subtrees(5, [leaf_hash(body) for body in bodies]))
     finally:
         await analyser.close()
 
@@ -153,9 +156,9 @@ def test_the_worker_imports_no_database_http_or_cli_module() -> None:
 
 def test_chunks_round_trip_and_malformed_input_is_refused() -> None:
     bodies = [b"", b"a", b"x" * 70_000]
-    assert decode_chunk(encode_chunk(bodies, leaf_hashes=True)) == (bodies, True)
-    assert decode_chunk(encode_chunk([])) == ([], False)
-    for bad in (b"", encode_chunk(bodies)[:-1], b"\x00\x00\x00"):
+    assert decode_chunk(encode_chunk(bodies, hash_from=2**40 + 3)) == (bodies, 2**40 + 3)
+    assert decode_chunk(encode_chunk([])) == ([], None)
+    for bad in (b"", encode_chunk(bodies)[:-1], b"\x00\x00\x00", encode_chunk([], hash_from=7)[:5]):
         with pytest.raises(ValueError):
             decode_chunk(bad)
     truncated = io.BytesIO(LENGTH.pack(100) + b"short")

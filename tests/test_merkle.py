@@ -16,6 +16,8 @@ from monitor.tlog.merkle import (
     HASH_SIZE,
     CompactRange,
     ProofError,
+    Subtree,
+    aligned_subtrees,
     leaf_hash,
     node_hash,
     root_from_inclusion_proof,
@@ -251,6 +253,35 @@ def test_extend_equals_appending_one_by_one() -> None:
     for leaf in leaves:
         appended.append(leaf)
     assert extended == appended
+
+
+@pytest.mark.parametrize("first", [0, 1, 5, 256, 1000, 1024, 3 * 1024 + 7])
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 255, 1024, 1100])
+def test_appending_aligned_subtrees_equals_appending_their_leaves(first: int, count: int) -> None:
+    leaves = random_leaf_hashes(first + count, seed=first * 7919 + count)
+    one_by_one = CompactRange()
+    one_by_one.extend(leaves[:first])
+    by_subtrees = CompactRange(one_by_one.size, list(one_by_one.hashes))
+    one_by_one.extend(leaves[first:])
+    subtrees = aligned_subtrees(first, leaves[first:])
+    for subtree in subtrees:
+        assert subtree.first % (1 << subtree.level) == 0, "aligned"
+        assert subtree.root == naive_root(leaves[subtree.first : subtree.first + (1 << subtree.level)])
+        by_subtrees.append_subtree(subtree)
+    assert by_subtrees == one_by_one
+    assert sum(1 << subtree.level for subtree in subtrees) == count
+
+
+def test_a_subtree_that_does_not_start_at_the_ranges_end_or_is_not_aligned_is_refused() -> None:
+    compact = CompactRange()
+    compact.extend(random_leaf_hashes(6, seed=8))
+    root = leaf_hash(b"x")
+    for wrong in (Subtree(5, 0, root), Subtree(7, 0, root), Subtree(6, 2, root), Subtree(6, 0, root[:31])):
+        with pytest.raises(ValueError):
+            compact.append_subtree(wrong)
+    assert compact.size == 6
+    compact.append_subtree(Subtree(6, 1, root))
+    assert compact.size == 8
 
 
 def test_from_inclusion_proof_of_every_leaf() -> None:

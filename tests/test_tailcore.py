@@ -10,7 +10,7 @@ import pytest
 from monitor import tailcore
 from monitor.simulate.log import Shard
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
-from monitor.tlog.merkle import CompactRange, leaf_hash
+from monitor.tlog.merkle import CompactRange, aligned_subtrees, leaf_hash
 from monitor.tlog.note import Checkpoint
 
 
@@ -99,6 +99,21 @@ def test_folding_entries_proves_them_against_the_verified_root_chunk_by_chunk() 
         tailcore.prove_prefix("7", compact, state.verified, proof)
         state = tailcore.advance(state, compact)
     assert (state.next, state.lag) == (3000, 0)
+
+
+def test_folding_a_chunk_as_subtrees_proves_it_like_folding_its_leaves() -> None:
+    shard = tree(3000)
+    state = accepted(shard, 3000)
+    assert state.compact is not None and state.verified is not None
+    compact = tailcore.fold(state.compact, [shard.leaf_hash_at(i) for i in range(700)])
+    leaves = [shard.leaf_hash_at(i) for i in range(700, 1724)]
+    folded = tailcore.fold_subtrees(compact, aligned_subtrees(700, leaves), len(leaves))
+    assert folded == tailcore.fold(compact, leaves) and compact.size == 700
+    tailcore.prove_prefix("7", folded, state.verified, shard.consistency_proof(1724, 3000))
+    with pytest.raises(ValueError):  # subtrees that cover fewer leaves than the chunk holds
+        tailcore.fold_subtrees(compact, aligned_subtrees(700, leaves[:-1]), len(leaves))
+    with pytest.raises(ValueError):  # subtrees of another place in the tree
+        tailcore.fold_subtrees(compact, aligned_subtrees(701, leaves), len(leaves))
 
 
 def test_an_entry_that_is_not_the_logs_fails_the_prefix_proof() -> None:

@@ -35,6 +35,7 @@ from monitor.simulate.tiles import TileAddress, parse_tile_address
 from monitor.tlog.http import LogProtocolError, LogUnavailableError, RetryPolicy
 from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
+from monitor.tlog.source import TileEntries, TileEntry
 from monitor.tlog.tiles import (
     TileFormatError,
     TilesClient,
@@ -619,3 +620,17 @@ def test_the_staging_v2_checkpoint_verifies_with_the_staging_trust_root() -> Non
     index = int(entry["logIndex"])
     hashes_ = [b64d(item) for item in proof["hashes"]]
     verify_inclusion(leaf_hash(b64d(entry["canonicalizedBody"])), index, checkpoint.size, hashes_, checkpoint.root_hash)
+
+
+def test_a_tiles_chunk_gives_its_entries_once_hashed_by_its_analysis() -> None:
+    bodies = [b"a", b"bb", b"ccc"]
+    chunk = TileEntries(512, bodies, b"log")
+    assert len(chunk) == 3 and chunk.body_bytes == 6
+    with pytest.raises(RuntimeError):
+        chunk[0]
+    with pytest.raises(ValueError):
+        chunk.hashed(b"\x00" * 31)
+    hashed = chunk.hashed(b"".join(leaf_hash(body) for body in bodies))
+    assert hashed[-1] == TileEntry(514, b"ccc", leaf_hash(b"ccc"), b"log")
+    assert [entry.log_index for entry in hashed] == [512, 513, 514]
+    assert [entry.uuid for entry in hashed[1:]] == [leaf_hash(b"bb").hex(), leaf_hash(b"ccc").hex()]

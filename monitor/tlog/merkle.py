@@ -16,6 +16,32 @@ _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
 
 
+@dataclass(frozen=True)
+class Subtree:
+    """The root of the perfect subtree of 2^level leaves starting at leaf `first` (a multiple of 2^level)."""
+
+    first: int
+    level: int
+    root: bytes
+
+
+def aligned_subtrees(first: int, leaf_hashes: Sequence[bytes]) -> list[Subtree]:
+    """The perfect, aligned subtrees that cover leaves [first, first + len(leaf_hashes)), left to
+    right, each as large as its position allows: appended in turn to the compact range of [0, first),
+    they give the compact range of the whole (`CompactRange.append_subtree`)."""
+    subtrees, position, end = [], first, first + len(leaf_hashes)
+    while position < end:
+        level = (end - position).bit_length() - 1
+        if position:
+            level = min(level, (position & -position).bit_length() - 1)
+        nodes = leaf_hashes[position - first : position - first + (1 << level)]
+        while len(nodes) > 1:
+            nodes = [sha256(_NODE_PREFIX + nodes[i] + nodes[i + 1]).digest() for i in range(0, len(nodes), 2)]
+        subtrees.append(Subtree(position, level, nodes[0]))
+        position += 1 << level
+    return subtrees
+
+
 class ProofError(Exception):
     """A Merkle proof is malformed or does not verify."""
 
@@ -199,6 +225,22 @@ class CompactRange:
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         for item in leaf_hashes:
             self.append(item)
+
+    def append_subtree(self, subtree: Subtree) -> None:
+        """Fold in a perfect subtree that starts at index `size` (aligned: `size` is a multiple of its
+        width), as if each of its leaves had been appended in turn."""
+        width = 1 << subtree.level
+        if subtree.first != self.size or self.size % width:
+            raise ValueError(f"a subtree of {width} leaves at {subtree.first} does not fit a range of size {self.size}")
+        if len(subtree.root) != HASH_SIZE:
+            raise ValueError(f"a subtree root is {HASH_SIZE} bytes, got {len(subtree.root)}")
+        hashes, node = self.hashes, subtree.root
+        carries = self.size >> subtree.level
+        while carries & 1:
+            node = sha256(_NODE_PREFIX + hashes.pop() + node).digest()
+            carries >>= 1
+        hashes.append(node)
+        self.size += width
 
     def root(self) -> bytes:
         """The RFC 6962 root of the tree of the first `size` leaves."""

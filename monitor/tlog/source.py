@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 from monitor.tlog.http import LogProtocolError
-from monitor.tlog.merkle import leaf_hash
+from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.tiles import TilesClient
 
@@ -58,6 +58,45 @@ class TileEntry:
     @property
     def uuid(self) -> str:
         return self.leaf_hash.hex()
+
+
+class TileEntries(Sequence[TileEntry]):
+    """A chunk of a tiles log's entries, kept as columns (a tiles log is one tree: an entry's index
+    in it is its global index). Their leaf hashes come with their analysis, computed off the event
+    loop (`hashed`); an entry object is made only for an entry read one by one (one with findings)."""
+
+    def __init__(self, first: int, bodies: list[bytes], log_id: bytes = b"", leaf_hashes: bytes = b""):
+        if leaf_hashes and len(leaf_hashes) != HASH_SIZE * len(bodies):
+            raise ValueError(f"{len(leaf_hashes)} bytes of leaf hashes for {len(bodies)} entries")
+        self.first = first
+        self.bodies = bodies
+        self.log_id = log_id
+        self.leaf_hashes = leaf_hashes
+
+    def hashed(self, leaf_hashes: bytes) -> TileEntries:
+        """The same entries with their leaf hashes (32 bytes each, in order)."""
+        return TileEntries(self.first, self.bodies, self.log_id, leaf_hashes)
+
+    @property
+    def body_bytes(self) -> int:
+        return sum(map(len, self.bodies))
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    @overload
+    def __getitem__(self, position: int) -> TileEntry: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[TileEntry]: ...
+    def __getitem__(self, position: int | slice) -> TileEntry | list[TileEntry]:
+        if isinstance(position, slice):
+            return [self[item] for item in range(*position.indices(len(self)))]
+        if not self.leaf_hashes:
+            raise RuntimeError("the entries of a tiles chunk are read once hashed")
+        body = self.bodies[position]
+        position %= len(self.bodies)
+        leaf = self.leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE]
+        return TileEntry(self.first + position, body, leaf, self.log_id)
 
 
 @dataclass(frozen=True)
@@ -205,11 +244,8 @@ class TilesSource(OneTreeOrigin):
         return await self.client.consistency_proof(first, last)
 
     async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]:
-        bodies = await self.client.get_entries(first, end, tree_size)
-        return [
-            TileEntry(index, body, leaf_hash(body), self.log_id)
-            for index, body in zip(range(first, end), bodies, strict=True)
-        ]
+        """`TileEntries`, not hashed yet: the analysis of the chunk hashes them (`TileEntries.hashed`)."""
+        return TileEntries(first, await self.client.get_entries(first, end, tree_size), self.log_id)
 
     async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof:
         [leaf] = await self.client.hashes_at(0, [index], tree_size)
