@@ -15,8 +15,11 @@ tree (the daemon, its decode worker and any other child) and printed with the da
 --latency-ms N: the simulator delays every answer of the log's API by N ms (a log across a WAN).
 --floor: before each rekorwatch run, bench/floor_client.py (fetch with 16 requests in flight, leaf
 hash, JSON, base64, a byte search for the issuer, X.509 only on a hit; one process) reads the same
-entries; the ratio is rekorwatch's rate over the floor's.
---repeat K: K rounds (floor, then rekorwatch on a fresh database), and the median ratio.
+entries twice: with orjson (`fast`) and with the json module (`stdlib`, like the bare client issue
+9 measured). Two ratios to each: the whole run (process start to exit, both sides) and the catch-up
+alone (the floor's first request to its last entry; rekorwatch's `caught_up` log line, first chunk
+to last commit: no start-up, migrations or shutdown).
+--repeat K: K rounds (floors, then rekorwatch on a fresh database), and the median ratios.
 --concurrency N: the log's `concurrency` in rekorwatch's config (default: the daemon's, 8); the bare
 client always keeps 16 requests in flight.
 --postgres: a fresh database per round on the server of $REKORWATCH_TEST_PG_URL (default the local
@@ -45,6 +48,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).with_name("rekorwatch")
 FLOOR = Path(__file__).with_name("floor_client.py")
+FLOOR_JSON = ("fast", "stdlib")
 WATCHED_ISSUER = "https://oidc.codefresh.io"
 WATCH = f"""watch:
   issuers: [{WATCHED_ISSUER}]
@@ -215,6 +219,7 @@ class TreeMemory:
 @dataclass(frozen=True)
 class DaemonRun:
     seconds: float
+    catch_up_seconds: float | None  # from its `caught_up` log line
     exit_code: int
     cpu_seconds: float
     simulator_cpu_seconds: float
@@ -224,7 +229,9 @@ class DaemonRun:
 
 @dataclass(frozen=True)
 class FloorRun:
-    seconds: float
+    json: str
+    seconds: float  # first request to last entry
+    process_seconds: float  # process start to exit
     rate: float
     watched: int
     cpu_seconds: float
@@ -237,14 +244,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_floor(url: str, api: str, entries: int, simulator: int) -> FloorRun:
+def run_floor(url: str, api: str, entries: int, simulator: int, json_parser: str) -> FloorRun:
     simulator_cpu = cpu_seconds_of(simulator)
     command = [sys.executable, str(FLOOR), "--url", url, "--api", api, "--entries", str(entries)]
-    command += ["--issuer", WATCHED_ISSUER]
+    command += ["--issuer", WATCHED_ISSUER, "--json", json_parser]
+    started = time.perf_counter()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    process_seconds = time.perf_counter() - started
     result = json.loads(output)
     return FloorRun(
+        json_parser,
         result["seconds"],
+        process_seconds,
         result["rate"],
         result["watched"],
         result["cpu_seconds"],
@@ -254,17 +265,23 @@ def run_floor(url: str, api: str, entries: int, simulator: int) -> FloorRun:
 
 
 def run_daemon(config: Path, database: str, simulator: int) -> DaemonRun:
-    env = {**os.environ, "REKORWATCH_LOG_LEVEL": "warning"}
+    env = {**os.environ, "REKORWATCH_LOG_LEVEL": "info"}
     cpu, simulator_cpu = children_cpu(), cpu_seconds_of(simulator)
-    started = time.perf_counter()
-    daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env)
-    memory = TreeMemory(daemon.pid)
-    while daemon.poll() is None:
-        memory.sample()
-        time.sleep(SAMPLE_SECONDS)
-    elapsed = time.perf_counter() - started
+    output = config.with_name("daemon.log")
+    with output.open("w") as sink:
+        started = time.perf_counter()
+        daemon = subprocess.Popen([str(BIN), "run", "--once", "-c", str(config)], env=env, stdout=sink, stderr=sink)
+        memory = TreeMemory(daemon.pid)
+        while daemon.poll() is None:
+            memory.sample()
+            time.sleep(SAMPLE_SECONDS)
+        elapsed = time.perf_counter() - started
+    log_lines = output.read_text()
+    if daemon.returncode != 0:
+        print(log_lines[-4000:], file=sys.stderr)
     return DaemonRun(
         elapsed,
+        catch_up_seconds(log_lines),
         daemon.returncode,
         children_cpu() - cpu,
         cpu_seconds_of(simulator) - simulator_cpu,
@@ -273,17 +290,27 @@ def run_daemon(config: Path, database: str, simulator: int) -> DaemonRun:
     )
 
 
+def catch_up_seconds(log_lines: str) -> float | None:
+    for line in log_lines.splitlines():
+        if '"caught_up"' in line:
+            return float(json.loads(line)["seconds"])
+    return None
+
+
 def report_floor(run: FloorRun) -> None:
     print(
-        f"  bare client: {run.seconds:.2f}s  {run.rate:,.0f} entries/s  watched {run.watched}  "
-        f"CPU {run.cpu_seconds:.1f}s  simulator CPU {run.simulator_cpu_seconds:.1f}s  RSS {run.peak_rss_mib:.0f} MiB"
+        f"  bare client ({run.json}): {run.seconds:.2f}s ({run.process_seconds:.2f}s with start-up)  "
+        f"{run.rate:,.0f} entries/s  watched {run.watched}  CPU {run.cpu_seconds:.1f}s  "
+        f"simulator CPU {run.simulator_cpu_seconds:.1f}s  RSS {run.peak_rss_mib:.0f} MiB"
     )
 
 
 def report_daemon(entries: int, run: DaemonRun) -> None:
     memory = run.memory
+    catch_up = "" if run.catch_up_seconds is None else f" (catch-up {run.catch_up_seconds:.2f}s)"
     print(
-        f"  rekorwatch:  {run.seconds:.2f}s  {entries / run.seconds:,.0f} entries/s  signings {run.signings}  "
+        f"  rekorwatch:  {run.seconds:.2f}s{catch_up}  {entries / run.seconds:,.0f} entries/s  "
+        f"signings {run.signings}  "
         f"CPU {run.cpu_seconds:.1f}s ({run.cpu_seconds / run.seconds:.0%} of one core)  "
         f"simulator CPU {run.simulator_cpu_seconds:.1f}s  exit {run.exit_code}"
     )
@@ -292,6 +319,17 @@ def report_daemon(entries: int, run: DaemonRun) -> None:
         f"high-water mark {memory.high_water_sum_mib:.0f} MiB, {len(memory.high_water_kib)} processes), "
         f"daemon alone {memory.root_peak_mib:.0f} MiB"
     )
+
+
+def report_ratios(floor: FloorRun, daemon: DaemonRun, ratios: dict[str, list[float]]) -> None:
+    """rekorwatch's rate over the floor's, for the whole run and for the catch-up alone."""
+    measured = {"whole run": floor.process_seconds / daemon.seconds}
+    if daemon.catch_up_seconds:
+        measured["catch-up"] = floor.seconds / daemon.catch_up_seconds
+    for what, ratio in measured.items():
+        ratios.setdefault(f"{what} / bare client ({floor.json})", []).append(ratio)
+    shown = "  ".join(f"{what} {ratio:.2f}" for what, ratio in measured.items())
+    print(f"  ratio rekorwatch / bare client ({floor.json}): {shown}")
 
 
 def main() -> None:
@@ -304,7 +342,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds (each: floor, then rekorwatch)")
     parser.add_argument("--concurrency", type=int, help="the log's `concurrency` in rekorwatch's config")
     args = parser.parse_args()
-    ratios = []
+    ratios: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
         directory = Path(tmp)
         started = time.perf_counter()
@@ -315,8 +353,9 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         try:
             for round_number in range(args.repeat):
-                floor = run_floor(url, args.api, args.entries, simulator.pid) if args.floor else None
-                if floor is not None:
+                parsers = FLOOR_JSON if args.floor else ()
+                floors = [run_floor(url, args.api, args.entries, simulator.pid, parser) for parser in parsers]
+                for floor in floors:
                     report_floor(floor)
                 database = fresh_database(directory, args.postgres, round_number)
                 try:
@@ -325,14 +364,14 @@ def main() -> None:
                 finally:
                     drop_database(database)
                 report_daemon(args.entries, daemon)
-                if floor is not None:
-                    ratios.append(floor.seconds / daemon.seconds)
-                    print(f"  ratio rekorwatch / bare client: {ratios[-1]:.2f}")
+                for floor in floors:
+                    report_ratios(floor, daemon, ratios)
         finally:
             simulator.terminate()
             simulator.wait()
-    if len(ratios) > 1:
-        print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.2f}")
+    if args.repeat > 1:
+        for name, values in ratios.items():
+            print(f"median ratio over {len(values)} rounds, {name}: {statistics.median(values):.2f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -1,12 +1,15 @@
-"""The bare client: the least any monitor must do per entry, as fast as one Python process does it.
+"""The bare client: the least any monitor must do per entry, in one Python process.
 
 Per entry: fetch it (16 requests in flight), compute its RFC 6962 leaf hash, parse its JSON, base64-decode
 its certificates, search each DER for the watched issuer's URL, and parse the certificate (X.509) only
-when that search hits. Nothing is verified, stored or judged: rekorwatch's rate divided by this one is
-the share of the wire and CPU it keeps for everything a real monitor adds (proofs, compact range,
+when that search hits. Nothing is verified, stored or judged: rekorwatch's rate divided by this one
+is the share of the wire and CPU it keeps for everything a real monitor adds (proofs, compact range,
 chain checks, SQL, alerts).
 
-    python bench/floor_client.py --url http://127.0.0.1:PORT --api v1|tiles --entries N
+`--json fast` parses with orjson, the fastest a Python client does it; `--json stdlib` with the json
+module, like the bare client issue 9 measured (about 30 µs per entry on its machine).
+
+    python bench/floor_client.py --url http://127.0.0.1:PORT --api v1|tiles --entries N [--json fast|stdlib]
 
 Rekor v1: POST /api/v1/log/entries/retrieve with 10 logIndexes per request (Rekor's maximum).
 tlog-tiles: entry bundles of 256. Prints one JSON object: entries, seconds, rate, hits, watched,
@@ -19,10 +22,11 @@ import argparse
 import asyncio
 import binascii
 import hashlib
+import json
 import resource
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,10 +90,10 @@ def certificates(entry: dict[str, Any]) -> Iterator[bytes]:
             yield der
 
 
-def examine(body: bytes, issuer: bytes, tally: Tally) -> None:
+def examine(body: bytes, issuer: bytes, tally: Tally, loads: Callable[[bytes], Any]) -> None:
     hashlib.sha256(b"\x00" + body).digest()
     tally.entries += 1
-    for der in certificates(orjson.loads(body)):
+    for der in certificates(loads(body)):
         if issuer in der:
             tally.hits += 1
             extensions = x509.load_der_x509_certificate(der).extensions
@@ -138,7 +142,7 @@ async def batches(session: aiohttp.ClientSession, url: str, api: str, entries: i
             task.cancel()
 
 
-async def run(url: str, api: str, entries: int, issuer: bytes) -> FloorResult:
+async def run(url: str, api: str, entries: int, issuer: bytes, loads: Callable[[bytes], Any]) -> FloorResult:
     tally = Tally()
     cpu_before = time.process_time()
     started = time.perf_counter()
@@ -146,7 +150,7 @@ async def run(url: str, api: str, entries: int, issuer: bytes) -> FloorResult:
     async with aiohttp.ClientSession(connector=connector) as session:
         async for batch in batches(session, url, api, entries):
             for body in batch:
-                examine(body, issuer, tally)
+                examine(body, issuer, tally, loads)
     seconds = time.perf_counter() - started
     if tally.entries != entries:
         raise SystemExit(f"read {tally.entries} entries, expected {entries}")
@@ -167,8 +171,10 @@ def main() -> None:
     parser.add_argument("--api", choices=["v1", "tiles"], required=True)
     parser.add_argument("--entries", type=int, required=True)
     parser.add_argument("--issuer", default="https://oidc.codefresh.io")
+    parser.add_argument("--json", choices=["fast", "stdlib"], default="fast", help="orjson, or the json module")
     args = parser.parse_args()
-    result = asyncio.run(run(args.url.rstrip("/"), args.api, args.entries, args.issuer.encode()))
+    loads = orjson.loads if args.json == "fast" else json.loads
+    result = asyncio.run(run(args.url.rstrip("/"), args.api, args.entries, args.issuer.encode(), loads))
     sys.stdout.write(orjson.dumps(asdict(result)).decode() + "\n")
 
 

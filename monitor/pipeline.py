@@ -24,6 +24,7 @@ inactive is read to its final size and marked retired; a new active shard is fol
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -201,10 +202,18 @@ class LogFollower:
         checkpoint = await self.verify_checkpoint(shard, head)
         if shard.state.verified is None:
             return 0  # no checkpoint accepted yet (its witnesses do not meet the policy): nothing to read
+        started = time.monotonic()
         count = await self.catch_up(shard, head)
         bound = self.log.bind(tree_id=shard.state.tree_id, size=checkpoint.size)
         if count:
-            bound.info("caught_up", entries=count, next_index=shard.state.next_global)
+            seconds = time.monotonic() - started
+            bound.info(
+                "caught_up",
+                entries=count,
+                next_index=shard.state.next_global,
+                seconds=round(seconds, 3),
+                rate=round(count / seconds, 1) if seconds else None,
+            )
         if not head.active and shard.state.retired:
             bound.info("shard_retired", final_size=checkpoint.size)
         return count
