@@ -20,8 +20,9 @@ entries twice: with orjson (`fast`) and with the json module (`stdlib`, like the
 alone (the floor's first request to its last entry; rekorwatch's `caught_up` log line, first chunk
 to last commit: no start-up, migrations or shutdown).
 --repeat K: K rounds (floors, then rekorwatch on a fresh database), and the median ratios.
---concurrency N: the log's `concurrency` in rekorwatch's config (default: the daemon's, 8); the bare
-client always keeps 16 requests in flight.
+--concurrency N: the log's `concurrency` in rekorwatch's config. Default 16: as many requests in
+flight as the bare client keeps, so that both ask the log alike (the daemon's own default is 8, kind
+to public logs; across a WAN it halves what either client reads).
 --postgres: a fresh database per round on the server of $REKORWATCH_TEST_PG_URL (default the local
 one), dropped afterwards; the default is a fresh SQLite file per round.
 
@@ -49,6 +50,7 @@ from pathlib import Path
 BIN = Path(sys.executable).with_name("rekorwatch")
 FLOOR = Path(__file__).with_name("floor_client.py")
 FLOOR_JSON = ("fast", "stdlib")
+BARE_CLIENT_IN_FLIGHT = 16  # floor_client.IN_FLIGHT
 WATCHED_ISSUER = "https://oidc.codefresh.io"
 WATCH = f"""watch:
   issuers: [{WATCHED_ISSUER}]
@@ -143,9 +145,9 @@ def signings_stored(database: str) -> int:
     return asyncio.run(count())
 
 
-def write_config(directory: Path, url: str, database: str, api: str, concurrency: int | None) -> Path:
+def write_config(directory: Path, url: str, database: str, api: str, concurrency: int) -> Path:
     config = directory / "bench.yaml"
-    in_flight = "" if concurrency is None else f", concurrency: {concurrency}"
+    in_flight = f", concurrency: {concurrency}"
     config.write_text(
         f"database: {database}\n"
         f"trust: {{root: {directory / 'trusted_root.json'}, refresh: false}}\n"
@@ -340,7 +342,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every read by this many ms")
     parser.add_argument("--floor", action="store_true", help="also run the bare client; print the ratio")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (each: floor, then rekorwatch)")
-    parser.add_argument("--concurrency", type=int, help="the log's `concurrency` in rekorwatch's config")
+    parser.add_argument(
+        "--concurrency", type=int, default=BARE_CLIENT_IN_FLIGHT, help="the log's `concurrency` in rekorwatch's config"
+    )
     args = parser.parse_args()
     ratios: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="rekorwatch-bench-") as tmp:
@@ -350,6 +354,7 @@ def main() -> None:
         print(f"simulator ready with {args.entries} entries in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         backend = "postgresql" if args.postgres else "sqlite"
         print(f"api={args.api} backend={backend} entries={args.entries} latency={args.latency_ms:g}ms")
+        print(f"rekorwatch concurrency={args.concurrency}, bare client {BARE_CLIENT_IN_FLIGHT} requests in flight")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         try:
             for round_number in range(args.repeat):
