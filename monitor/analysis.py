@@ -109,7 +109,10 @@ def analyse_ct_entry(raw: CtLogEntry, policy: Policy, chains: CtChainVerifier) -
     leaf or extra data that cannot be decoded (or a precertificate that is not the leaf's), and for a
     watched certificate that cannot be parsed: recorded as undecodable, never dropped."""
     entry = decode_ct_entry(raw)
-    if not policy.watches_issuer(certificate_issuer(entry.certificate)):
+    certificate = entry.certificate
+    if not (
+        may_claim_issuer(certificate, policy.issuer_bytes) and policy.watches_issuer(certificate_issuer(certificate))
+    ):
         return None
     try:
         certificate = parse_fulcio_certificate(entry.certificate)
