@@ -59,13 +59,6 @@ class ChunkAnalyser:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def start(self) -> None:
-        """Start the decode process now (it takes a second to import), so that it is ready when the
-        first chunk arrives; otherwise it starts with the first chunk."""
-        if self._thread is None:
-            async with self._counted():
-                await self._worker()
-
     async def analyse(self, bodies: Sequence[bytes], *, hash_from: int | None = None) -> ChunkOutcome:
         """Rekor entry bodies: {position: outcome} of those with findings or that cannot be decoded;
         with `hash_from` (the tree index of the first body), also their leaf hashes and subtrees."""

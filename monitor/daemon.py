@@ -273,21 +273,8 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> AsyncIterator[Runtime]:
+    await upgrade(settings.database)
     trust = await load_trust(settings)
-    analyser = new_analyser(settings, trust)
-    try:
-        await analyser.start()  # it imports while the database is migrated and the logs asked
-        await upgrade(settings.database)
-        async with _runtime(settings, trust, analyser, retry) as runtime:
-            yield runtime
-    finally:
-        await analyser.close()  # closing twice is harmless: the runtime closes the one in use
-
-
-@asynccontextmanager
-async def _runtime(
-    settings: Settings, trust: TrustRoot, analyser: ChunkAnalyser, retry: RetryPolicy | None
-) -> AsyncIterator[Runtime]:
     metrics = Metrics()
     headers = {"User-Agent": f"rekorwatch/{__version__}"}
     connector = aiohttp.TCPConnector(limit=64)
@@ -303,6 +290,7 @@ async def _runtime(
         )
         sinks = outbox_sinks(settings.alerts)
         metrics.track_sinks(name for name, _ in sinks)
+        analyser = new_analyser(settings, trust)
         runtime = Runtime(
             settings,
             trust,
@@ -332,7 +320,7 @@ async def _runtime(
         try:
             yield runtime
         finally:
-            await runtime.recorder.analyser.close()  # a trust refresh may have replaced the first one
+            await runtime.recorder.analyser.close()
 
 
 async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
