@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 
+from bench_catchup import memory_kib
 from bench_decode import local_trust, mix_bodies, mix_policy
 
 from monitor.analysis import Judges
@@ -29,11 +28,6 @@ from monitor.simulate.ca import LocalCA
 
 CHUNK = 1024
 IN_FLIGHT = 3
-
-
-def high_water_mib(pid: int) -> float:
-    match = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
-    return int(match.group(1)) / 1024 if match else 0.0
 
 
 def setup(ca: LocalCA) -> Judges:
@@ -69,7 +63,7 @@ async def run_variant(name: str, bodies: Sequence[bytes], judges: Judges) -> Non
         return await workers[turn % count].analyse(chunk, hash_from=turn * CHUNK if hashes else None)
 
     first = await feed(bodies, analyse)
-    rss = [high_water_mib(worker.pid) for worker in workers]
+    rss = [(memory_kib(worker.pid) or (0, 0))[1] / 1024 for worker in workers]
     for worker in workers:
         await worker.close()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

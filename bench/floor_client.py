@@ -23,7 +23,7 @@ import asyncio
 import binascii
 import hashlib
 import json
-import resource
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from bench_catchup import memory_kib  # VmHWM: ru_maxrss would count the parent's memory too
 from cryptography import x509
 
 from monitor.tlog.tiles import TILE_WIDTH, entries_path, parse_entry_bundle
@@ -161,7 +162,7 @@ async def run(url: str, api: str, entries: int, issuer: bytes, loads: Callable[[
         hits=tally.hits,
         watched=tally.watched,
         cpu_seconds=round(time.process_time() - cpu_before, 3),
-        peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mib=round(memory_kib(os.getpid())[1] / 1024, 1),  # type: ignore[index]
     )
 
 
