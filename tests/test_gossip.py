@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from monitor.config import GossipPeer, GossipSettings, LogSettings, Settings
-from monitor.contract import GossipResult
+from monitor.contract import AlertKind, GossipResult
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
@@ -180,4 +180,7 @@ async def test_a_peer_that_is_down_is_an_error_never_an_alert(sim: RunningSimula
             return metric(exposition, "rekorwatch_gossip_checks_total", source=peer, result="error") >= 2
 
         await eventually(asked_twice, "the peer asked, and failing")
-    assert await rows_of(database_url, AlertRow) == []
+    kinds = [alert.kind for alert in await rows_of(database_url, AlertRow)]
+    # The stall watch may alert a first catch-up that a loaded machine slowed past the tests' 0.2 s
+    # poll (seen in CI: 0.9 s for 10 entries, the decode process starting): that is not gossip's.
+    assert [kind for kind in kinds if kind != AlertKind.LOG_STALLED] == []
