@@ -254,7 +254,7 @@ async def test_kill_9_mid_catch_up_then_restart_gives_the_identical_database(
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
     config.write_text(as_config_file(settings))
-    sim.faults.inject(count=100_000, delay=0.03)  # slow enough to be killed between chunks of 1000
+    sim.faults.inject(count=100_000, delay=0.06)  # slow enough to be killed between chunks, even when loaded
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "--once", "-c", str(config)),
         env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
