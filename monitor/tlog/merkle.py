@@ -36,7 +36,7 @@ def aligned_subtrees(first: int, leaf_hashes: Sequence[bytes]) -> list[Subtree]:
             level = min(level, (position & -position).bit_length() - 1)
         nodes = leaf_hashes[position - first : position - first + (1 << level)]
         while len(nodes) > 1:
-            nodes = [sha256(_NODE_PREFIX + nodes[i] + nodes[i + 1]).digest() for i in range(0, len(nodes), 2)]
+            nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes), 2)]
         subtrees.append(Subtree(position, level, nodes[0]))
         position += 1 << level
     return subtrees
@@ -212,15 +212,7 @@ class CompactRange:
         """Fold in the leaf hash at index `size`."""
         if len(leaf_hash) != HASH_SIZE:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes, got {len(leaf_hash)}")
-        hashes = self.hashes
-        node = leaf_hash
-        # Each trailing 1 bit of the old size is a subtree as large as `node` that merges with it.
-        carries = self.size
-        while carries & 1:
-            node = sha256(_NODE_PREFIX + hashes.pop() + node).digest()
-            carries >>= 1
-        hashes.append(node)
-        self.size += 1
+        self._fold_in(leaf_hash, 0)
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         for item in leaf_hashes:
@@ -234,13 +226,18 @@ class CompactRange:
             raise ValueError(f"a subtree of {width} leaves at {subtree.first} does not fit a range of size {self.size}")
         if len(subtree.root) != HASH_SIZE:
             raise ValueError(f"a subtree root is {HASH_SIZE} bytes, got {len(subtree.root)}")
-        hashes, node = self.hashes, subtree.root
-        carries = self.size >> subtree.level
+        self._fold_in(subtree.root, subtree.level)
+
+    def _fold_in(self, node: bytes, level: int) -> None:
+        """Append the root of a perfect subtree of 2^level leaves at index `size` (a multiple of 2^level)."""
+        hashes = self.hashes
+        # Each 1 bit of the old size from `level` up is a subtree as large as `node` that merges with it.
+        carries = self.size >> level
         while carries & 1:
             node = sha256(_NODE_PREFIX + hashes.pop() + node).digest()
             carries >>= 1
         hashes.append(node)
-        self.size += width
+        self.size += 1 << level
 
     def root(self) -> bytes:
         """The RFC 6962 root of the tree of the first `size` leaves."""
