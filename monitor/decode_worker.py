@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import hashlib
 import pickle
 import signal
 import struct
@@ -36,7 +35,7 @@ from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
 from monitor.tlog.ct import CtLogEntry
-from monitor.tlog.merkle import Subtree, aligned_subtrees
+from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 
 LENGTH = struct.Struct(">I")
 FIRST_INDEX = struct.Struct(">Q")
@@ -101,7 +100,7 @@ def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, hash_from: int | N
     outcomes = analyse_bodies(bodies, judges)
     if hash_from is None:
         return ChunkOutcome(outcomes)
-    hashes = [hashlib.sha256(b"\x00" + body).digest() for body in bodies]
+    hashes = [leaf_hash(body) for body in bodies]
     return ChunkOutcome(outcomes, b"".join(hashes), tuple(aligned_subtrees(hash_from, hashes)))
 
 
