@@ -114,14 +114,9 @@ def _load_json(body: bytes) -> dict[str, Any]:
 
 
 # These run a dozen times per entry of every log: one dict lookup each, the exact type checked first
-# (JSON parsers make exactly dict, list, str), isinstance only on the way to an error.
-
-
-def _field(obj: dict[str, Any], key: str) -> Any:
-    try:
-        return obj[key]
-    except KeyError:
-        raise EntryDecodeError("missing_field", key) from None
+# (JSON parsers make exactly dict, list, str), isinstance only on the way to an error. The three are
+# written out rather than calling one typed helper: that extra call cost 6% of decoding (14.1 -> 15.0
+# µs an entry on bench_decode's mix, best of 15).
 
 
 def _mapping(obj: dict[str, Any], key: str) -> dict[str, Any]:
