@@ -47,10 +47,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import floor_client
+from proc import cpu_seconds_of, memory_kib, process_tree
+
 BIN = Path(sys.executable).with_name("rekorwatch")
 FLOOR = Path(__file__).with_name("floor_client.py")
 FLOOR_JSON = ("fast", "stdlib")
-BARE_CLIENT_IN_FLIGHT = 16  # floor_client.IN_FLIGHT
 WATCHED_ISSUER = "https://oidc.codefresh.io"
 WATCH = f"""watch:
   issuers: [{WATCHED_ISSUER}]
@@ -60,7 +62,6 @@ WATCH = f"""watch:
       pipelines: [{{id: 65e6d5551e47e5bc243ca93f}}]
 """
 SAMPLE_SECONDS = 0.05
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PG_SERVER = os.environ.get("REKORWATCH_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
@@ -85,12 +86,6 @@ def drain(stream: object) -> None:
     """Keep reading the simulator's output, so that it never blocks on a full pipe."""
     for line in stream:  # type: ignore[attr-defined]
         print(f"  simulator: {line.rstrip()}", file=sys.stderr)
-
-
-def cpu_seconds_of(pid: int) -> float:
-    """User + system CPU time of a running process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 # -- databases --------------------------------------------------------------------------------------
@@ -158,30 +153,6 @@ def write_config(directory: Path, url: str, database: str, api: str, concurrency
 
 
 # -- memory of a process tree -----------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    """A process and all its descendants, from /proc/<pid>/task/*/children."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        found.append(current)
-    return found
-
-
-def memory_kib(pid: int) -> tuple[int, int] | None:
-    """(VmRSS, VmHWM) of a process in KiB, None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    rss, hwm = re.search(r"VmRSS:\s+(\d+)", status), re.search(r"VmHWM:\s+(\d+)", status)
-    return (int(rss.group(1)), int(hwm.group(1))) if rss and hwm else None
 
 
 @dataclass
@@ -343,7 +314,7 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="also run the bare client; print the ratio")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (each: floor, then rekorwatch)")
     parser.add_argument(
-        "--concurrency", type=int, default=BARE_CLIENT_IN_FLIGHT, help="the log's `concurrency` in rekorwatch's config"
+        "--concurrency", type=int, default=floor_client.IN_FLIGHT, help="the log's `concurrency` in rekorwatch's config"
     )
     args = parser.parse_args()
     ratios: dict[str, list[float]] = {}
@@ -354,7 +325,7 @@ def main() -> None:
         print(f"simulator ready with {args.entries} entries in {time.perf_counter() - started:.1f}s", file=sys.stderr)
         backend = "postgresql" if args.postgres else "sqlite"
         print(f"api={args.api} backend={backend} entries={args.entries} latency={args.latency_ms:g}ms")
-        print(f"rekorwatch concurrency={args.concurrency}, bare client {BARE_CLIENT_IN_FLIGHT} requests in flight")
+        print(f"rekorwatch concurrency={args.concurrency}, bare client {floor_client.IN_FLIGHT} requests in flight")
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         try:
             for round_number in range(args.repeat):

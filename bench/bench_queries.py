@@ -37,7 +37,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from bench_catchup import memory_kib
+from proc import high_water_kib
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -246,17 +246,17 @@ def measure_export(database: str, signings: int) -> None:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE)
         assert process.stdout is not None
-        lines, high_water_kib = 0, 0
+        lines, peak_kib = 0, 0
         while chunk := process.stdout.read(1 << 20):
             lines += chunk.count(b"\n")
-            high_water_kib = max(high_water_kib, (memory_kib(process.pid) or (0, 0))[1])
+            peak_kib = max(peak_kib, high_water_kib(process.pid))
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
     assert status == 0, f"history exited with {status}"
     assert lines == signings + 1, f"{lines - 1} rows exported of {signings}"
     print(f"history --format csv: {signings:,} rows in {elapsed:.1f}s = {signings / elapsed:,.0f} rows/s")
-    # VmHWM, sampled while it writes: wait4's ru_maxrss would count this process's memory too (fork)
-    print(f"  peak RSS {high_water_kib / 1024:.0f} MiB, CPU {usage.ru_utime + usage.ru_stime:.1f}s")
+    # VmHWM, sampled while it writes (bench/proc.py says why not wait4's ru_maxrss)
+    print(f"  peak RSS {peak_kib / 1024:.0f} MiB, CPU {usage.ru_utime + usage.ru_stime:.1f}s")
 
 
 async def prepare(args: argparse.Namespace, teams: list[tuple[str, str]]) -> tuple[str, bool]:

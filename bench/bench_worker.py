@@ -17,8 +17,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench_catchup import memory_kib
 from bench_decode import local_trust, mix_bodies, mix_policy
+from proc import high_water_kib
 
 from monitor.analysis import Judges
 from monitor.decode_worker import DecodeProcess
@@ -63,7 +63,7 @@ async def run_variant(name: str, bodies: Sequence[bytes], judges: Judges) -> Non
         return await workers[turn % count].analyse(chunk, hash_from=turn * CHUNK if hashes else None)
 
     first = await feed(bodies, analyse)
-    rss = [(memory_kib(worker.pid) or (0, 0))[1] / 1024 for worker in workers]
+    rss = [high_water_kib(worker.pid) / 1024 for worker in workers]
     for worker in workers:
         await worker.close()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -32,8 +32,8 @@ from typing import Any
 
 import aiohttp
 import orjson
-from bench_catchup import memory_kib  # VmHWM: ru_maxrss would count the parent's memory too
 from cryptography import x509
+from proc import high_water_kib
 
 from monitor.tlog.tiles import TILE_WIDTH, entries_path, parse_entry_bundle
 
@@ -162,7 +162,7 @@ async def run(url: str, api: str, entries: int, issuer: bytes, loads: Callable[[
         hits=tally.hits,
         watched=tally.watched,
         cpu_seconds=round(time.process_time() - cpu_before, 3),
-        peak_rss_mib=round(memory_kib(os.getpid())[1] / 1024, 1),  # type: ignore[index]
+        peak_rss_mib=round(high_water_kib(os.getpid()) / 1024, 1),
     )
 
 
