@@ -203,15 +203,56 @@ def mutated_base64(text: str, data: st.DataObject) -> str:
     return body[:-1] + flipped + text[len(body) :]
 
 
+STRANGERS = [None, 1, 1.5, True, [], {}, "", "QUJD", {"rawBytes": "QUJD"}, [{"verifier": "QUJD"}]]
+"""Values put where the typed shortcut expects others (monitor/entries.py): it must hand them on."""
+
+
+def member_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path of every object member, at any depth."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += [(*path, key), *member_paths(item, (*path, key))]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += member_paths(item, (*path, index))
+    return found
+
+
+def restructured(document: dict[str, Any], data: st.DataObject) -> bytes:
+    """The document with one member removed, replaced by a stranger, or written twice (the stranger
+    first or last: JSON parsers keep the last)."""
+    path = data.draw(st.sampled_from(member_paths(document)), label="member")
+    holder, key = get_at(document, path[:-1]), path[-1]
+    how = data.draw(st.sampled_from(["remove", "replace", "twice"]), label="edit")
+    stranger = data.draw(st.sampled_from(STRANGERS), label="stranger")
+    if how == "remove":
+        del holder[key]
+    elif how == "replace":
+        holder[key] = stranger
+    if how != "twice":
+        return json.dumps(document).encode()
+    marker = "\x00twice\x00"
+    original, holder[key] = holder[key], marker
+    text, pair = json.dumps(document), f"{json.dumps(key)}: {json.dumps(stranger)}"
+    written = f"{json.dumps(key)}: {json.dumps(original)}"
+    twice = f"{pair}, {written}" if data.draw(st.booleans(), label="stranger first") else f"{written}, {pair}"
+    return text.replace(f"{json.dumps(key)}: {json.dumps(marker)}", twice).encode()
+
+
 def mutated_body(body: bytes, data: st.DataObject) -> bytes:
     """The body, edited in one of the ways an attacker would try to hide a certificate."""
-    how = data.draw(st.sampled_from(["escapes", "base64", "pem", "signatures", "der", "bytes"]), label="mutation")
+    how = data.draw(
+        st.sampled_from(["escapes", "base64", "pem", "signatures", "der", "bytes", "structure"]), label="mutation"
+    )
     if how == "bytes":
         edits = data.draw(st.lists(st.tuples(st.integers(0, len(body)), st.binary(max_size=3)), max_size=4))
         for at, new in edits:
             body = body[:at] + new + body[at + len(new) // 2 :]
         return body
     document = json.loads(body)
+    if how == "structure":
+        return restructured(document, data)
     paths = string_paths(document)
     if how == "escapes":
         chosen = data.draw(st.sets(st.characters(codec="utf-8"), max_size=20), label="escaped characters")
@@ -249,7 +290,7 @@ def test_the_unmutated_bodies_decode_alike_and_some_are_watched(policy: Policy) 
     assert sum(bool(result[1]) for result, _ in results if not isinstance(result, str)) >= 3
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(BODIES), st.sampled_from(list(POLICIES.values())), st.data())
 def test_a_mutated_body_decodes_and_is_filtered_as_the_reference_does(
     body: bytes, policy: Policy, data: st.DataObject
