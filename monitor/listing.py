@@ -37,6 +37,7 @@ class Kind(Enum):
     TEXT = "text"
     INT = "int"
     TIME = "time"  # a datetime
+    TIME_TEXT = "time_text"  # a time the database already wrote as RFC 3339 text (store.models.Rfc3339Text)
     BOOL = "bool"
     JSON_TEXT = "json_text"  # JSON already serialized (as stored)
     JSON = "json"  # a Python value to serialize
@@ -117,7 +118,7 @@ TEXT_OF: dict[Kind, Callable[[Any], str]] = {
     Kind.JSON_TEXT: _stored_json_text,
     Kind.JSON: _json_text,
 }
-"""How a non-TEXT value is written as text (CSV, tables); TEXT is the value itself, or empty."""
+"""How a value is written as text (CSV, tables); TEXT and TIME_TEXT are the value itself, or empty."""
 
 JSON_VALUE_OF: dict[Kind, Callable[[Any], Any]] = {
     Kind.TIME: rfc3339,

@@ -12,12 +12,21 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Column as TableColumn
-from sqlalchemy import ColumnElement, DateTime, type_coerce
+from sqlalchemy import ColumnElement
 
 from monitor.contract import LogKind, LogState
 from monitor.health import FollowerHealth
 from monitor.listing import Column, Field, Kind, Listing, Record
-from monitor.store.models import AlertDeliveryRow, AlertRow, CertificateRow, LogRow, SigningRow, UTCDateTime, iso
+from monitor.store.models import (
+    AlertDeliveryRow,
+    AlertRow,
+    CertificateRow,
+    LogRow,
+    Rfc3339Text,
+    SigningRow,
+    UTCDateTime,
+    iso,
+)
 from monitor.store.outbox import deliveries_for
 from monitor.store.queries import (
     AlertFilter,
@@ -172,6 +181,7 @@ def without_scheme(url: str) -> str:
 # listings --------------------------------------------------------------------------------------
 
 TEXT, INT, TIME, BOOL = Kind.TEXT, Kind.INT, Kind.TIME, Kind.BOOL
+TIME_TEXT = Kind.TIME_TEXT  # what `_as_listed` makes of a time column
 
 IDENTITY_FIELDS = (
     Field("issuer"),
@@ -199,21 +209,21 @@ SIGNINGS = Listing(
         Field("log_url"),
         Field("log_index", INT),
         Field("entry_uuid"),
-        Field("integrated_time", TIME),
+        Field("integrated_time", TIME_TEXT),
         Field("kind"),
         *IDENTITY_FIELDS,
         Field("artifact_digest"),
         Field("certificate_sha256"),
         Field("certificate_serial"),
         Field("issuer_ca"),
-        Field("not_before", TIME),
+        Field("not_before", TIME_TEXT),
         Field("chain_verified", BOOL),
         Field("verdict"),
         Field("build_verified", BOOL),
         Field("build_status"),
-        Field("build_created", TIME),
-        Field("build_finished", TIME),
-        Field("signed_at", TIME),
+        Field("build_created", TIME_TEXT),
+        Field("build_finished", TIME_TEXT),
+        Field("signed_at", TIME_TEXT),
         Field("extensions", Kind.JSON_TEXT),
     ),
     columns=(
@@ -233,13 +243,13 @@ CERTIFICATES = Listing(
         Field("id", INT),
         Field("log_url"),
         Field("ct_index", INT),
-        Field("ct_timestamp", TIME),
+        Field("ct_timestamp", TIME_TEXT),
         Field("entry_type"),
         Field("issuer_ca"),
         Field("serial"),
         *IDENTITY_FIELDS,
         Field("certificate_sha256"),
-        Field("not_before", TIME),
+        Field("not_before", TIME_TEXT),
         Field("chain_verified", BOOL),
         Field("verdict"),
         Field("signing_id", INT),
@@ -324,7 +334,7 @@ def records_of(listing: Listing, objects: Sequence[Mapping[str, Any]]) -> list[R
 
 def signing_batches(store: Store, where: SigningFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
     """SIGNINGS records, newest first, streamed in batches (rows straight from SQL: no ORM objects)."""
-    columns = [_plain_type(SigningRow.__table__.c[name]) for name in SIGNINGS.names]
+    columns = [_as_listed(SigningRow.__table__.c[name]) for name in SIGNINGS.names]
 
     async def page(before_id: int | None, size: int) -> Sequence[Record]:
         query = signings_page_query(where, columns, size=size, before_id=before_id)
@@ -334,11 +344,11 @@ def signing_batches(store: Store, where: SigningFilter, limit: int | None) -> As
     return keyset_batches(page, itemgetter(0), limit=limit)
 
 
-def _plain_type(column: TableColumn[Any]) -> ColumnElement[Any]:
-    """Times as the driver gives them: rfc3339 takes naive ones as UTC, which spares a conversion
-    per value (a sixth of an export's time)."""
+def _as_listed(column: TableColumn[Any]) -> ColumnElement[Any]:
+    """Times as the database writes them in RFC 3339 (a third of an export's time went to decoding
+    and formatting them here); other columns as they are."""
     if isinstance(column.type, UTCDateTime):
-        return type_coerce(column, DateTime(timezone=True)).label(column.name)
+        return Rfc3339Text(column).label(column.name)
     return column
 
 
@@ -346,7 +356,7 @@ def certificate_batches(store: Store, where: CertificateFilter, limit: int | Non
     """CERTIFICATES records, newest first, streamed in batches."""
     table = CertificateRow.__table__.c
     logged = CertificateRow.signing_id.is_not(None).label("logged")
-    columns = [logged if name == "logged" else _plain_type(table[name]) for name in CERTIFICATES.names]
+    columns = [logged if name == "logged" else _as_listed(table[name]) for name in CERTIFICATES.names]
 
     async def page(before_id: int | None, size: int) -> Sequence[Record]:
         query = certificates_page_query(where, columns, size=size, before_id=before_id)

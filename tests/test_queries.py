@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import literal, select
 
 from monitor.report import signing_batches
+from monitor.store.db import upgrade
+from monitor.store.models import Rfc3339Text, UTCDateTime
 from monitor.store.queries import SigningFilter, count_signings, keyset_batches, signings_page
 from monitor.store.repository import Store
+from monitor.timefmt import rfc3339
 from tests.seed import EPOCH, Spec, seed
 
 ACME = Spec()
@@ -90,3 +94,24 @@ async def test_keyset_batches_ask_for_the_next_batch_below_the_last_key() -> Non
     assert asked == [(None, 20), (81, 20), (61, 5)]
     every = [batch async for batch in keyset_batches(page, lambda row: row, limit=None, batch_size=50)]
     assert [len(batch) for batch in every] == [50, 50] and asked[-2:] == [(51, 50), (1, 50)]
+
+
+TRICKY_TIMES = [
+    datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # cut, never rounded into the next year
+    datetime(2024, 2, 29, 12, 0, 0, 500000, tzinfo=UTC),
+    datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=UTC
+    ),  # X.509 "no well-defined expiration" (asyncpg sends datetime.max as infinity)
+    datetime(2026, 6, 1, 1, 30, 0, 999500, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+]
+
+
+async def test_the_database_writes_times_as_rfc3339_does(database_url: str) -> None:
+    await upgrade(database_url)
+    async with Store.open(database_url) as store, store.engine.connect() as connection:
+        for moment in TRICKY_TIMES:
+            written = await connection.scalar(select(Rfc3339Text(literal(moment, UTCDateTime()))))
+            assert written == rfc3339(moment), moment
+        assert await connection.scalar(select(Rfc3339Text(literal(None, UTCDateTime())))) is None

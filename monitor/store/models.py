@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from monitor.timefmt import rfc3339
@@ -34,6 +38,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Rfc3339Text(FunctionElement[str]):
+    """A UTCDateTime column as `monitor.timefmt.rfc3339` writes it (`2026-01-02T03:04:05Z`: whole
+    seconds, cut, not rounded), written by the database: a listing of a million signings then
+    neither decodes nor formats five million datetimes in Python."""
+
+    type = String()
+    name = "rfc3339_text"
+    inherit_cache = True
+
+
+@compiles(Rfc3339Text, "postgresql")
+def _rfc3339_postgresql(element: Rfc3339Text, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
+@compiles(Rfc3339Text, "sqlite")
+def _rfc3339_sqlite(element: Rfc3339Text, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite holds them as UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`; its date functions would round
+    # the fraction to milliseconds, so the text is cut instead.
+    column = compiler.process(element.clauses, **kw)
+    return f"substr({column}, 1, 10) || 'T' || substr({column}, 12, 8) || 'Z'"
 
 
 class UntrustedText(TypeDecorator[str]):
