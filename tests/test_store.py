@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from monitor.store.db import alembic_config, upgrade
+from monitor.store.db import HEAD_REVISION, alembic_config, upgrade
 from monitor.store.repository import NewAlert, Store
 
 OLD_LOG = (
@@ -75,3 +79,23 @@ async def test_one_replica_tails_a_log_and_another_takes_over_when_it_dies(datab
         assert await second.hold_log_lock("https://rekor.example")
     finally:
         await second.close()
+
+
+def test_head_revision_is_alembics_head() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite://"))
+    assert scripts.get_current_head() == HEAD_REVISION
+
+
+async def test_a_database_at_head_is_opened_without_alembic(database_url: str) -> None:
+    await upgrade(database_url)
+    script = (
+        "import asyncio, sys\n"
+        "from monitor.store.db import require_current_schema, upgrade\n"
+        f"asyncio.run(upgrade({database_url!r}))\n"
+        f"asyncio.run(require_current_schema({database_url!r}))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n"
+    )
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
+    loaded, _ = await process.communicate()
+    assert process.returncode == 0
+    assert loaded.decode().strip() == "[]"
