@@ -26,7 +26,6 @@ from monitor.config import ConfigError, ServerSettings, Settings, read_config
 from monitor.contract import ALERT_STATUSES, EXIT_CONFIG, EXIT_ERROR, EXIT_INTERRUPTED, AlertKind, Verdict
 from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
 from monitor.logging import configure_logging
-from monitor.memory import return_freed_memory_promptly
 from monitor.report import (
     ALERTS,
     CERTIFICATES,
@@ -162,7 +161,6 @@ def run(config_file: str | None, once: bool, log_level: str | None, listen: str 
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
     from monitor.daemon import run_forever, run_once  # only here: the read commands start twice as fast
 
-    return_freed_memory_promptly()
     settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
     configure_logging((log_level or os.environ.get("REKORWATCH_LOG_LEVEL") or "info").lower())
     # What start-up made lives as long as the daemon: garbage collections stop walking it. At the

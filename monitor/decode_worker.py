@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
-from monitor.memory import return_freed_memory_promptly
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 
@@ -149,7 +148,6 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return_freed_memory_promptly()
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (ValueError, pickle.UnpicklingError) as exc:

@@ -54,10 +54,10 @@ from monitor.trust import LogKey, TrustRoot
 log = structlog.get_logger(__name__)
 
 CHUNK_SIZE = 1024  # a multiple of 256: tiles logs serve entries in bundles of 256
-PREFETCH_CHUNKS = 5
-"""Chunks fetched and analysed ahead of the one being committed. Five keep a tiles log 50 ms away
-as busy as a local one allows (200k entries: 7.0 -> 5.8 s against three; loopback is the same) for
-about 7 MiB of resident size."""
+PREFETCH_CHUNKS = 4
+"""Chunks fetched and analysed ahead of the one being committed. With three, a tiles log 50 ms away
+kept the daemon waiting (200k entries: 6.6-7.5 s against 5.7-6.5 with four to six; loopback is the
+same); each chunk ahead holds about 3.5 MiB, of a 200 MB budget."""
 HELD_BYTES = 48 * 1024 * 1024
 """Fetched entries waiting for their turn to commit: no chunk is fetched ahead beyond this."""
 
