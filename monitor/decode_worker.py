@@ -183,8 +183,15 @@ class DecodeProcess:
 
     @classmethod
     async def start(cls, judges: Judges) -> DecodeProcess:
+        # -P: the worker imports rekorwatch as installed, never a `monitor` package in the directory
+        # the daemon was started from (`-m` would put it first on the path).
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor.decode_worker", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-P",
+            "-m",
+            "monitor.decode_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         _widen_pipe(process.stdin)
         worker = cls(process)

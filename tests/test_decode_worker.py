@@ -95,6 +95,23 @@ async def test_the_worker_answers_what_in_process_analysis_answers(
     assert (await worker.analyse(bodies[:3])).leaf_hashes == b""
 
 
+async def test_the_worker_never_imports_a_monitor_package_from_the_working_directory(
+    setup: tuple[Judges, list[bytes]], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judges, bodies = setup
+    planted = tmp_path / "monitor"
+    planted.mkdir()
+    (planted / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    worker = await DecodeProcess.start(judges)
+    try:
+        answer = await worker.analyse(bodies)
+    finally:
+        await worker.close()
+    assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    assert not (tmp_path / "imported").exists()
+
+
 @pytest.mark.parametrize("in_thread", [True, False], ids=["single core: a thread", "a decode process"])
 async def test_the_analyser_answers_alike_in_a_thread_and_in_a_decode_process(
     setup: tuple[Judges, list[bytes]], in_thread: bool
