@@ -215,13 +215,15 @@ class DecodeProcess:
                 raise self._failed
             self._waiting.put_nowait(waiting)
             await self._send(payload)
+        del payload  # sent: a chunk's frame (1.5 MB of entries) is not held while the worker works
         return await waiting
 
     async def _send(self, payload: bytes) -> None:
         stdin = self._process.stdin
         assert stdin is not None
         try:
-            stdin.write(LENGTH.pack(len(payload)) + payload)
+            stdin.write(LENGTH.pack(len(payload)))
+            stdin.write(payload)  # not joined with its header: that copy would be one more chunk in memory
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise WorkerError(f"the decode worker stopped: {exc!r}") from None
