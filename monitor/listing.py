@@ -28,16 +28,13 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
-from monitor.timefmt import rfc3339
-
 Record = Sequence[Any]
 
 
 class Kind(Enum):
     TEXT = "text"
     INT = "int"
-    TIME = "time"  # a datetime
-    TIME_TEXT = "time_text"  # a time the database already wrote as RFC 3339 text (store.models.Rfc3339Text)
+    TIME = "time"  # RFC 3339 text, as the database writes it (store.models.Rfc3339Text)
     BOOL = "bool"
     JSON_TEXT = "json_text"  # JSON already serialized (as stored)
     JSON = "json"  # a Python value to serialize
@@ -90,10 +87,6 @@ def _int_text(value: int | None) -> str:
     return "" if value is None else str(value)
 
 
-def _time_text(value: Any) -> str:
-    return rfc3339(value) or ""
-
-
 def _json_text(value: Any) -> str:
     return "" if value is None else orjson.dumps(value).decode()
 
@@ -113,15 +106,13 @@ def _stored_json_value(value: str | None) -> Any:
 
 TEXT_OF: dict[Kind, Callable[[Any], str]] = {
     Kind.INT: _int_text,
-    Kind.TIME: _time_text,
     Kind.BOOL: _bool_text,
     Kind.JSON_TEXT: _stored_json_text,
     Kind.JSON: _json_text,
 }
-"""How a value is written as text (CSV, tables); TEXT and TIME_TEXT are the value itself, or empty."""
+"""How a value is written as text (CSV, tables); TEXT and TIME are the value itself, or empty."""
 
 JSON_VALUE_OF: dict[Kind, Callable[[Any], Any]] = {
-    Kind.TIME: rfc3339,
     Kind.JSON_TEXT: _stored_json_value,
 }
 """How a value is converted for JSON output; kinds not listed are JSON values already."""

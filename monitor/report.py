@@ -181,7 +181,6 @@ def without_scheme(url: str) -> str:
 # listings --------------------------------------------------------------------------------------
 
 TEXT, INT, TIME, BOOL = Kind.TEXT, Kind.INT, Kind.TIME, Kind.BOOL
-TIME_TEXT = Kind.TIME_TEXT  # what `_as_listed` makes of a time column
 
 IDENTITY_FIELDS = (
     Field("issuer"),
@@ -209,21 +208,21 @@ SIGNINGS = Listing(
         Field("log_url"),
         Field("log_index", INT),
         Field("entry_uuid"),
-        Field("integrated_time", TIME_TEXT),
+        Field("integrated_time", TIME),
         Field("kind"),
         *IDENTITY_FIELDS,
         Field("artifact_digest"),
         Field("certificate_sha256"),
         Field("certificate_serial"),
         Field("issuer_ca"),
-        Field("not_before", TIME_TEXT),
+        Field("not_before", TIME),
         Field("chain_verified", BOOL),
         Field("verdict"),
         Field("build_verified", BOOL),
         Field("build_status"),
-        Field("build_created", TIME_TEXT),
-        Field("build_finished", TIME_TEXT),
-        Field("signed_at", TIME_TEXT),
+        Field("build_created", TIME),
+        Field("build_finished", TIME),
+        Field("signed_at", TIME),
         Field("extensions", Kind.JSON_TEXT),
     ),
     columns=(
@@ -243,13 +242,13 @@ CERTIFICATES = Listing(
         Field("id", INT),
         Field("log_url"),
         Field("ct_index", INT),
-        Field("ct_timestamp", TIME_TEXT),
+        Field("ct_timestamp", TIME),
         Field("entry_type"),
         Field("issuer_ca"),
         Field("serial"),
         *IDENTITY_FIELDS,
         Field("certificate_sha256"),
-        Field("not_before", TIME_TEXT),
+        Field("not_before", TIME),
         Field("chain_verified", BOOL),
         Field("verdict"),
         Field("signing_id", INT),
