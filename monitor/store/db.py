@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -68,22 +68,21 @@ def upgrade_sync(url: str) -> None:
 
 async def upgrade(url: str) -> None:
     """Migrate to head; Alembic runs its own event loop, so it gets a thread of its own."""
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            current = await _current_revision(connection)
-    finally:
-        await engine.dispose()
-    if current != HEAD_REVISION:
+    if await _stored_revision(create_engine(url)) != HEAD_REVISION:
         await asyncio.to_thread(upgrade_sync, url)
 
 
-async def _current_revision(connection: AsyncConnection) -> str | None:
-    """The revision Alembic recorded; None for a database it never migrated (or one with several heads,
-    which this linear history never makes: Alembic then says what is wrong)."""
-    if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
-        return None
-    rows = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+async def _stored_revision(engine: AsyncEngine) -> str | None:
+    """The revision Alembic recorded, read through `engine`, which is then disposed of; None for a
+    database it never migrated (or one with several heads, which this linear history never makes:
+    Alembic then says what is wrong)."""
+    try:
+        async with engine.connect() as connection:
+            if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+                return None
+            rows = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+    finally:
+        await engine.dispose()
     return rows[0] if len(rows) == 1 else None
 
 
@@ -111,12 +110,7 @@ async def require_current_schema(url: str) -> None:
             raise DatabaseNotReadyError(
                 f"no database at {path or '(memory)'}: `rekorwatch run` creates it, or `rekorwatch db upgrade`"
             )
-    engine = create_async_engine(url)  # no WAL pragma: a database found unready is left untouched
-    try:
-        async with engine.connect() as connection:
-            current = await _current_revision(connection)
-    finally:
-        await engine.dispose()
+    current = await _stored_revision(create_async_engine(url))  # no WAL pragma: an unready database is left untouched
     if current == HEAD_REVISION:
         return
     problem = await asyncio.to_thread(_schema_problem, url, current)
