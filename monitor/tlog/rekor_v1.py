@@ -3,6 +3,10 @@
 Every answer is parsed once (codec.loads_json) and every field is type-checked by hand (tlog/answers.py:
 cheap enough for thousands of entries per second); anything malformed is a `LogProtocolError` naming the
 field. Nothing here is trusted yet: checkpoints, proofs and entries are verified by the caller.
+
+The tail's retrieve answers (no inclusion proofs wanted: most of a v1 catch-up's parsing) first try a
+typed shortcut (msgspec, at the end of this module). It only ever says yes: an answer it does not take
+goes the general way, which decides, so an entry is read alike either way.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
+import msgspec
 
 from monitor.tlog.answers import (
+    MAX_INT64,
     MalformedError,
     describe,
     json_base64,
@@ -190,9 +196,12 @@ class RekorV1Client:
                 [self._retrieve(batch[:half], proofs), self._retrieve(batch[half:], proofs)]
             )
             return first | second
-        url = self._http.url_for(RETRIEVE_PATH)
-        parse = partial(match_entries, requested=frozenset(batch), proofs=proofs)
-        return parse_answer(raw, url, "retrieve answer", parse)
+        requested = frozenset(batch)
+        typed = None if proofs else match_entries_typed(raw, requested)
+        if typed is not None:
+            return typed
+        parse = partial(match_entries, requested=requested, proofs=proofs)
+        return parse_answer(raw, self._http.url_for(RETRIEVE_PATH), "retrieve answer", parse)
 
 
 def parse_log_info(document: Any) -> LogInfo:
@@ -323,3 +332,74 @@ def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
     if len(hashes) != len(items) or any(len(item) != HASH_SIZE for item in hashes):
         raise MalformedError(where, f"is not a list of {HASH_HEX_LENGTH}-hex-digit hashes")
     return hashes
+
+
+# A retrieve answer without its inclusion proofs, decoded by msgspec straight into typed structs: a
+# fifth less CPU than parsing it to dicts and checking them, on answers of a third of the daemon's CPU
+# in a v1 catch-up. Each check of `_entry` is made here too, or the answer is left to it: the field
+# types and ranges (msgspec refuses a float or a boolean for an int), strict base64, the uuid and its
+# leaf hash, the requested and repeated indexes. One difference, on purpose: msgspec checks the UTF-8
+# of what it reads, not of the members it skips (the inclusion proofs, unknown members), where the
+# general way refuses a whole answer. Checking it would cost more than the shortcut saves (a real
+# answer's checkpoints carry a non-ASCII "—"), and nothing is read from those bytes.
+# tests/test_v1_typed.py holds the two ways to the same answers.
+
+_Int64 = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+_HexHash = Annotated[str, msgspec.Meta(min_length=HASH_HEX_LENGTH, max_length=HASH_HEX_LENGTH)]
+
+
+class _TypedVerification(msgspec.Struct, rename="camel"):
+    signed_entry_timestamp: bytes | None = None
+
+
+class _TypedEntry(msgspec.Struct, rename="camel"):
+    body: bytes
+    log_id: _HexHash = msgspec.field(name="logID")
+    log_index: _Int64
+    integrated_time: _Int64 | None = None
+    verification: _TypedVerification | None = None
+
+
+_RETRIEVE_ANSWER = msgspec.json.Decoder(list[dict[str, _TypedEntry]])
+
+
+def match_entries_typed(raw: bytes, requested: frozenset[int]) -> dict[int, RekorEntry] | None:
+    """`match_entries` of a retrieve answer without proofs, when the shortcut takes it; None: parse
+    it the general way (which also names what is wrong)."""
+    try:
+        items = _RETRIEVE_ANSWER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    found: dict[int, RekorEntry] = {}
+    for item in items:
+        entry = _typed_entry(item)
+        if entry is None or entry.log_index not in requested or entry.log_index in found:
+            return None
+        found[entry.log_index] = entry
+    return found
+
+
+def _typed_entry(wrapper: dict[str, _TypedEntry]) -> RekorEntry | None:
+    if len(wrapper) != 1:
+        return None
+    ((uuid, entry),) = wrapper.items()
+    if not _ENTRY_UUID.fullmatch(uuid):
+        return None
+    hashed = leaf_hash(entry.body)
+    try:
+        if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
+            return None
+        log_id = binascii.a2b_hex(entry.log_id)
+    except ValueError:
+        return None
+    verification = entry.verification
+    return RekorEntry(
+        uuid=uuid,
+        body=entry.body,
+        leaf_hash=hashed,
+        integrated_time=entry.integrated_time,
+        log_id=log_id,
+        log_index=entry.log_index,
+        inclusion_proof=None,
+        signed_entry_timestamp=None if verification is None else verification.signed_entry_timestamp,
+    )
