@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from monitor.store.db import HEAD_REVISION, alembic_config, upgrade
+from monitor.store.db import HEAD_REVISION, Migration, MigrationError, alembic_config, upgrade
 from monitor.store.repository import NewAlert, Store
 
 OLD_LOG = (
@@ -86,11 +87,13 @@ def test_head_revision_is_alembics_head() -> None:
     assert scripts.get_current_head() == HEAD_REVISION
 
 
-async def test_a_database_at_head_is_opened_without_alembic(database_url: str) -> None:
-    await upgrade(database_url)
+async def test_the_daemon_migrates_and_opens_without_alembic(database_url: str) -> None:
+    """Alembic and the migration scripts would stay resident in the daemon for good: a new database
+    is migrated by a child process, and one at head is recognised without them."""
     script = (
         "import asyncio, sys\n"
-        "from monitor.store.db import require_current_schema, upgrade\n"
+        "from monitor.store.db import Migration, require_current_schema, upgrade\n"
+        f"asyncio.run(upgrade({database_url!r}, Migration.start({database_url!r})))\n"
         f"asyncio.run(upgrade({database_url!r}))\n"
         f"asyncio.run(require_current_schema({database_url!r}))\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] == 'alembic'))\n"
@@ -99,3 +102,33 @@ async def test_a_database_at_head_is_opened_without_alembic(database_url: str) -
     loaded, _ = await process.communicate()
     assert process.returncode == 0
     assert loaded.decode().strip() == "[]"
+    store = Store.open(database_url)
+    try:
+        async with store.engine.connect() as connection:
+            assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == HEAD_REVISION
+    finally:
+        await store.close()
+
+
+async def test_a_failed_migration_says_why_in_process_or_not(database_url: str, tmp_path: Path) -> None:
+    await upgrade(database_url)
+    store = Store.open(database_url)
+    try:
+        async with store.engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await store.close()
+    why = "CommandError: Can't locate revision identified by '9999'"
+    with pytest.raises(MigrationError, match=why):
+        await upgrade(database_url)
+    with pytest.raises(MigrationError, match=why):
+        await upgrade(database_url, Migration.start(database_url))
+    config = tmp_path / "rekorwatch.yaml"
+    config.write_text(f"database: {database_url}\nlogs: []\nct_logs: []\n")
+    for command_line in (["db", "upgrade"], ["run", "--once"]):  # in process, and in the daemon's child
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor", *command_line, "--config", str(config), stderr=asyncio.subprocess.PIPE
+        )
+        _, said = await process.communicate()
+        assert process.returncode == 1
+        assert said.decode().splitlines()[-1] == f"error: database: migrating it failed: {why}"
