@@ -417,16 +417,16 @@ class Store:
 
 
 async def _insert_signings(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
-    """One multi-row INSERT ... RETURNING for a chunk's signings (the unit of work costs half a
-    millisecond a row); each row object gets its id, as a flush would give it.
+    """One multi-row INSERT ... RETURNING for a chunk's signings, on the table (Core), not the ORM
+    entity: the unit of work costs half a millisecond a row, and the ORM's bulk insert 0.7-1.2 ms of
+    CPU a chunk of 10 more than Core's. Each row object gets its id, as a flush would give it.
 
     The ids are matched to the rows by their unique key, not by position: asking for RETURNING in
     parameter order makes SQLAlchemy send one INSERT per row on SQLite (2,000 round trips to the
     database thread cost a third of a 200k-entry catch-up)."""
-    columns = [column.key for column in SigningRow.__table__.columns if column.key != "id"]
-    statement = insert(SigningRow).returning(
-        SigningRow.id, SigningRow.log_id, SigningRow.log_index, SigningRow.certificate_sha256
-    )
+    table = SigningRow.__table__
+    columns = [column.key for column in table.columns if column.key != "id"]
+    statement = insert(table).returning(table.c.id, table.c.log_id, table.c.log_index, table.c.certificate_sha256)
     inserted = await session.execute(statement, [{key: getattr(row, key) for key in columns} for row in signings])
     id_of = {(log_id, log_index, sha256): signing_id for signing_id, log_id, log_index, sha256 in inserted}
     for row in signings:
