@@ -42,7 +42,8 @@ class CertificateRecorder:
     sinks: Sequence[tuple[str, str]] = ()
     metrics: Metrics | None = None
 
-    async def analyse(self, entries: Sequence[CtLogEntry]) -> AnalysedChunk:
+    async def analyse(self, entries: Sequence[CtLogEntry], first: int) -> AnalysedChunk:
+        """`first` is unused: the tail folds a CT chunk's leaf hashes, which its parser computed."""
         return AnalysedChunk(entries, await self.analyser.analyse_ct(entries) if entries else {})
 
     async def commit(

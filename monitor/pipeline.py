@@ -105,7 +105,9 @@ def state_of(row: LogRow) -> ShardState:
 class BatchHandler(Protocol):
     """Turns a verified chunk of entries into stored rows, committed with the cursor."""
 
-    async def analyse(self, entries: Sequence[SourceEntry]) -> AnalysedChunk: ...
+    async def analyse(self, entries: Sequence[SourceEntry], first: int) -> AnalysedChunk:
+        """`first`: the tree index of the first entry in its shard (the leaves' place in the tree)."""
+        ...
 
     async def commit(self, shard: Shard, entries: Sequence[SourceEntry], analysis: Any, batch: Batch) -> None: ...
 
@@ -457,7 +459,8 @@ class LogFollower:
             entries, proof_hashes = await gather_or_cancel(
                 [self.source.entries(first, end, head, verified.size), proof]
             )
-            return FetchedChunk(await self.handler.analyse(entries), body_bytes(entries), proof_hashes)
+            analysed = await self.handler.analyse(entries, bounds[0])
+            return FetchedChunk(analysed, body_bytes(entries), proof_hashes)
 
         async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:
             assert shard.state.compact is not None
