@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 
 from monitor.store.db import HEAD_REVISION, Migration, MigrationError, alembic_config, upgrade
 from monitor.store.repository import NewAlert, Store
+from tests.conftest import fresh_postgres_database
 
 OLD_LOG = (
     "INSERT INTO logs (url, api, origin, tree_id, shard_offset, tree_size, verified_size, next_index, "
@@ -52,6 +56,65 @@ async def _upgrade_to(database_url: str, revision: str) -> None:
     import asyncio
 
     await asyncio.to_thread(command.upgrade, alembic_config(database_url), revision)
+
+
+async def test_a_new_database_is_created_as_the_migrations_leave_one(database_url: str, tmp_path: Path) -> None:
+    """A database with no table is created from the models and stamped at head: its schema must be
+    the migrated one, table by table (columns, types, nullability, server defaults, indexes, unique
+    and foreign keys), or the two kinds of databases would drift apart."""
+    await _upgrade_to(database_url, "0001")
+    await upgrade(database_url)  # not empty: the migrations run
+    async with _another_database(database_url, tmp_path) as created:
+        await upgrade(created)  # empty: created from the models
+        migrated_schema, created_schema = await _schema(database_url), await _schema(created)
+        assert await _revision(created) == HEAD_REVISION
+    assert created_schema == migrated_schema
+    assert {"logs", "signings", "alerts", "certificates"} <= set(created_schema)
+
+
+@asynccontextmanager
+async def _another_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'another.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+async def _revision(url: str) -> str:
+    store = Store.open(url)
+    try:
+        async with store.engine.connect() as connection:
+            return str(await connection.scalar(text("SELECT version_num FROM alembic_version")))
+    finally:
+        await store.close()
+
+
+async def _schema(url: str) -> dict[str, object]:
+    store = Store.open(url)
+    try:
+        async with store.engine.connect() as connection:
+            return await connection.run_sync(_describe_tables)
+    finally:
+        await store.close()
+
+
+def _describe_tables(connection: Connection) -> dict[str, object]:
+    found = inspect(connection)
+    return {
+        table: (
+            sorted((c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in found.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)),
+            sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+            sorted(
+                (f["name"], tuple(f["constrained_columns"]), f["referred_table"], str(f.get("options")))
+                for f in found.get_foreign_keys(table)
+            ),
+            found.get_pk_constraint(table)["constrained_columns"],
+        )
+        for table in found.get_table_names()
+        if table != "alembic_version"
+    }
 
 
 async def test_an_alert_is_raised_once_whatever_the_number_of_writers(database_url: str) -> None:

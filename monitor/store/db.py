@@ -1,4 +1,6 @@
-"""Database engines and schema migrations (Alembic is the only way the schema changes).
+"""Database engines and schema migrations (Alembic is the only way the schema changes; a database
+with no table yet is created from the models, which describe the migrated schema exactly, and
+recorded at head: Alembic's recipe for a new database).
 
 Commands that only read (status, history, alerts) check with `require_current_schema` first: they
 never create a database (opening a missing SQLite file would), and never query an old schema.
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from monitor.store.models import Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -70,9 +74,35 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_sync(url: str) -> None:
+    """Migrate to head; a database with no table yet is created at head from the models instead."""
+    if asyncio.run(_created_at_head(url)):
+        return
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
+
+
+async def _created_at_head(url: str) -> bool:
+    """Create an empty database's tables from the models and record it at head, in one transaction
+    (Alembic's recipe for a new database: 0.1 s, where the 8 migrations took 0.8 s). The models
+    describe the migrated schema exactly (tests/test_store.py compares both). False: it has tables."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(_create_if_empty, url)
+    finally:
+        await engine.dispose()
+
+
+def _create_if_empty(connection: Connection, url: str) -> bool:
+    if inspect(connection).get_table_names():
+        return False
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    Base.metadata.create_all(connection)
+    MigrationContext.configure(connection).stamp(ScriptDirectory.from_config(alembic_config(url)), "head")
+    return True
 
 
 class Migration:

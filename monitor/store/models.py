@@ -10,7 +10,18 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
@@ -121,27 +132,27 @@ class LogRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(500))
     api: Mapped[str] = mapped_column(String(10))
-    kind: Mapped[str] = mapped_column(String(10), default="rekor")
+    kind: Mapped[str] = mapped_column(String(10), default="rekor", server_default="rekor")
     """rekor (a Rekor log) or ct (a CT log of Fulcio)."""
     origin: Mapped[str] = mapped_column(UntrustedText())
-    tree_id: Mapped[str] = mapped_column(String(40), default="")
-    shard_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    tree_id: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    shard_offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Global index of this shard's leaf 0: next_index - shard_offset is the per-shard index."""
-    tree_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    tree_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Size of the newest checkpoint whose signature verified, accepted or not (for lag); never a size
     the log merely claimed: an unsigned one is not stored."""
-    verified_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    verified_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     verified_root: Mapped[str | None] = mapped_column(String(64))
     last_checkpoint: Mapped[str | None] = mapped_column(Text)
     last_checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    next_index: Mapped[int] = mapped_column(BigInteger, default=0)
-    compact_range: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    next_index: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    compact_range: Mapped[bytes] = mapped_column(LargeBinary, default=b"", server_default="")
     """Roots of the perfect subtrees covering [0, next_index - shard_offset): moves with the cursor."""
-    state: Mapped[str] = mapped_column(String(20), default="ok")
+    state: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok")
     state_detail: Mapped[str | None] = mapped_column(Text)
-    retired: Mapped[bool] = mapped_column(default=False)
+    retired: Mapped[bool] = mapped_column(default=False, server_default=false())
     """The shard is inactive and was read to its final size: nothing more to fetch."""
-    read_rate: Mapped[float | None] = mapped_column(default=None)
+    read_rate: Mapped[float | None] = mapped_column(Float, default=None)
     """Entries per second of the latest catch-up (over its last half minute), for `status`."""
     cosigners: Mapped[str | None] = mapped_column(Text)
     """JSON [{name, timestamp}]: the policy witnesses that cosigned the newest accepted checkpoint."""
@@ -188,6 +199,7 @@ class AlertRow(Base):
     """An alert; `dedup_key` makes the same event alert once, across restarts and replicas."""
 
     __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_kind_log_url", "kind", "log_url"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), unique=True)
@@ -196,7 +208,7 @@ class AlertRow(Base):
     signing_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     log_id: Mapped[int | None] = mapped_column(ForeignKey("logs.id", ondelete="SET NULL"))
     summary: Mapped[str] = mapped_column(UntrustedText())
-    payload: Mapped[str] = mapped_column(Text, default="{}")
+    payload: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     """When a lasting condition (AlertKind.lasting) cleared; null while it holds, and for events."""
@@ -257,7 +269,7 @@ class SigningRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30))
-    extensions: Mapped[str] = mapped_column(Text, default="{}")
+    extensions: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     issuer_ca: Mapped[str | None] = mapped_column(String(64))
     """SHA-256 (hex) of the key of the trust root's CA that issued the certificate (null: it does not chain)."""
     certificate_serial: Mapped[str | None] = mapped_column(String(80))
@@ -328,7 +340,7 @@ class CertificateRow(Base):
     serial: Mapped[str] = mapped_column(String(80))
     issuer: Mapped[str] = mapped_column(UntrustedText())
     identity: Mapped[str | None] = mapped_column(UntrustedText())
-    provider: Mapped[str | None] = mapped_column(String(40))
+    provider: Mapped[str | None] = mapped_column(Text)
     account_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
     account_name: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
     pipeline_id: Mapped[str | None] = mapped_column(UntrustedText(INDEXED_TEXT_BYTES), index=True)
@@ -340,10 +352,10 @@ class CertificateRow(Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     chain_verified: Mapped[bool]
     verdict: Mapped[str] = mapped_column(String(30), index=True)
-    extensions: Mapped[str] = mapped_column(Text, default="{}")
+    extensions: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     signing_id: Mapped[int | None] = mapped_column(ForeignKey("signings.id", ondelete="SET NULL"), index=True)
     """The Rekor signing made with this certificate (same issuing CA and serial); null: none seen."""
-    unlogged_alerted: Mapped[bool] = mapped_column(default=False)
+    unlogged_alerted: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     @validates(*UNTRUSTED_IDENTITY_COLUMNS)
     def _fit_untrusted(self, key: str, value: str | None) -> str | None:
@@ -391,7 +403,7 @@ class BuildCheckRow(Base):
     workflow_id: Mapped[str] = mapped_column(String(64))
     pipeline_id: Mapped[str] = mapped_column(UntrustedText())
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_error: Mapped[str | None] = mapped_column(UntrustedText())
 
@@ -405,8 +417,8 @@ class AlertDeliveryRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     sink: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    attempts: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
