@@ -37,7 +37,7 @@ from monitor.report import (
     records_of,
     signing_batches,
 )
-from monitor.store.db import DatabaseNotReadyError, Migration, MigrationError, require_current_schema, upgrade
+from monitor.store.db import DatabaseNotReadyError, MigrationError, require_current_schema, upgrade
 from monitor.store.queries import (
     AlertFilter,
     CertificateFilter,
@@ -161,16 +161,15 @@ def with_overrides(settings: Settings, listen: str | None) -> Settings:
 )
 def run(config_file: str | None, once: bool, log_level: str | None, listen: str | None) -> None:
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
-    settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
-    migration = Migration.start(settings.database)  # on the other core, while the daemon's modules load
     from monitor.daemon import run_forever, run_once  # only here: the read commands start twice as fast
 
+    settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
     configure_logging((log_level or os.environ.get("REKORWATCH_LOG_LEVEL") or "info").lower())
     # What start-up made lives as long as the daemon: garbage collections stop walking it. At the
     # end, what the run made too: the interpreter's last collections would take 0.3 s to free
     # nothing the end of the process does not free anyway.
     gc.freeze()
-    code = _run_async(run_once(settings, migration=migration) if once else run_forever(settings, migration=migration))
+    code = _run_async(run_once(settings) if once else run_forever(settings))
     gc.freeze()
     sys.exit(code)
 

@@ -52,7 +52,7 @@ from monitor.pipeline import BatchHandler, LogFollower, Shard
 from monitor.policy import Policy
 from monitor.progress import ProgressReport, showing
 from monitor.recorder import SigningRecorder
-from monitor.store.db import Migration, upgrade
+from monitor.store.db import upgrade
 from monitor.store.repository import Store
 from monitor.supervisor import FollowLoop, StallWatch, Supervisor, describe, sleep_unless
 from monitor.tlog.ct import REASONS as CT_ENTRY_ERROR_REASONS
@@ -272,10 +272,8 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(
-    settings: Settings, retry: RetryPolicy | None = None, migration: Migration | None = None
-) -> AsyncIterator[Runtime]:
-    await upgrade(settings.database, migration)
+async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> AsyncIterator[Runtime]:
+    await upgrade(settings.database)
     trust = await load_trust(settings)
     metrics = Metrics()
     headers = {"User-Agent": f"rekorwatch/{__version__}"}
@@ -325,11 +323,11 @@ async def open_runtime(
             await runtime.recorder.analyser.close()
 
 
-async def run_once(settings: Settings, retry: RetryPolicy | None = None, migration: Migration | None = None) -> int:
+async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
     """One full cycle per log, then the build checks and alert deliveries that are due; 0 if every
-    log verified, 3 if any is inconsistent, 1 otherwise. `migration`: the database's, started early."""
+    log verified, 3 if any is inconsistent, 1 otherwise."""
     code = EXIT_OK
-    async with open_runtime(settings, retry, migration) as runtime:
+    async with open_runtime(settings, retry) as runtime:
         done = asyncio.Event()
         progress = asyncio.create_task(_show_progress_forever(runtime.progress, done))
         try:
@@ -356,7 +354,6 @@ async def run_forever(
     retry: RetryPolicy | None = None,
     stop: asyncio.Event | None = None,
     trust_refresh_seconds: float = TRUST_REFRESH_SECONDS,
-    migration: Migration | None = None,
 ) -> int:
     """Tail every log, deliver alerts and serve the API until `stop` (default: SIGTERM/SIGINT).
 
@@ -367,7 +364,7 @@ async def run_forever(
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop, ctrl_c)
-    async with open_runtime(settings, retry, migration) as runtime:
+    async with open_runtime(settings, retry) as runtime:
         context = ApiContext(
             runtime.store,
             runtime.metrics,

@@ -1,28 +1,27 @@
-"""Database engines and schema migrations (Alembic is the only way the schema changes; a database
-with no table yet is created from the models, which describe the migrated schema exactly, and
-recorded at head: Alembic's recipe for a new database).
+"""Database engines and schema migrations (Alembic is the only way the schema changes).
 
 Commands that only read (status, history, alerts) check with `require_current_schema` first: they
 never create a database (opening a missing SQLite file would), and never query an old schema.
 
-A database already at HEAD_REVISION is recognised by reading its alembic_version row. The daemon
-(`rekorwatch run`) migrates in a child process (`python -m monitor.store.migrate`, a `Migration`),
-started first thing so that it runs on the other core while the daemon imports its modules: in the
-daemon, Alembic and the migration scripts stayed resident for good (12-17 MiB, 6% of a 200 MB
-budget). `rekorwatch db upgrade`, which exits once done, migrates in process. A read command loads
-Alembic only to explain a database that is not at head.
+`upgrade` (the daemon at start, `rekorwatch db upgrade`) never loads Alembic in its process: it
+stayed resident in the daemon for good (12-17 MiB, 6% of a 200 MB budget).
+- A database at HEAD_REVISION is recognised by reading its alembic_version row.
+- A new one (no table at all) is created at head from the models, in one transaction, with the
+  alembic_version table Alembic would make: Alembic's own recipe for a new database. The models
+  describe the migrated schema exactly: tests/test_store.py compares both, on both backends.
+- Any other is migrated by Alembic in a child process (`python -m monitor.store.migrate`).
+A read command loads Alembic only to explain a database that is not at head.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, event, inspect, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -52,7 +51,7 @@ class DatabaseNotReadyError(Exception):
 
 
 class MigrationError(Exception):
-    """The migration process failed; the message is its last word (the error, never the URL)."""
+    """Alembic failed to migrate the database; the message is its last word (never the URL)."""
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -74,84 +73,40 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_sync(url: str) -> None:
-    """Migrate to head; a database with no table yet is created at head from the models instead."""
-    if asyncio.run(_created_at_head(url)):
-        return
+    """Alembic's upgrade to head, in this process (the migration child's work)."""
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
 
 
-async def _created_at_head(url: str) -> bool:
-    """Create an empty database's tables from the models and record it at head, in one transaction
-    (Alembic's recipe for a new database: 0.2-0.3 s of CPU less than the 8 migrations). The models
-    describe the migrated schema exactly (tests/test_store.py compares both). False: it has tables."""
+async def upgrade(url: str) -> None:
+    """Bring the database to head (see the module's docstring); MigrationError if Alembic fails."""
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            return await connection.run_sync(_create_if_empty, url)
+            revision = await connection.run_sync(_revision_creating_if_new)
     finally:
         await engine.dispose()
+    if revision != HEAD_REVISION:
+        await _migrate_in_child(url)
 
 
-def _create_if_empty(connection: Connection, url: str) -> bool:
-    if inspect(connection).get_table_names():
-        return False
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    Base.metadata.create_all(connection)
-    MigrationContext.configure(connection).stamp(ScriptDirectory.from_config(alembic_config(url)), "head")
-    return True
-
-
-class Migration:
-    """`python -m monitor.store.migrate` migrating one database to head (or finding it there)."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self._process = process
-
-    @classmethod
-    def start(cls, url: str) -> Migration:
-        # -P: the child imports rekorwatch as installed, never a `monitor` package in the current
-        # directory. The URL, which may hold a password, goes on its stdin, not its command line.
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "monitor.store.migrate"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stdin is not None
-        with process.stdin:
-            process.stdin.write(url.encode())
-        return cls(process)
-
-    async def finished(self) -> None:
-        """Wait for the migration; MigrationError with the child's last word if it failed."""
-        errors = await asyncio.to_thread(self._wait)
-        if self._process.returncode != 0:
-            said = errors.decode(errors="replace").strip().splitlines()
-            raise MigrationError(said[-1] if said else f"the migration process exited with {self._process.returncode}")
-
-    def _wait(self) -> bytes:
-        """What the child said on stderr, once it exited."""
-        assert self._process.stderr is not None
-        with self._process.stderr:
-            errors = self._process.stderr.read()
-        self._process.wait()
-        return errors
-
-
-async def upgrade(url: str, migration: Migration | None = None) -> None:
-    """Migrate to head: wait for `migration` if one was started for this URL, else migrate in this
-    process unless the database is at head already. MigrationError if it fails."""
-    if migration is not None:
-        await migration.finished()
-    elif await stored_revision(url) != HEAD_REVISION:
-        try:
-            await asyncio.to_thread(upgrade_sync, url)  # Alembic runs its own event loop: a thread of its own
-        except Exception as exc:
-            raise MigrationError(migration_failure(exc)) from exc
+async def _migrate_in_child(url: str) -> None:
+    # -P: the child imports rekorwatch as installed, never a `monitor` package in the current
+    # directory. The URL, which may hold a password, goes on its stdin, not its command line.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-P",
+        "-m",
+        "monitor.store.migrate",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, errors = await process.communicate(url.encode())
+    if process.returncode != 0:
+        said = errors.decode(errors="replace").strip().splitlines()
+        raise MigrationError(said[-1] if said else f"the migration process exited with {process.returncode}")
 
 
 def migration_failure(exc: BaseException) -> str:
@@ -160,23 +115,43 @@ def migration_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
-async def stored_revision(url: str) -> str | None:
-    """The revision of the database at `url`, through the daemon's engine (SQLite: WAL)."""
-    return await _stored_revision(create_engine(url))
+ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+"""The table in which Alembic records a database's revision, as Alembic creates it."""
+
+
+def _revision_creating_if_new(connection: Connection) -> str | None:
+    """The database's revision; a database with no table at all is first created at head."""
+    tables = inspect(connection).get_table_names()
+    if not tables:
+        Base.metadata.create_all(connection)
+        ALEMBIC_VERSION.create(connection)
+        connection.execute(ALEMBIC_VERSION.insert().values(version_num=HEAD_REVISION))
+        return HEAD_REVISION
+    return _revision_of(connection) if ALEMBIC_VERSION.name in tables else None
+
+
+def _revision_of(connection: Connection) -> str | None:
+    """The revision Alembic recorded; None for a database with several heads, which this linear
+    history never makes (Alembic then says what is wrong)."""
+    rows = connection.execute(select(ALEMBIC_VERSION.c.version_num)).scalars().all()
+    return rows[0] if len(rows) == 1 else None
 
 
 async def _stored_revision(engine: AsyncEngine) -> str | None:
     """The revision Alembic recorded, read through `engine`, which is then disposed of; None for a
-    database it never migrated (or one with several heads, which this linear history never makes:
-    Alembic then says what is wrong)."""
+    database it never migrated."""
     try:
         async with engine.connect() as connection:
-            if not await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version")):
+            if not await connection.run_sync(lambda sync: inspect(sync).has_table(ALEMBIC_VERSION.name)):
                 return None
-            rows = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            return await connection.run_sync(_revision_of)
     finally:
         await engine.dispose()
-    return rows[0] if len(rows) == 1 else None
 
 
 def _schema_problem(url: str, current: str | None) -> str | None:
