@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
@@ -231,12 +231,22 @@ def parse_log_entry(document: Any, *, proof: bool = True) -> RekorEntry:
 
 def match_entries(document: Any, requested: frozenset[int], *, proofs: bool = True) -> dict[int, RekorEntry]:
     """A retrieve answer, `[LogEntry, ...]`, keyed by each entry's global logIndex."""
+    return _keyed_by_index(
+        (_entry_at(position, item, proofs) for position, item in enumerate(json_list(document, "answer"))), requested
+    )
+
+
+def _entry_at(position: int, item: Any, proofs: bool) -> RekorEntry:
+    try:
+        return parse_log_entry(item, proof=proofs)
+    except MalformedError as exc:
+        raise exc.within(f"[{position}]") from None
+
+
+def _keyed_by_index(entries: Iterable[RekorEntry], requested: frozenset[int]) -> dict[int, RekorEntry]:
+    """The entries by their global logIndex: each one requested, none twice."""
     found: dict[int, RekorEntry] = {}
-    for position, item in enumerate(json_list(document, "answer")):
-        try:
-            entry = parse_log_entry(item, proof=proofs)
-        except MalformedError as exc:
-            raise exc.within(f"[{position}]") from None
+    for position, entry in enumerate(entries):
         if entry.log_index not in requested:
             raise MalformedError(f"[{position}].logIndex", f"{entry.log_index} was not requested")
         if entry.log_index in found:
@@ -245,13 +255,23 @@ def match_entries(document: Any, requested: frozenset[int], *, proofs: bool = Tr
     return found
 
 
-def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
+def _check_uuid(uuid: str) -> None:
     if not _ENTRY_UUID.fullmatch(uuid):
         raise MalformedError("uuid", "is not 64 or 80 hex digits")
-    body = json_base64(entry.get("body"), "body")
+
+
+def _leaf_hash_named_by(uuid: str, body: bytes) -> bytes:
+    """The body's leaf hash, which a well-formed uuid ends with."""
     hashed = leaf_hash(body)
     if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
         raise MalformedError("uuid", "does not end with the leaf hash of the body")
+    return hashed
+
+
+def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
+    _check_uuid(uuid)
+    body = json_base64(entry.get("body"), "body")
+    hashed = _leaf_hash_named_by(uuid, body)
     log_index = json_int(entry.get("logIndex"), "logIndex")
     integrated_time = entry.get("integratedTime")
     verification = entry.get("verification")
@@ -345,7 +365,6 @@ def _hashes(value: Any, where: str) -> tuple[bytes, ...]:
 # tests/test_v1_typed.py holds the two ways to the same answers.
 
 _Int64 = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
-_HexHash = Annotated[str, msgspec.Meta(min_length=HASH_HEX_LENGTH, max_length=HASH_HEX_LENGTH)]
 
 
 class _TypedVerification(msgspec.Struct, rename="camel"):
@@ -354,7 +373,7 @@ class _TypedVerification(msgspec.Struct, rename="camel"):
 
 class _TypedEntry(msgspec.Struct, rename="camel"):
     body: bytes
-    log_id: _HexHash = msgspec.field(name="logID")
+    log_id: str = msgspec.field(name="logID")
     log_index: _Int64
     integrated_time: _Int64 | None = None
     verification: _TypedVerification | None = None
@@ -367,38 +386,23 @@ def match_entries_typed(raw: bytes, requested: frozenset[int]) -> dict[int, Reko
     """`match_entries` of a retrieve answer without proofs, when the shortcut takes it; None: parse
     it the general way (which also names what is wrong)."""
     try:
-        items = _RETRIEVE_ANSWER.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+        return _keyed_by_index(map(_typed_entry, _RETRIEVE_ANSWER.decode(raw)), requested)
+    except (msgspec.DecodeError, RecursionError, MalformedError):
         return None
-    found: dict[int, RekorEntry] = {}
-    for item in items:
-        entry = _typed_entry(item)
-        if entry is None or entry.log_index not in requested or entry.log_index in found:
-            return None
-        found[entry.log_index] = entry
-    return found
 
 
-def _typed_entry(wrapper: dict[str, _TypedEntry]) -> RekorEntry | None:
+def _typed_entry(wrapper: dict[str, _TypedEntry]) -> RekorEntry:
     if len(wrapper) != 1:
-        return None
+        raise MalformedError("log entry", "not one {uuid: entry}")
     ((uuid, entry),) = wrapper.items()
-    if not _ENTRY_UUID.fullmatch(uuid):
-        return None
-    hashed = leaf_hash(entry.body)
-    try:
-        if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
-            return None
-        log_id = binascii.a2b_hex(entry.log_id)
-    except ValueError:
-        return None
+    _check_uuid(uuid)
     verification = entry.verification
     return RekorEntry(
         uuid=uuid,
         body=entry.body,
-        leaf_hash=hashed,
+        leaf_hash=_leaf_hash_named_by(uuid, entry.body),
         integrated_time=entry.integrated_time,
-        log_id=log_id,
+        log_id=_hash(entry.log_id, "logID"),
         log_index=entry.log_index,
         inclusion_proof=None,
         signed_entry_timestamp=None if verification is None else verification.signed_entry_timestamp,
