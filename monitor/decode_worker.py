@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
+from monitor.child import start_module
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 
@@ -183,16 +184,7 @@ class DecodeProcess:
 
     @classmethod
     async def start(cls, judges: Judges) -> DecodeProcess:
-        # -P: the worker imports rekorwatch as installed, never a `monitor` package in the directory
-        # the daemon was started from (`-m` would put it first on the path).
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-P",
-            "-m",
-            "monitor.decode_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        process = await start_module("monitor.decode_worker", stdout=asyncio.subprocess.PIPE)
         _widen_pipe(process.stdin)
         worker = cls(process)
         await worker._send(pickle.dumps(judges))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, ev
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from monitor.child import start_module
 from monitor.store.models import Base
 
 if TYPE_CHECKING:
@@ -72,13 +72,6 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_sync(url: str) -> None:
-    """Alembic's upgrade to head, in this process (the migration child's work)."""
-    from alembic import command
-
-    command.upgrade(alembic_config(url), "head")
-
-
 async def upgrade(url: str) -> None:
     """Bring the database to head (see the module's docstring); MigrationError if Alembic fails."""
     engine = create_engine(url)
@@ -92,27 +85,14 @@ async def upgrade(url: str) -> None:
 
 
 async def _migrate_in_child(url: str) -> None:
-    # -P: the child imports rekorwatch as installed, never a `monitor` package in the current
-    # directory. The URL, which may hold a password, goes on its stdin, not its command line.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-P",
-        "-m",
-        "monitor.store.migrate",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    # The URL, which may hold a password, goes on the child's stdin.
+    process = await start_module(
+        "monitor.store.migrate", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     _, errors = await process.communicate(url.encode())
     if process.returncode != 0:
         said = errors.decode(errors="replace").strip().splitlines()
         raise MigrationError(said[-1] if said else f"the migration process exited with {process.returncode}")
-
-
-def migration_failure(exc: BaseException) -> str:
-    """What a failed migration says: the error's type and first line (never a traceback, or the URL)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else 'no message'}"
 
 
 ALEMBIC_VERSION = Table(
