@@ -55,11 +55,11 @@ class SigningRecorder:
         body already (to check its uuid), but the folding, 4% of the daemon's CPU, moves off it."""
         if not entries:
             return AnalysedChunk(entries, {})
-        if isinstance(entries, TileEntries):
-            answer = await self.analyser.analyse(entries.bodies, hash_from=first)
-            return AnalysedChunk(entries.hashed(answer.leaf_hashes), answer.outcomes, answer.subtrees)
-        answer = await self.analyser.analyse([entry.body for entry in entries], hash_from=first)
-        return AnalysedChunk(entries, answer.outcomes, answer.subtrees)
+        tiles = isinstance(entries, TileEntries)
+        bodies = entries.bodies if tiles else [entry.body for entry in entries]
+        answer = await self.analyser.analyse(bodies, hash_from=first)
+        hashed = entries.hashed(answer.leaf_hashes) if tiles else entries
+        return AnalysedChunk(hashed, answer.outcomes, answer.subtrees)
 
     async def commit(
         self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
