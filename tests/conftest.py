@@ -49,6 +49,16 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await admin.close()
 
 
+@asynccontextmanager
+async def another_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Another fresh database on the same backend as `database_url` (SQLite: a file in tmp_path)."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'another.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     """A new, empty database. PostgreSQL must be reachable: a test that needs it fails, never skips."""

@@ -291,6 +291,9 @@ def test_the_unmutated_bodies_decode_alike_and_some_are_watched(policy: Policy) 
     assert sum(bool(result[1]) for result, _ in results if not isinstance(result, str)) >= 3
 
 
+REMOVED = object()
+
+
 @pytest.mark.parametrize("body", BODIES)
 def test_every_member_removed_or_replaced_decodes_as_the_reference_does(body: bytes) -> None:
     """The structural edits one by one, every member and every stranger: the typed shortcut decodes
@@ -306,9 +309,6 @@ def test_every_member_removed_or_replaced_decodes_as_the_reference_does(body: by
                 holder[key] = stranger
             edited = json.dumps(document).encode()
             assert fast(edited, policy) == reference(edited, policy), (path, stranger)
-
-
-REMOVED = object()
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])

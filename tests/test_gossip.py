@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from monitor.contract import AlertKind, GossipResult
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import AlertRow, GossipObservationRow, LogRow
-from tests.conftest import fresh_postgres_database
+from tests.conftest import another_database
 from tests.harness import (
     FAST_RETRY,
     SCHEMA_NOT_YET,
@@ -52,16 +51,6 @@ async def split_view_alerts(database_url: str) -> list[AlertRow]:
     return [alert for alert in await rows_of(database_url, AlertRow) if '"reason": "split_view"' in alert.payload]
 
 
-@asynccontextmanager
-async def second_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """Another fresh database on the same backend, for a second daemon."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
-        return
-    async with fresh_postgres_database() as other:
-        yield other
-
-
 async def test_two_daemons_shown_two_histories_both_find_the_split_view(
     sim: RunningSimulator, database_url: str, tmp_path: Path
 ) -> None:
@@ -69,7 +58,7 @@ async def test_two_daemons_shown_two_histories_both_find_the_split_view(
     sim.split.split(100)  # type: ignore[union-attr]
     ports = [await free_port(), await free_port()]
     peers = [GossipSettings(interval=0.3, peers=[GossipPeer(url=f"http://127.0.0.1:{port}")]) for port in ports]
-    async with second_database(database_url, tmp_path) as other_database:
+    async with another_database(database_url, tmp_path) as other_database:
         honest = settings_for(sim, database_url, gossip=peers[1])
         shown_a_fork = settings_for(sim, other_database, view=sim.split_url, gossip=peers[0])
         async with (
@@ -114,7 +103,7 @@ async def test_an_honest_pair_stays_quiet(sim: RunningSimulator, database_url: s
     await sim.simulator.append_unwatched(50)
     ports = [await free_port(), await free_port()]
     peers = [GossipSettings(interval=0.2, peers=[GossipPeer(url=f"http://127.0.0.1:{port}")]) for port in ports]
-    async with second_database(database_url, tmp_path) as other_database:
+    async with another_database(database_url, tmp_path) as other_database:
         one = settings_for(sim, database_url, gossip=peers[1])
         two = settings_for(sim, other_database, view=sim.split_url, gossip=peers[0])  # same history, other port
         async with running_daemon(one, port=ports[0]), running_daemon(two, port=ports[1]):

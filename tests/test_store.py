@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.store.db import HEAD_REVISION, MigrationError, alembic_config, upgrade
 from monitor.store.repository import NewAlert, Store
-from tests.conftest import fresh_postgres_database
+from tests.conftest import another_database
 
 OLD_LOG = (
     "INSERT INTO logs (url, api, origin, tree_id, shard_offset, tree_size, verified_size, next_index, "
@@ -64,21 +62,12 @@ async def test_a_new_database_is_created_as_the_migrations_leave_one(database_ur
     defaults, indexes, unique, foreign and primary keys), or the two kinds of databases would drift apart."""
     await _upgrade_to(database_url, "0001")
     await upgrade(database_url)  # not empty: the migrations run
-    async with _another_database(database_url, tmp_path) as created:
+    async with another_database(database_url, tmp_path) as created:
         await upgrade(created)  # empty: created from the models
         migrated_schema, created_schema = await _schema(database_url), await _schema(created)
         assert await _revision(created) == HEAD_REVISION
     assert created_schema == migrated_schema
     assert {"logs", "signings", "alerts", "certificates", "alembic_version"} <= set(created_schema)
-
-
-@asynccontextmanager
-async def _another_database(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    if database_url.startswith("sqlite"):
-        yield f"sqlite+aiosqlite:///{tmp_path / 'another.db'}"
-        return
-    async with fresh_postgres_database() as url:
-        yield url
 
 
 async def _revision(url: str) -> str:

@@ -13,7 +13,6 @@ nulls, unknown members, invalid UTF-8, numbers a float or beyond 64 bits, and ra
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -77,9 +76,7 @@ TAKEN = {
 @pytest.mark.parametrize("case", TAKEN, ids=list(TAKEN))
 def test_the_answers_a_log_sends_are_taken_and_read_alike(case: str) -> None:
     raw = encoded(TAKEN[case])
-    typed = assert_agree(raw)
-    assert typed is not None
-    assert typed == general(raw)
+    assert assert_agree(raw) is not None
 
 
 def test_the_proofs_are_not_read_by_either_way() -> None:
@@ -99,19 +96,10 @@ def test_each_broken_field_agrees(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", BROKEN_DOCUMENTS, ids=list(BROKEN_DOCUMENTS))
-def test_each_broken_document_is_refused_by_both(case: str) -> None:
+def test_each_broken_document_agrees_alone_and_in_a_list(case: str) -> None:
     raw = BROKEN_DOCUMENTS[case]
-    inside_a_list = raw if raw.startswith(b"[") else b"[" + raw + b"]"
-    for document in (raw, inside_a_list):
-        assert match_entries_typed(document, REQUESTED) is None or general(document) is not None
-        assert_agree(document)
-
-
-def edited(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def change(anonymous: dict[str, Any]) -> None:
-        anonymous[name] = value
-
-    return change
+    assert_agree(raw)
+    assert_agree(raw if raw.startswith(b"[") else b"[" + raw + b"]")
 
 
 VALUES = {
