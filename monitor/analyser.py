@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_ct_entries
+from monitor.child import decoding_in_a_process, discard_process
 from monitor.decode_worker import ChunkOutcome, DecodeProcess, WorkerError, analyse_chunk
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree
@@ -46,13 +46,17 @@ class AnalysedChunk:
 
 
 class ChunkAnalyser:
-    def __init__(self, judges: Judges, *, in_thread: bool | None = None):
+    def __init__(
+        self, judges: Judges, *, in_thread: bool | None = None, started: asyncio.subprocess.Process | None = None
+    ):
         """`in_thread`: analyse in a thread of this process, not in a decode process (by default,
-        when the machine has a single core)."""
+        when the machine has a single core). `started`: a decode process started early (child.py),
+        to use first; the analyser ends it."""
         self.judges = judges
         if in_thread is None:
-            in_thread = (os.cpu_count() or 1) < 2
+            in_thread = not decoding_in_a_process()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="analyse") if in_thread else None
+        self._started = started
         self._process: DecodeProcess | None = None
         self._starting = asyncio.Lock()
         self._in_flight = 0
@@ -95,7 +99,8 @@ class ChunkAnalyser:
     async def _worker(self) -> DecodeProcess:
         async with self._starting:
             if self._process is None:
-                self._process = await DecodeProcess.start(self.judges)
+                started, self._started = self._started, None
+                self._process = await DecodeProcess.start(self.judges, started)
             return self._process
 
     async def _answer(self, worker: DecodeProcess, asked: Awaitable[ChunkOutcome]) -> ChunkOutcome:
@@ -111,6 +116,8 @@ class ChunkAnalyser:
         if self._thread is not None:
             self._thread.shutdown(wait=False, cancel_futures=False)
         await self._idle.wait()
+        if self._started is not None:  # never asked anything
+            await discard_process(self._started)
         if self._process is not None:
             process, self._process = self._process, None
             await process.close()

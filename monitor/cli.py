@@ -22,6 +22,7 @@ import click
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.child import decoding_in_a_process, discard_process, start_decode_worker
 from monitor.config import ConfigError, ServerSettings, Settings, read_config
 from monitor.contract import ALERT_STATUSES, EXIT_CONFIG, EXIT_ERROR, EXIT_INTERRUPTED, AlertKind, Verdict
 from monitor.listing import CsvWriter, JsonWriter, Listing, Record, TableWriter, Writer, stream_listing
@@ -161,17 +162,30 @@ def with_overrides(settings: Settings, listen: str | None) -> Settings:
 )
 def run(config_file: str | None, once: bool, log_level: str | None, listen: str | None) -> None:
     """Migrate the database, then tail every configured log until SIGTERM/SIGINT."""
-    from monitor.daemon import run_forever, run_once  # only here: the read commands start twice as fast
-
     settings = with_overrides(settings_or_exit(config_file, warn=True), listen)
     configure_logging((log_level or os.environ.get("REKORWATCH_LOG_LEVEL") or "info").lower())
-    # What start-up made lives as long as the daemon: garbage collections stop walking it. At the
-    # end, what the run made too: the interpreter's last collections would take 0.3 s to free
-    # nothing the end of the process does not free anyway.
-    gc.freeze()
-    code = _run_async(run_once(settings) if once else run_forever(settings))
+    code = _run_async(_daemon(settings, once))
+    # What the run made: the interpreter's last collections would take 0.3 s to free nothing the
+    # end of the process does not free anyway.
     gc.freeze()
     sys.exit(code)
+
+
+async def _daemon(settings: Settings, once: bool) -> int:
+    """The decode process starts first, so that its imports overlap the daemon's own (the daemon
+    imported here only: the read commands start twice as fast)."""
+    decode_worker = await start_decode_worker() if decoding_in_a_process() else None
+    try:
+        from monitor.daemon import run_forever, run_once
+
+        # What start-up made lives as long as the daemon: garbage collections stop walking it.
+        gc.freeze()
+        if once:
+            return await run_once(settings, decode_worker=decode_worker)
+        return await run_forever(settings, decode_worker=decode_worker)
+    finally:
+        if decode_worker is not None:  # already ended, unless the daemon stopped before using it
+            await discard_process(decode_worker)
 
 
 @main.group()

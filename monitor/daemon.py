@@ -153,8 +153,11 @@ async def ct_api_of(url: str, session: aiohttp.ClientSession) -> str:
         return RFC6962_API
 
 
-def new_analyser(settings: Settings, trust: TrustRoot) -> ChunkAnalyser:
-    return ChunkAnalyser(Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust)))
+def new_analyser(
+    settings: Settings, trust: TrustRoot, started: asyncio.subprocess.Process | None = None
+) -> ChunkAnalyser:
+    judges = Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust))
+    return ChunkAnalyser(judges, started=started)
 
 
 async def load_trust(settings: Settings) -> TrustRoot:
@@ -272,7 +275,10 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, retry: RetryPolicy | None = None, decode_worker: asyncio.subprocess.Process | None = None
+) -> AsyncIterator[Runtime]:
+    """`decode_worker`: a decode process started before the daemon's imports (cli.py), used first."""
     await upgrade(settings.database)
     trust = await load_trust(settings)
     metrics = Metrics()
@@ -290,7 +296,7 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
         )
         sinks = outbox_sinks(settings.alerts)
         metrics.track_sinks(name for name, _ in sinks)
-        analyser = new_analyser(settings, trust)
+        analyser = new_analyser(settings, trust, decode_worker)
         runtime = Runtime(
             settings,
             trust,
@@ -323,11 +329,13 @@ async def open_runtime(settings: Settings, retry: RetryPolicy | None = None) -> 
             await runtime.recorder.analyser.close()
 
 
-async def run_once(settings: Settings, retry: RetryPolicy | None = None) -> int:
+async def run_once(
+    settings: Settings, retry: RetryPolicy | None = None, decode_worker: asyncio.subprocess.Process | None = None
+) -> int:
     """One full cycle per log, then the build checks and alert deliveries that are due; 0 if every
     log verified, 3 if any is inconsistent, 1 otherwise."""
     code = EXIT_OK
-    async with open_runtime(settings, retry) as runtime:
+    async with open_runtime(settings, retry, decode_worker) as runtime:
         done = asyncio.Event()
         progress = asyncio.create_task(_show_progress_forever(runtime.progress, done))
         try:
@@ -354,6 +362,7 @@ async def run_forever(
     retry: RetryPolicy | None = None,
     stop: asyncio.Event | None = None,
     trust_refresh_seconds: float = TRUST_REFRESH_SECONDS,
+    decode_worker: asyncio.subprocess.Process | None = None,
 ) -> int:
     """Tail every log, deliver alerts and serve the API until `stop` (default: SIGTERM/SIGINT).
 
@@ -364,7 +373,7 @@ async def run_forever(
     if stop is None:
         stop = asyncio.Event()
         _stop_on_signals(stop, ctrl_c)
-    async with open_runtime(settings, retry) as runtime:
+    async with open_runtime(settings, retry, decode_worker) as runtime:
         context = ApiContext(
             runtime.store,
             runtime.metrics,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
-from monitor.child import start_module
+from monitor.child import end_process, start_decode_worker
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 
@@ -183,8 +183,10 @@ class DecodeProcess:
         self._reader = asyncio.create_task(self._read_answers())
 
     @classmethod
-    async def start(cls, judges: Judges) -> DecodeProcess:
-        process = await start_module("monitor.decode_worker", stdout=asyncio.subprocess.PIPE)
+    async def start(cls, judges: Judges, started: asyncio.subprocess.Process | None = None) -> DecodeProcess:
+        """A decode process given its judges: `started` (by `start_decode_worker`, before the daemon
+        knew them), or a new one."""
+        process = started if started is not None else await start_decode_worker()
         _widen_pipe(process.stdin)
         worker = cls(process)
         await worker._send(pickle.dumps(judges))
@@ -244,10 +246,7 @@ class DecodeProcess:
                 answer.set_exception(error)
 
     async def close(self) -> None:
-        stdin = self._process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()
-        await self._process.wait()
+        await end_process(self._process)
         self._reader.cancel()
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from monitor.analyser import ChunkAnalyser
 from monitor.analysis import Judges, Outcome, analyse_bodies
+from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
     LENGTH,
@@ -124,6 +125,29 @@ async def test_the_analyser_answers_alike_in_a_thread_and_in_a_decode_process(
         assert hashed.subtrees == tuple(aligned_subtrees(5, [leaf_hash(body) for body in bodies]))
     finally:
         await analyser.close()
+
+
+async def test_a_decode_process_started_early_is_the_one_used_then_ended(setup: tuple[Judges, list[bytes]]) -> None:
+    """`rekorwatch run` starts the decode process before its own imports (cli.py): the analyser
+    answers with that process, starts no other, and ends it when closed."""
+    judges, bodies = setup
+    started = await start_decode_worker()
+    analyser = ChunkAnalyser(judges, in_thread=False, started=started)
+    try:
+        assert comparable((await analyser.analyse(bodies)).outcomes) == comparable(analyse_bodies(bodies, judges))
+        assert analyser._process is not None and analyser._process.pid == started.pid
+    finally:
+        await analyser.close()
+    assert started.returncode == 0
+
+
+async def test_a_decode_process_started_early_and_never_asked_is_ended_at_once(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """Not waited for while it imports: a `run --once` with nothing to read would wait for that."""
+    started = await start_decode_worker()
+    await ChunkAnalyser(setup[0], in_thread=False, started=started).close()
+    assert started.returncode == -signal.SIGKILL
 
 
 async def test_requests_waiting_together_are_answered_each_with_its_own(
