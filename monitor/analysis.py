@@ -56,12 +56,16 @@ class EntryAnalysis:
 def analyse_entry(body: bytes, policy: Policy, chains: ChainVerifier) -> EntryAnalysis:
     """Raises EntryDecodeError for an undecodable body (or an unparseable watched certificate)."""
     decoded = decode_entry(body)
+    return EntryAnalysis(decoded, findings_of(decoded, policy, chains))
+
+
+def findings_of(decoded: DecodedEntry, policy: Policy, chains: ChainVerifier) -> tuple[Finding, ...]:
     findings = []
     for der in watched_certificates(decoded, policy):
         finding = _examine(der, policy, chains)
         if finding is not None:
             findings.append(finding)
-    return EntryAnalysis(decoded, tuple(findings))
+    return tuple(findings)
 
 
 def watched_certificates(decoded: DecodedEntry, policy: Policy) -> list[bytes]:
@@ -148,14 +152,16 @@ CtOutcome = CertificateFinding | CtEntryError
 def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome]:
     """{position: outcome} for the Rekor entry bodies that yield findings or cannot be decoded."""
     outcomes: dict[int, Outcome] = {}
-    for position, body in enumerate(bodies):
+    policy, chains = judges.policy, judges.chains
+    for position, body in enumerate(bodies):  # analyse_entry, without an EntryAnalysis for most entries
         try:
-            analysis = analyse_entry(body, judges.policy, judges.chains)
+            decoded = decode_entry(body)
+            findings = findings_of(decoded, policy, chains) if decoded.certificates else ()
         except EntryDecodeError as exc:
             outcomes[position] = exc
             continue
-        if analysis.findings:
-            outcomes[position] = analysis
+        if findings:
+            outcomes[position] = EntryAnalysis(decoded, findings)
     return outcomes
 
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -60,8 +59,10 @@ REASONS = (
 rekorwatch_entry_errors_total."""
 
 
-@dataclass(frozen=True)
-class DecodedEntry:
+class DecodedEntry(NamedTuple):
+    """A tuple, not a frozen dataclass: one is made for every entry of every log, and a frozen
+    dataclass takes 0.56 µs to make, a named tuple 0.22."""
+
     kind: str
     api_version: str
     certificates: tuple[bytes, ...]  # DER, signing certificates only, without duplicates

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from monitor.analyser import ChunkAnalyser
-from monitor.analysis import Judges, Outcome, analyse_bodies
+from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry
 from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
@@ -80,6 +80,23 @@ def comparable(outcomes: dict[int, Outcome]) -> dict[int, Any]:
         position: (outcome.reason, outcome.detail) if isinstance(outcome, EntryDecodeError) else outcome
         for position, outcome in outcomes.items()
     }
+
+
+def test_a_chunk_is_analysed_as_each_entry_alone(setup: tuple[Judges, list[bytes]]) -> None:
+    """`analyse_bodies` skips making an analysis for entries without findings: what it keeps is what
+    `analyse_entry` says of each body, and it drops only analyses without findings."""
+    judges, bodies = setup
+    expected: dict[int, Outcome] = {}
+    for position, body in enumerate(bodies):
+        try:
+            analysis = analyse_entry(body, judges.policy, judges.chains)
+        except EntryDecodeError as exc:
+            expected[position] = exc
+            continue
+        if analysis.findings:
+            expected[position] = analysis
+    assert comparable(analyse_bodies(bodies, judges)) == comparable(expected)
+    assert len(expected) >= 7
 
 
 async def test_the_worker_answers_what_in_process_analysis_answers(
