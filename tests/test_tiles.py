@@ -308,6 +308,44 @@ async def test_every_attempt_is_observed(peer: HostilePeer, http: aiohttp.Client
     assert observed == ["checkpoint", "checkpoint", "tile", "entries"]
 
 
+async def test_hash_tiles_are_read_once_a_cycle(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
+    """Each chunk's prefix proof needs the same tiles at the right edge of the tree: they are read
+    once (also by readers asking together), until the next checkpoint read starts a new cycle."""
+    tile = [bytes([n]) * 32 for n in range(5)]
+    peer.answer("/tile/0/000.p/5", Canned(body=b"".join(tile), delay=0.05))
+    peer.answer("/checkpoint", Canned(body=b"note\n"))
+    client = peer_client(peer, http)
+    assert await asyncio.gather(*(client.get_tile(0, 0, 5) for _ in range(3))) == [tile] * 3
+    assert await client.get_tile(0, 0, 5) == tile
+    assert await client.consistency_proof(3, 5) == await client.consistency_proof(3, 5)
+    assert peer.seen == ["/tile/0/000.p/5"]
+    await client.get_checkpoint()
+    assert await client.get_tile(0, 0, 5) == tile
+    assert peer.seen == ["/tile/0/000.p/5", "/checkpoint", "/tile/0/000.p/5"]
+
+
+async def test_a_failed_tile_read_is_not_kept(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
+    peer.answer("/tile/0/000.p/5", Canned(body=HASH * 4), Canned(body=HASH * 5))
+    client = peer_client(peer, http)
+    with pytest.raises(LogProtocolError):
+        await client.get_tile(0, 0, 5)
+    assert await client.get_tile(0, 0, 5) == [HASH] * 5
+    assert peer.seen == ["/tile/0/000.p/5"] * 2
+
+
+async def test_a_reader_that_gives_up_leaves_the_tile_to_the_others(
+    peer: HostilePeer, http: aiohttp.ClientSession
+) -> None:
+    peer.answer("/tile/0/000.p/5", Canned(body=HASH * 5, delay=0.1))
+    client = peer_client(peer, http)
+    quitter = asyncio.create_task(client.get_tile(0, 0, 5))
+    stayer = asyncio.create_task(client.get_tile(0, 0, 5))
+    await asyncio.sleep(0.02)
+    quitter.cancel()
+    assert await stayer == [HASH] * 5
+    assert quitter.cancelled() and peer.seen == ["/tile/0/000.p/5"]
+
+
 async def test_arguments_outside_the_tree_are_refused(http: aiohttp.ClientSession) -> None:
     client = TilesClient("http://127.0.0.1:9", http)
     calls = [
@@ -490,6 +528,7 @@ async def test_a_tampered_tile_fails_verification(
     body_300 = (await client.get_entries(300, 301, new.size))[0]
     async with http.post(f"{sim.url}/sim/tamper_tile", json={"level": 0, "index": 1}) as response:
         assert response.status == 200
+    await client.get_checkpoint()  # a new cycle: the tiles read in the last one are read again
     with pytest.raises(ProofError):
         verify_inclusion(leaf_hash(body_300), 300, new.size, await client.inclusion_proof(300, new.size), new.root_hash)
     with pytest.raises(ProofError):
@@ -499,11 +538,13 @@ async def test_a_tampered_tile_fails_verification(
     # Leaf 0's proof needs nothing of tile 0/1 (only a level-8 hash of tile 1/0): it still verifies.
     verify_inclusion(leaf_hash(b"entry 0"), 0, new.size, await client.inclusion_proof(0, new.size), new.root_hash)
     sim.simulator.tiled.tamper_tile(1, 0)
+    await client.get_checkpoint()
     with pytest.raises(ProofError):
         verify_inclusion(leaf_hash(b"entry 0"), 0, new.size, await client.inclusion_proof(0, new.size), new.root_hash)
     assert (await client.compact_range(new.size, new.size)).root() != new.root_hash
     sim.simulator.tiled.tamper_tile(0, 1, enabled=False)
     sim.simulator.tiled.tamper_tile(1, 0, enabled=False)
+    await client.get_checkpoint()
     verify_inclusion(leaf_hash(body_300), 300, new.size, await client.inclusion_proof(300, new.size), new.root_hash)
 
 

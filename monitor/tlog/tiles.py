@@ -12,9 +12,12 @@ checkpoints, so a tampered tile or bundle only makes that verification fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import functools
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 
@@ -216,6 +219,44 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
     return node
 
 
+TileKey = tuple[int, int, int]  # level, index, width
+
+
+class _TileCache:
+    """The hash tiles read in this cycle (since the last checkpoint read), by level, index and width.
+
+    A tile of a given width never changes in an append-only log, and each chunk's prefix proof needs
+    the same few tiles at the right edge of the verified tree: 200k entries took 774 tile reads for
+    195 chunks, of 6 distinct tiles, as many requests as the entries themselves. A read in flight
+    is shared; a failed one is forgotten. Nothing cached is trusted more than a fresh read: what it
+    proves is checked against the verified checkpoint, and a new cycle reads every tile again.
+    """
+
+    CAPACITY = 64  # tiles of 8 KiB at most: far more than the right edge of any tree
+
+    def __init__(self) -> None:
+        self._reads: OrderedDict[TileKey, asyncio.Task[list[bytes]]] = OrderedDict()
+
+    def clear(self) -> None:
+        self._reads.clear()
+
+    async def get(self, key: TileKey, read: Callable[[], Coroutine[Any, Any, list[bytes]]]) -> list[bytes]:
+        task = self._reads.get(key)
+        if task is None:
+            task = asyncio.ensure_future(read())
+            task.add_done_callback(functools.partial(self._forget_failed, key))
+            self._reads[key] = task
+            if len(self._reads) > self.CAPACITY:
+                self._reads.popitem(last=False)
+        else:
+            self._reads.move_to_end(key)
+        return await asyncio.shield(task)  # a reader cancelled (its chunk failed) leaves the read to the others
+
+    def _forget_failed(self, key: TileKey, task: asyncio.Task[list[bytes]]) -> None:
+        if (task.cancelled() or task.exception() is not None) and self._reads.get(key) is task:
+            del self._reads[key]
+
+
 class TilesClient:
     """Reads one tlog-tiles log: its checkpoint, tiles and entries, and proofs computed from its tiles.
 
@@ -235,13 +276,16 @@ class TilesClient:
         self._http = HttpFetcher(
             session, base_url, retry=retry, timeout=timeout, observe=observe, concurrency=concurrency
         )
+        self._tiles = _TileCache()
 
     @property
     def base_url(self) -> str:
         return self._http.base_url
 
     async def get_checkpoint(self) -> str:
-        """The log's current signed checkpoint, unverified."""
+        """The log's current signed checkpoint, unverified. Each read starts a new cycle: the hash
+        tiles the previous one read are forgotten."""
+        self._tiles.clear()
         raw = await self._get(CHECKPOINT_PATH, "checkpoint")
         url = self._http.url_for(CHECKPOINT_PATH)
         if raw is None:
@@ -254,6 +298,9 @@ class TilesClient:
     async def get_tile(self, level: int, index: int, tree_size: int) -> list[bytes]:
         """The hashes of tile (level, index) as it is in the tree of `tree_size` leaves (its width of them)."""
         width = tile_width(level, index, tree_size)
+        return await self._tiles.get((level, index, width), lambda: self._fetch_tile(level, index, width))
+
+    async def _fetch_tile(self, level: int, index: int, width: int) -> list[bytes]:
         fetched = await self._partial_or_full(lambda served: tile_path(level, index, served), width, "tile")
         return self._parsed(parse_tile, fetched)[:width]
 
