@@ -43,6 +43,8 @@ class AnalysedChunk:
     subtrees: Sequence[Subtree] | None = None
     """The entries' leaves, hashed and folded into aligned subtrees off the event loop; None: the
     tail folds each entry's leaf hash itself."""
+    leaf_hashes: bytes = b""
+    """The bodies' leaf hashes as the analysis computed them, concatenated (b"": not computed)."""
 
 
 class ChunkAnalyser:

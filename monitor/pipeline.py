@@ -45,7 +45,7 @@ from monitor.store.repository import Batch, CursorStopped, Store, VerifiedCheckp
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
 from monitor.tlog.ct_source import CtKeyed
 from monitor.tlog.http import LogProtocolError, gather_or_cancel
-from monitor.tlog.merkle import CompactRange
+from monitor.tlog.merkle import HASH_SIZE, CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import LogSource, ShardHead, SourceEntry, TileEntries
 from monitor.tlog.witness import WitnessVerdict, evaluate
@@ -82,6 +82,21 @@ class Shard:
 
 def body_bytes(entries: Sequence[SourceEntry]) -> int:
     return entries.body_bytes if isinstance(entries, TileEntries) else sum(len(entry.body) for entry in entries)
+
+
+def check_named_leaves(url: str, chunk: AnalysedChunk) -> None:
+    """Raise LogProtocolError unless each entry's leaf hash is its body's, as the analysis computed it.
+
+    A Rekor v1 entry's leaf hash is the one its uuid names, as read (`RekorEntry.leaf_hash`): hashing
+    every body in the daemon as well as in the analysis cost 7% of a v1 catch-up. A tiles entry's
+    is the analysis's own."""
+    if not chunk.leaf_hashes or b"".join(entry.leaf_hash for entry in chunk.entries) == chunk.leaf_hashes:
+        return
+    for position, entry in enumerate(chunk.entries):
+        if entry.leaf_hash != chunk.leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE]:
+            raise LogProtocolError(
+                url, f"entry {entry.log_index}: its uuid does not end with the leaf hash of its body"
+            )
 
 
 def fold(compact: CompactRange, chunk: AnalysedChunk) -> CompactRange:
@@ -461,6 +476,7 @@ class LogFollower:
                 [self.source.entries(first, end, head, verified.size), proof]
             )
             analysed = await self.handler.analyse(entries, bounds[0])
+            check_named_leaves(self.url, analysed)
             return FetchedChunk(analysed, body_bytes(entries), proof_hashes)
 
         async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:

@@ -51,15 +51,15 @@ class SigningRecorder:
     async def analyse(self, entries: Sequence[SourceEntry], first: int) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
         yield signings or cannot be decoded. Its leaves are hashed and folded into subtrees there
-        too: a tiles chunk's entries get their leaf hashes from it; a v1 entry's parser hashed its
-        body already (to check its uuid), but the folding, 4% of the daemon's CPU, moves off it."""
+        too: a tiles chunk's entries get their leaf hashes from it; a v1 entry's leaf hash is the
+        one its uuid names, which the tail checks against these (`pipeline.check_named_leaves`)."""
         if not entries:
             return AnalysedChunk(entries, {})
         tiles = isinstance(entries, TileEntries)
         bodies = entries.bodies if tiles else [entry.body for entry in entries]
         answer = await self.analyser.analyse(bodies, hash_from=first)
         hashed = entries.hashed(answer.leaf_hashes) if tiles else entries
-        return AnalysedChunk(hashed, answer.outcomes, answer.subtrees)
+        return AnalysedChunk(hashed, answer.outcomes, answer.subtrees, answer.leaf_hashes)
 
     async def commit(
         self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch

@@ -142,6 +142,24 @@ async def test_a_tree_size_that_disagrees_with_the_signed_one_is_a_protocol_erro
     assert (log.tree_size, log.next_index) == (20, 20), "no lag from an unsigned number"
 
 
+async def test_an_entry_whose_uuid_names_another_body_is_refused_with_its_chunk(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """The tail takes a v1 entry's leaf hash from its uuid and checks it against the hash of its body
+    that the analysis computes (hashed once, not twice): a misnamed entry fails its whole chunk
+    before anything of it is stored, as when the reader itself refused it."""
+    await sim.simulator.append_unwatched(20)
+    settings = settings_for(sim, database_url)
+    sim.simulator.hostility.configure({"misnamed": 13})
+    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
+    [log] = await rows_of(database_url, LogRow)
+    assert (log.tree_size, log.next_index, log.state) == (20, 0, "unreachable")
+    sim.simulator.hostility.configure({})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [log] = await rows_of(database_url, LogRow)
+    assert log.next_index == 20
+
+
 # memory and time -----------------------------------------------------------------------------------
 
 

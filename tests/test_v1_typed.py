@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from monitor.tlog.answers import parse_answer
 from monitor.tlog.http import LogProtocolError
+from monitor.tlog.merkle import leaf_hash
 from monitor.tlog.rekor_v1 import RekorEntry, match_entries, match_entries_typed
 from tests.test_rekor_v1 import BROKEN_DOCUMENTS, BROKEN_ENTRIES, anonymous_entry, log_entry
 
@@ -181,3 +182,11 @@ def test_random_byte_edits_agree(data: st.DataObject) -> None:
         position = data.draw(st.integers(0, len(raw) - 1))
         raw[position] = data.draw(st.sampled_from(b'"{}[],:0123456789abcdefABCDEF=+/ \\nul-.e'))
     assert_agree(bytes(raw))
+
+
+def test_read_without_proofs_an_entry_has_the_leaf_hash_its_uuid_names() -> None:
+    """Neither way hashes the bodies: the tail's analysis does, and checks them against these
+    (pipeline.check_named_leaves)."""
+    named = leaf_hash(b"another body")
+    entries = assert_agree(encoded([{named.hex(): anonymous_entry(7)}]))
+    assert entries is not None and entries[7].leaf_hash == named

@@ -10,7 +10,9 @@ to the log's API only, never to /sim/, and `{}` clears them all):
 - `checkpoint`: {"size": S, "signed": true|false}: the log's checkpoint says size S (with a random
   root), signed with the log's own key or with a key nobody trusts (tiles: /checkpoint; v1: the
   active shard's signedTreeHead and treeSize in /api/v1/log);
-- `claimed_size`: S: v1's /api/v1/log says treeSize S beside its real, signed checkpoint.
+- `claimed_size`: S: v1's /api/v1/log says treeSize S beside its real, signed checkpoint;
+- `misnamed`: I: v1's retrieve answers name entry I (global index) with a uuid that ends with another
+  leaf hash than its body's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any
 from aiohttp import web
 
 from monitor.simulate.log import SimLog, new_key_like
+from monitor.tlog.merkle import leaf_hash
 from monitor.tlog.note import format_checkpoint_body, sign_note
+from monitor.tlog.rekor_v1 import RETRIEVE_PATH
 
 ENDLESS_PIECE = b" " * 65536
 
@@ -38,6 +42,7 @@ class Hostility:
     checkpoint_size: int | None = None
     checkpoint_signed: bool = True
     claimed_size: int | None = None
+    misnamed: int | None = None
 
     def configure(self, spec: dict[str, Any]) -> None:
         """Replace every switch with those of `spec` (the /sim/hostile body); raises ValueError."""
@@ -52,6 +57,8 @@ class Hostility:
             self.checkpoint_signed = bool(checkpoint.get("signed", True))
         if spec.get("claimed_size") is not None:
             self.claimed_size = _count(spec["claimed_size"])
+        if spec.get("misnamed") is not None:
+            self.misnamed = _count(spec["misnamed"])
 
     def hostile_checkpoint(self, log: SimLog) -> str | None:
         """The checkpoint to serve instead of the real one, if one is set."""
@@ -91,7 +98,20 @@ async def serve_hostile(
             if hostility.claimed_size is not None:
                 info["treeSize"] = hostility.claimed_size
             return web.json_response(info)
+        if request.path == RETRIEVE_PATH and hostility.misnamed is not None:
+            return web.json_response(_misnamed(json.loads(bytes(answer.body)), hostility.misnamed))  # type: ignore[arg-type]
     return answer
+
+
+def _misnamed(entries: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+    """The answer with entry `index` under a uuid naming another body's leaf hash."""
+    renamed = []
+    for item in entries:
+        ((uuid, entry),) = item.items()
+        if entry["logIndex"] == index:
+            uuid = uuid[:-64] + leaf_hash(b"another body").hex()
+        renamed.append({uuid: entry})
+    return renamed
 
 
 def endless_now(request: web.Request, hostility: Hostility) -> bool:

@@ -92,7 +92,10 @@ class InclusionProof:
 class RekorEntry:
     uuid: str
     body: bytes  # the canonical entry JSON, base64-decoded
-    leaf_hash: bytes  # RFC 6962 leaf hash of body (checked against the uuid)
+    leaf_hash: bytes
+    """The RFC 6962 leaf hash of `body`, checked against the uuid, when read with its inclusion proof.
+    Read without (`proofs=False`: the tail), the hash the uuid names, unchecked: the tail hashes every
+    body anyway, in its analysis, and refuses a chunk where the two differ (`pipeline.check_named_leaves`)."""
     integrated_time: int | None
     log_id: bytes
     log_index: int  # the global index
@@ -173,7 +176,9 @@ class RekorV1Client:
 
         Batches of at most `batch_size` indexes, at most `concurrency` of them in flight. Answers are
         matched to requests by their logIndex, never by position. `proofs=False` skips reading the
-        inclusion proofs (a tail that folds leaves into a compact range does not need them).
+        inclusion proofs (a tail that folds leaves into a compact range does not need them) and
+        hashing the bodies: each entry's leaf hash is then the one its uuid names, for the caller to
+        check against the hash of its body (`RekorEntry.leaf_hash`).
         """
         wanted = list(dict.fromkeys(global_indexes))
         if wanted and min(wanted) < 0:
@@ -263,15 +268,20 @@ def _check_uuid(uuid: str) -> None:
 def _leaf_hash_named_by(uuid: str, body: bytes) -> bytes:
     """The body's leaf hash, which a well-formed uuid ends with."""
     hashed = leaf_hash(body)
-    if binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:]) != hashed:
+    if _named_leaf_hash(uuid) != hashed:
         raise MalformedError("uuid", "does not end with the leaf hash of the body")
     return hashed
+
+
+def _named_leaf_hash(uuid: str) -> bytes:
+    """The leaf hash a well-formed uuid names (its last 64 hex digits), not checked against the body."""
+    return binascii.a2b_hex(uuid[-HASH_HEX_LENGTH:])
 
 
 def _entry(uuid: str, entry: dict[str, Any], with_proof: bool) -> RekorEntry:
     _check_uuid(uuid)
     body = json_base64(entry.get("body"), "body")
-    hashed = _leaf_hash_named_by(uuid, body)
+    hashed = _leaf_hash_named_by(uuid, body) if with_proof else _named_leaf_hash(uuid)
     log_index = json_int(entry.get("logIndex"), "logIndex")
     integrated_time = entry.get("integratedTime")
     verification = entry.get("verification")
@@ -400,7 +410,7 @@ def _typed_entry(wrapper: dict[str, _TypedEntry]) -> RekorEntry:
     return RekorEntry(
         uuid=uuid,
         body=entry.body,
-        leaf_hash=_leaf_hash_named_by(uuid, entry.body),
+        leaf_hash=_named_leaf_hash(uuid),
         integrated_time=entry.integrated_time,
         log_id=_hash(entry.log_id, "logID"),
         log_index=entry.log_index,
