@@ -43,8 +43,10 @@ class AnalysedChunk:
     subtrees: Sequence[Subtree] | None = None
     """The entries' leaves, hashed and folded into aligned subtrees off the event loop; None: the
     tail folds each entry's leaf hash itself."""
-    leaf_hashes: bytes = b""
-    """The bodies' leaf hashes as the analysis computed them, concatenated (b"": not computed)."""
+    named_leaves_check: bytes = b""
+    """For entries whose leaf hashes are the log's word (Rekor v1: named by the uuid), the ones the
+    analysis computed from their bodies, concatenated, which theirs must equal; b"": nothing to
+    check (a tiles chunk's entries take theirs from the analysis)."""
 
 
 class ChunkAnalyser:

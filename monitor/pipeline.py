@@ -85,15 +85,14 @@ def body_bytes(entries: Sequence[SourceEntry]) -> int:
 
 
 def check_named_leaves(url: str, chunk: AnalysedChunk) -> None:
-    """Raise LogProtocolError unless each entry's leaf hash is its body's, as the analysis computed it.
-
-    A Rekor v1 entry's leaf hash is the one its uuid names, as read (`RekorEntry.leaf_hash`): hashing
-    every body in the daemon as well as in the analysis cost 7% of a v1 catch-up. A tiles entry's
-    is the analysis's own."""
-    if not chunk.leaf_hashes or b"".join(entry.leaf_hash for entry in chunk.entries) == chunk.leaf_hashes:
+    """Raise LogProtocolError unless each Rekor v1 entry's leaf hash, the one its uuid names as read
+    (`RekorEntry.leaf_hash`), is its body's, as the analysis computed it: hashing every body in the
+    daemon as well as in the analysis cost 7% of a v1 catch-up."""
+    computed = chunk.named_leaves_check
+    if not computed or b"".join(entry.leaf_hash for entry in chunk.entries) == computed:
         return
     for position, entry in enumerate(chunk.entries):
-        if entry.leaf_hash != chunk.leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE]:
+        if entry.leaf_hash != computed[position * HASH_SIZE : (position + 1) * HASH_SIZE]:
             raise LogProtocolError(
                 url, f"entry {entry.log_index}: its uuid does not end with the leaf hash of its body"
             )

@@ -58,8 +58,9 @@ class SigningRecorder:
         tiles = isinstance(entries, TileEntries)
         bodies = entries.bodies if tiles else [entry.body for entry in entries]
         answer = await self.analyser.analyse(bodies, hash_from=first)
-        hashed = entries.hashed(answer.leaf_hashes) if tiles else entries
-        return AnalysedChunk(hashed, answer.outcomes, answer.subtrees, answer.leaf_hashes)
+        if tiles:
+            return AnalysedChunk(entries.hashed(answer.leaf_hashes), answer.outcomes, answer.subtrees)
+        return AnalysedChunk(entries, answer.outcomes, answer.subtrees, named_leaves_check=answer.leaf_hashes)
 
     async def commit(
         self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
