@@ -338,6 +338,8 @@ BROKEN_DOCUMENTS = {
     "a list": b"[]",
     "two uuids": json.dumps({**log_entry(7), **log_entry(8)}).encode(),
     "uuid not hex": json.dumps({"x" * 64: anonymous_entry(7)}).encode(),
+    "uuid of 79 digits": json.dumps({"0" * 15 + leaf_hash(body_of(7)).hex(): anonymous_entry(7)}).encode(),
+    "uuid with a fullwidth 0": json.dumps({"\uff10" + leaf_hash(body_of(7)).hex()[1:]: anonymous_entry(7)}).encode(),
     "uuid of another body": json.dumps({leaf_hash(b"other").hex(): anonymous_entry(7)}).encode(),
     "entry a string": json.dumps({leaf_hash(body_of(7)).hex(): "entry"}).encode(),
     "another index": json.dumps(log_entry(8)).encode(),
