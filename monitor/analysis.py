@@ -152,17 +152,28 @@ CtOutcome = CertificateFinding | CtEntryError
 def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome]:
     """{position: outcome} for the Rekor entry bodies that yield findings or cannot be decoded."""
     outcomes: dict[int, Outcome] = {}
-    policy, chains = judges.policy, judges.chains
-    for position, body in enumerate(bodies):  # analyse_entry, without an EntryAnalysis for most entries
+    policy, chains, issuers = judges.policy, judges.chains, judges.policy.issuer_bytes
+    # analyse_entry, made lean for the entries without a certificate that may claim a watched issuer
+    # (nearly all): nothing is made for them but their decoding.
+    for position, body in enumerate(bodies):
         try:
             decoded = decode_entry(body)
-            findings = findings_of(decoded, policy, chains) if decoded.certificates else ()
+            if not any_may_claim_issuer(decoded.certificates, issuers):
+                continue
+            findings = findings_of(decoded, policy, chains)
         except EntryDecodeError as exc:
             outcomes[position] = exc
             continue
         if findings:
             outcomes[position] = EntryAnalysis(decoded, findings)
     return outcomes
+
+
+def any_may_claim_issuer(certificates: Sequence[bytes], issuers: Sequence[bytes]) -> bool:
+    for der in certificates:
+        if may_claim_issuer(der, issuers):
+            return True
+    return False
 
 
 def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:
