@@ -4,7 +4,8 @@ ratio to a bare client (`--floor`) reading the same log from the same simulator 
 The simulator runs in its own process (as a real log would be elsewhere), prefilled with N entries
 as large as real ones, each with its own certificate, 1% of them Codefresh signings of the watched
 account. The daemon runs as a subprocess; its peak RSS is sampled from /proc over its whole process
-tree (the daemon, its decode worker and any other child) and printed with the daemon's alone.
+tree (the daemon, its decode worker and any other child) and printed with the daemon's alone, as
+is each process's CPU time (which one the catch-up keeps busy).
 
     .venv/bin/python bench/bench_catchup.py --entries 200000 --api tiles --floor
     .venv/bin/python bench/bench_catchup.py --entries 100000 --api v1 --floor
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -158,11 +160,14 @@ def write_config(directory: Path, url: str, database: str, api: str, concurrency
 @dataclass
 class TreeMemory:
     """Peaks over samples of a process tree: the sum of its RSS at one moment, and each process's
-    own high-water mark (exact, kept by the kernel; their sum bounds the tree's true peak)."""
+    own high-water mark (exact, kept by the kernel; their sum bounds the tree's true peak). Also
+    each process's CPU time at its last sample (up to one sample short of its end): which process
+    a catch-up keeps busy, the daemon or its decode process."""
 
     root: int
     tree_peak_kib: int = 0
     high_water_kib: dict[int, int] = field(default_factory=dict)
+    cpu_seconds: dict[int, float] = field(default_factory=dict)
 
     def sample(self) -> None:
         total = 0
@@ -171,6 +176,8 @@ class TreeMemory:
             if memory is not None:
                 total += memory[0]
                 self.high_water_kib[pid] = max(self.high_water_kib.get(pid, 0), memory[1])
+            with contextlib.suppress(OSError):
+                self.cpu_seconds[pid] = cpu_seconds_of(pid)
         self.tree_peak_kib = max(self.tree_peak_kib, total)
 
     @property
@@ -292,6 +299,9 @@ def report_daemon(entries: int, run: DaemonRun) -> None:
         f"high-water mark {memory.high_water_sum_mib:.0f} MiB, {len(memory.high_water_kib)} processes), "
         f"daemon alone {memory.root_peak_mib:.0f} MiB"
     )
+    children = [seconds for pid, seconds in memory.cpu_seconds.items() if pid != memory.root]
+    shown = ", ".join(f"{seconds:.1f}s" for seconds in children) or "none"
+    print(f"  CPU by process: daemon {memory.cpu_seconds.get(memory.root, 0):.1f}s, children {shown}")
 
 
 def report_ratios(floor: FloorRun, daemon: DaemonRun, ratios: dict[str, list[float]]) -> None:
