@@ -147,8 +147,21 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
         write_frame(answers, pickle.dumps(answer(payload, judges)))
 
 
+PIPE_BYTES = 1 << 20
+"""Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size): a chunk of 1024 entries
+crosses in one or two writes instead of twenty-four 64 KiB ones, each waiting for a turn of the
+daemon's busy event loop while the worker idles. The worker widens its own stdin: whatever event loop
+the daemon runs, its pipe transports need not expose their file."""
+
+
+def widen_pipe(stream: BinaryIO) -> None:
+    with contextlib.suppress(OSError, ValueError):  # not a pipe (a file, a terminal), or an old kernel
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    widen_pipe(sys.stdin.buffer)
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except (ValueError, pickle.UnpicklingError) as exc:
@@ -157,19 +170,6 @@ def main() -> None:
 
 
 # -- the parent side -------------------------------------------------------------------------------
-
-PIPE_BYTES = 1 << 20
-"""Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size): a chunk of 1024 entries
-crosses in one or two writes instead of twenty-four 64 KiB ones, each waiting for a turn of a busy
-event loop while the worker idles."""
-
-
-def _widen_pipe(stream: asyncio.StreamWriter | None) -> None:
-    transport = stream.transport if stream is not None else None
-    pipe = transport.get_extra_info("pipe") if transport is not None else None
-    if pipe is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 class DecodeProcess:
@@ -187,7 +187,6 @@ class DecodeProcess:
         """A decode process given its judges: `started` (by `start_decode_worker`, before the daemon
         knew them), or a new one."""
         process = started if started is not None else await start_decode_worker()
-        _widen_pipe(process.stdin)
         worker = cls(process)
         await worker._send(pickle.dumps(judges))
         return worker

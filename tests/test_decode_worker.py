@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
     LENGTH,
+    PIPE_BYTES,
     DecodeProcess,
     WorkerError,
     decode_chunk,
@@ -165,6 +167,15 @@ async def test_a_decode_process_started_early_and_never_asked_is_ended_at_once(
     started = await start_decode_worker()
     await ChunkAnalyser(setup[0], in_thread=False, started=started).close()
     assert started.returncode == -signal.SIGKILL
+
+
+async def test_the_worker_widens_its_input_pipe(worker: DecodeProcess, setup: tuple[Judges, list[bytes]]) -> None:
+    """So that a chunk crosses in one or two writes, under any event loop: uvloop's pipe transports
+    do not expose their file, so the daemon could not widen the pipe from its side."""
+    await worker.analyse(setup[1][:2])  # answering: its main() ran
+    assert worker._process.stdin is not None
+    pipe = worker._process.stdin.transport.get_extra_info("pipe")
+    assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
 
 
 async def test_requests_waiting_together_are_answered_each_with_its_own(
