@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import click
-import uvloop
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -115,13 +114,9 @@ def _first_line(exc: BaseException) -> str:
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; expected failures become one line on stderr, never a traceback.
     Ctrl-C exits 130, quietly, once the write in flight is done; a reader of the output that went
-    away (`| head`) ends it without a word.
-
-    On uvloop: the daemon's event loop is its busiest code after aiohttp, and a Rekor v1 catch-up
-    (16 requests in flight, ten entries each) is bound by how soon each answer is taken up (100k
-    entries: 3.26-3.36 s against 3.43-3.54 s with asyncio's own loop)."""
+    away (`| head`) ends it without a word."""
     try:
-        return uvloop.run(coro)
+        return asyncio.run(coro)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except BrokenPipeError:

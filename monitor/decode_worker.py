@@ -150,8 +150,8 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 PIPE_BYTES = 1 << 20
 """Linux's limit for an unprivileged process (/proc/sys/fs/pipe-max-size): a chunk of 1024 entries
 crosses in one or two writes instead of twenty-four 64 KiB ones, each waiting for a turn of the
-daemon's busy event loop while the worker idles. The worker widens its own stdin: whatever event loop
-the daemon runs, its pipe transports need not expose their file."""
+daemon's busy event loop while the worker idles. The worker widens its own stdin: the daemon's pipe
+transport need not expose its file (uvloop's do not)."""
 
 
 def widen_pipe(stream: BinaryIO) -> None:

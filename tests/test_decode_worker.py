@@ -170,8 +170,7 @@ async def test_a_decode_process_started_early_and_never_asked_is_ended_at_once(
 
 
 async def test_the_worker_widens_its_input_pipe(worker: DecodeProcess, setup: tuple[Judges, list[bytes]]) -> None:
-    """So that a chunk crosses in one or two writes, under any event loop: uvloop's pipe transports
-    do not expose their file, so the daemon could not widen the pipe from its side."""
+    """So that a chunk crosses in one or two writes, whatever the daemon's pipe transport exposes."""
     await worker.analyse(setup[1][:2])  # answering: its main() ran
     assert worker._process.stdin is not None
     pipe = worker._process.stdin.transport.get_extra_info("pipe")
