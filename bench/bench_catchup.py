@@ -244,8 +244,11 @@ def run_floor(url: str, api: str, entries: int, simulator: int, json_parser: str
     )
 
 
-def run_daemon(config: Path, database: str, simulator: int) -> DaemonRun:
+def run_daemon(config: Path, database: str, simulator: int, python_path: Path | None = None) -> DaemonRun:
+    """`rekorwatch run --once`; with `python_path`, the rekorwatch found there (another checkout)."""
     env = {**os.environ, "REKORWATCH_LOG_LEVEL": "info"}
+    if python_path is not None:
+        env["PYTHONPATH"] = str(python_path)
     cpu, simulator_cpu = children_cpu(), cpu_seconds_of(simulator)
     output = config.with_name("daemon.log")
     with output.open("w") as sink:
