@@ -70,6 +70,10 @@ class DecodedEntry(NamedTuple):
     artifact_digest: str | None  # "<algorithm>:<hex>", e.g. "sha256:..."
 
 
+Keys = tuple[tuple[bytes, ...], int]
+"""An entry's key material: its certificates (DER) and how many other keys it holds."""
+
+
 class _KeyMaterial:
     __slots__ = ("certificates", "public_keys")
 
@@ -80,6 +84,12 @@ class _KeyMaterial:
     def add_certificate(self, der: bytes) -> None:
         if der not in self.certificates:
             self.certificates.append(der)
+
+    def add(self, keys: Keys) -> None:
+        certificates, public_keys = keys
+        for der in certificates:
+            self.add_certificate(der)
+        self.public_keys += public_keys
 
 
 def decode_entry(body: bytes) -> DecodedEntry:
@@ -210,15 +220,13 @@ def _first_pem_block(pem: bytes, what: str) -> tuple[bytes, bytes]:
 
 def _add_pem_key_material(b64_pem: str, keys: _KeyMaterial, what: str) -> None:
     """base64 of PEM text: its first block is a CERTIFICATE (kept as DER) or a public key (counted)."""
-    _add_pem(_base64(b64_pem, what), keys, what)
+    keys.add(_pem_key(_base64(b64_pem, what), what))
 
 
-def _add_pem(pem: bytes, keys: _KeyMaterial, what: str) -> None:
+def _pem_key(pem: bytes, what: str) -> Keys:
+    """The key of the PEM text's first block: a certificate (DER), or a public key (counted)."""
     der = _pem_certificate(pem, what)
-    if der is None:
-        keys.public_keys += 1
-    else:
-        keys.add_certificate(der)
+    return ((), 1) if der is None else ((der,), 0)
 
 
 def _pem_certificate(pem: bytes, what: str) -> bytes | None:
@@ -477,10 +485,6 @@ class _Envelope(msgspec.Struct, rename="camel"):
     spec: _Spec
 
 
-Keys = tuple[tuple[bytes, ...], int]
-"""An entry's key material: its certificates (DER) and how many other keys it holds."""
-
-
 def _typed_v2_key(verifier: _V2Verifier, what: str) -> Keys:
     certificate = verifier.x509_certificate
     if certificate is not msgspec.UNSET:
@@ -492,18 +496,11 @@ def _typed_v2_key(verifier: _V2Verifier, what: str) -> Keys:
     raise EntryDecodeError("missing_field", f"{what}.x509Certificate or {what}.publicKey")
 
 
-def _pem_key(pem: bytes, what: str) -> Keys:
-    der = _pem_certificate(pem, what)
-    return ((), 1) if der is None else ((der,), 0)
-
-
 def _all_keys(keys: Iterable[Keys]) -> Keys:
     """Several signatures' keys: the certificates without duplicates, the other keys counted."""
     material = _KeyMaterial()
-    for certificates, public_keys in keys:
-        for der in certificates:
-            material.add_certificate(der)
-        material.public_keys += public_keys
+    for key in keys:
+        material.add(key)
     return tuple(material.certificates), material.public_keys
 
 
