@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Bytecode, as a wheel's install compiles it: an editable install has none, and where
+	# PYTHONDONTWRITEBYTECODE is set every start would compile each module again.
+	$(BIN)/python -m compileall -q monitor
 	touch $(STAMP)
 
 run: $(STAMP)

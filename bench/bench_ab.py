@@ -10,7 +10,8 @@ that alternate against the same simulator process show a change of a few percent
 checked out in a temporary git worktree and run by this venv's `rekorwatch` with PYTHONPATH on it
 (its decode process inherits it): the code differs, the dependencies are the working tree's. Each
 pair runs in both orders in turn. Printed per run: the whole run, the catch-up (its `caught_up`
-line), CPU per process and peak RSS (bench_catchup.py); then the medians and the change.
+line), CPU per process and peak RSS (bench_catchup.py); then the medians and the change. Both
+trees' bytecode is compiled first (bench_catchup.compile_bytecode), as a deployment has it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import bench_catchup as catchup
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = catchup.ROOT
 
 
 def worktree_of(commit: str, directory: Path) -> Path:
@@ -75,6 +76,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rekorwatch-ab-") as tmp:
         directory = Path(tmp)
         base_code = worktree_of(args.base, directory / "base")
+        for code in (base_code, ROOT):
+            catchup.compile_bytecode(code)
         simulator, url = catchup.start_simulator(directory, args.entries, args.api, args.latency_ms)
         runs: dict[str, list[catchup.DaemonRun]] = {"base": [], "work": []}
         try:
