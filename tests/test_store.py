@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from monitor.store.db import HEAD_REVISION, MigrationError, alembic_config, upgrade
-from monitor.store.repository import NewAlert, Store
+from monitor.store.models import CertificateRow, LogRow, SigningRow
+from monitor.store.repository import Batch, IssuedCertificate, NewAlert, SignedAlert, Store
 from tests.conftest import another_database
+from tests.seed import EPOCH, LOG_URL, Spec, signing_row
 
 OLD_LOG = (
     "INSERT INTO logs (url, api, origin, tree_id, shard_offset, tree_size, verified_size, next_index, "
@@ -179,3 +183,66 @@ async def test_a_failed_migration_says_why(database_url: str, tmp_path: Path) ->
         _, said = await process.communicate()
         assert process.returncode == 1
         assert said.decode().splitlines()[-1] == f"error: database: migrating it failed: {why}"
+
+
+async def test_certificates_and_signings_are_linked_by_issuer_and_serial_together(database_url: str) -> None:
+    """A certificate and a signing are the same only with both the issuing CA and the serial equal:
+    a CA shared with one and a serial shared with another links neither, whichever is stored first."""
+    await upgrade(database_url)
+    async with Store.open(database_url) as store:
+        log = await store.add_log(LogRow(url=LOG_URL, api="v1", origin="o - 1", tree_id="1", compact_range=b""))
+        batches = _Batches(store, log.id)
+        await batches.commit(certificates=[_certificate(log.id, "a", "1")])
+        await batches.commit(signings=[_signing(log.id, 0, "a", "2"), _signing(log.id, 1, "b", "1")])
+        await batches.commit(certificates=[_certificate(log.id, "b", "2")])
+        assert await _links(store) == {("a", "1"): None, ("b", "2"): None}
+        await batches.commit(signings=[_signing(log.id, 2, "a", "1")])
+        await batches.commit(certificates=[_certificate(log.id, "b", "1")])
+        assert await _links(store) == {("a", "1"): 2, ("b", "2"): None, ("b", "1"): 1}
+
+
+@dataclass
+class _Batches:
+    store: Store
+    log_id: int
+    next_index: int = 0
+
+    async def commit(self, *, signings: Sequence[SigningRow] = (), certificates: Sequence[CertificateRow] = ()) -> None:
+        batch = Batch(self.log_id, self.next_index, self.next_index + 1, b"")
+        batch.signings = [SignedAlert(signing, None) for signing in signings]
+        batch.certificates = [IssuedCertificate(certificate, None) for certificate in certificates]
+        await self.store.commit_batch(batch)
+        self.next_index += 1
+
+
+def _signing(log_id: int, index: int, issuer_ca: str, serial: str) -> SigningRow:
+    signing = signing_row(log_id, index, Spec())
+    signing.issuer_ca, signing.certificate_serial = issuer_ca * 64, serial
+    return signing
+
+
+def _certificate(log_id: int, issuer_ca: str, serial: str) -> CertificateRow:
+    return CertificateRow(
+        log_id=log_id,
+        log_url="https://ct.example",
+        ct_index=0,
+        ct_timestamp=EPOCH,
+        entry_type="x509",
+        issuer_ca=issuer_ca * 64,
+        serial=serial,
+        issuer="https://oidc.codefresh.io",
+        certificate_sha256=(issuer_ca + serial) * 32,
+        chain_verified=True,
+        verdict="expected",
+    )
+
+
+async def _links(store: Store) -> dict[tuple[str, str], int | None]:
+    """{(CA letter, serial): the log index of the certificate's signing, or None}"""
+    async with store.sessions() as session:
+        rows = await session.execute(
+            select(CertificateRow.issuer_ca, CertificateRow.serial, SigningRow.log_index).outerjoin(
+                SigningRow, SigningRow.id == CertificateRow.signing_id
+            )
+        )
+        return {(issuer_ca[0], serial): log_index for issuer_ca, serial, log_index in rows}

@@ -230,12 +230,13 @@ class Store:
         `sinks` are (name, min_severity) pairs. Returns the alerts that were new.
         """
         async with self.sessions.begin() as session:
+            logs = LogRow.__table__.c  # Core, not the ORM's bulk update: a quarter of a chunk's commit
             result = await session.execute(
-                update(LogRow)
+                update(LogRow.__table__)
                 .where(
-                    LogRow.id == batch.log_id,
-                    LogRow.next_index == batch.expected_next,
-                    LogRow.state != LogState.INCONSISTENT,
+                    logs.id == batch.log_id,
+                    logs.next_index == batch.expected_next,
+                    logs.state != LogState.INCONSISTENT,
                 )
                 .values(
                     next_index=batch.next_index,
@@ -243,7 +244,6 @@ class Store:
                     retired=batch.retired,
                     read_rate=batch.read_rate,
                 )
-                .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
                 state = await session.scalar(select(LogRow.state).where(LogRow.id == batch.log_id))
