@@ -43,5 +43,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_catchup.py --floor --api tiles --entries 200000 --postgres
 	$(BIN)/python bench/bench_catchup.py --floor --api v1 --entries 100000 --postgres
 	$(BIN)/python bench/bench_decode.py
+	$(BIN)/python bench/bench_commit.py
 	$(BIN)/python bench/bench_ct.py --entries 200000
 	$(BIN)/python bench/bench_queries.py

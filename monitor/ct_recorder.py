@@ -11,7 +11,6 @@ watched name, the other what it signed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +20,9 @@ from monitor.analyser import AnalysedChunk, ChunkAnalyser, CtOutcome
 from monitor.analysis import CertificateFinding
 from monitor.contract import SEVERITY_OF, AlertKind, Verdict, certificate_key
 from monitor.errors import ReasonedError
-from monitor.metrics import Metrics
-from monitor.recorder import add_entry_error, count_batch
+from monitor.recorder import add_entry_error
 from monitor.store.models import CertificateRow
-from monitor.store.repository import Batch, IssuedCertificate, NewAlert, Store, alert_payload
+from monitor.store.repository import Batch, IssuedCertificate, NewAlert, alert_payload
 from monitor.tlog.ct import CtLogEntry
 
 if TYPE_CHECKING:
@@ -37,27 +35,19 @@ ISSUED_ALERT_VERDICTS = frozenset({Verdict.UNEXPECTED_PIPELINE, Verdict.IMPERSON
 class CertificateRecorder:
     """Shared by every CT log of the daemon: it keeps no per-log state."""
 
-    store: Store
     analyser: ChunkAnalyser
-    sinks: Sequence[tuple[str, str]] = ()
-    metrics: Metrics | None = None
 
     async def analyse(self, entries: Sequence[CtLogEntry], first: int) -> AnalysedChunk:
         """`first` is unused: the tail folds a CT chunk's leaf hashes, which its parser computed."""
         return AnalysedChunk(entries, await self.analyser.analyse_ct(entries) if entries else {})
 
-    async def commit(
-        self, row: Shard, entries: Sequence[CtLogEntry], outcomes: dict[int, CtOutcome], batch: Batch
-    ) -> None:
-        started = time.perf_counter()
+    def record(self, row: Shard, entries: Sequence[CtLogEntry], outcomes: dict[int, CtOutcome], batch: Batch) -> None:
         for position, outcome in sorted(outcomes.items()):
             entry = entries[position]
             if isinstance(outcome, ReasonedError):
                 add_entry_error(batch, row, entry, outcome)
             else:
                 batch.certificates.append(self._issued(row, outcome))
-        new_alerts = await self.store.commit_batch(batch, self.sinks)
-        count_batch(self.metrics, row, entries, batch, new_alerts, time.perf_counter() - started)
 
     @staticmethod
     def _issued(row: Shard, found: CertificateFinding) -> IssuedCertificate:

@@ -1,15 +1,14 @@
 """Verified entries -> signings, alerts and entry errors, committed with the cursor in one transaction.
 
-This is the `BatchHandler` of the daemon: the tail hands it each chunk of entries proven to be in
-the log, in index order; it decodes and judges them off the event loop, then stores everything
-the chunk produced together with the cursor (`Store.commit_batch`), so a crash at any point loses
-nothing and repeats nothing.
+This is the `BatchHandler` of the daemon: the tail hands it each chunk of entries to decode and judge
+off the event loop as soon as it is fetched, then each chunk proven to be in the log, in index
+order, to record what it produced in a batch; the tail stores the batch together with the cursor
+(`Store.commit_batch`), so a crash at any point loses nothing and repeats nothing.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +23,8 @@ from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
 from monitor.errors import ReasonedError
 from monitor.identity import SigningIdentity
-from monitor.metrics import Metrics
-from monitor.store.models import AlertRow, BuildCheckRow, SigningRow, utcnow
-from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, Store, alert_payload
+from monitor.store.models import BuildCheckRow, SigningRow, utcnow
+from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry, TileEntries
 from monitor.trust import TrustRoot
@@ -41,12 +39,9 @@ log = structlog.get_logger(__name__)
 class SigningRecorder:
     """Shared by every log of the daemon: it keeps no per-log state."""
 
-    store: Store
     analyser: ChunkAnalyser
     trust: TrustRoot
     watch: WatchSettings
-    sinks: Sequence[tuple[str, str]] = ()
-    metrics: Metrics | None = None
 
     async def analyse(self, entries: Sequence[SourceEntry], first: int) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
@@ -62,18 +57,13 @@ class SigningRecorder:
             return AnalysedChunk(entries.hashed(answer.leaf_hashes), answer.outcomes, answer.subtrees)
         return AnalysedChunk(entries, answer.outcomes, answer.subtrees, named_leaves_check=answer.leaf_hashes)
 
-    async def commit(
-        self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch
-    ) -> None:
-        started = time.perf_counter()
+    def record(self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch) -> None:
         for position, outcome in sorted(outcomes.items()):
             entry = entries[position]
             if isinstance(outcome, ReasonedError):
                 add_entry_error(batch, row, entry, outcome)
             else:
                 batch.signings.extend(self._signing(row, entry, outcome, f) for f in outcome.findings)
-        new_alerts = await self.store.commit_batch(batch, self.sinks)
-        count_batch(self.metrics, row, entries, batch, new_alerts, time.perf_counter() - started)
 
     def _signing(self, row: Shard, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
@@ -167,28 +157,6 @@ def add_entry_error(batch: Batch, row: Shard, entry: SourceEntry, error: Reasone
             log_url=row.url,
         )
     )
-
-
-def count_batch(
-    metrics: Metrics | None,
-    row: Shard,
-    entries: Sequence[SourceEntry],
-    batch: Batch,
-    new_alerts: Sequence[AlertRow],
-    seconds: float,
-) -> None:
-    if metrics is None:
-        return
-    metrics.batch_duration.observe(seconds)
-    metrics.entries_processed.labels(log=row.url).inc(len(entries))
-    for error in batch.errors:
-        metrics.entry_errors.labels(log=row.url, reason=error.reason).inc()
-    for item in batch.signings:
-        metrics.signings.labels(verdict=item.signing.verdict).inc()
-    for issued in batch.certificates:
-        metrics.certificates.labels(verdict=issued.certificate.verdict).inc()
-    for alert in new_alerts:
-        metrics.alert_raised(alert.kind, alert.severity)
 
 
 def alert_summary(kind: str, identity: str | None, reason: str, log_index: int) -> str:

@@ -23,6 +23,7 @@ from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, AlertRow, LogRow, SigningRow
 from monitor.tlog.http import ByteBudget, HttpFetcher, LogUnavailableError, RetryPolicy
+from monitor.tlog.merkle import CompactRange
 from tests.harness import FAST_RETRY, base_settings, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH, as_config_file
 
@@ -158,6 +159,26 @@ async def test_an_entry_whose_uuid_names_another_body_is_refused_with_its_chunk(
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [log] = await rows_of(database_url, LogRow)
     assert log.next_index == 20
+
+
+async def test_chunks_proven_before_a_bad_one_are_kept_and_the_rest_read_again(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """Proven chunks are committed together (pipeline.COMMIT_CHUNKS); a chunk that fails keeps those
+    proven before it (fetched in parallel, how many of them were proven when it failed varies), and
+    the next run reads on from there to the same tree."""
+    await sim.simulator.append_unwatched(3500)  # four chunks; the third holds the misnamed entry
+    settings = settings_for(sim, database_url)
+    sim.simulator.hostility.configure({"misnamed": 2500})
+    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
+    [log] = await rows_of(database_url, LogRow)
+    assert log.next_index in (0, 1024, 2048)
+    assert CompactRange.from_bytes(log.next_index, log.compact_range).root() == sim.log.active.root(log.next_index)
+    sim.simulator.hostility.configure({})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [log] = await rows_of(database_url, LogRow)
+    assert log.next_index == 3500
+    assert CompactRange.from_bytes(3500, log.compact_range).root() == sim.log.active.root(3500)
 
 
 # memory and time -----------------------------------------------------------------------------------

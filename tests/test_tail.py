@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ from sqlalchemy import func, select
 
 from monitor.config import LogSettings, ServerSettings, Settings
 from monitor.daemon import EXIT_INCONSISTENT, EXIT_OK, run_forever, run_once
+from monitor.pipeline import COMMIT_CHUNKS, COMMIT_SECONDS, ProvenChunks
 from monitor.report import log_status
 from monitor.simulate.server import RunningSimulator
 from monitor.store.models import AlertRow, CheckpointRow
-from monitor.store.repository import Store
+from monitor.store.repository import Batch, EntryError, Store
 from monitor.tlog.merkle import CompactRange
 from tests.harness import FAST_RETRY, SCHEMA_NOT_YET, base_settings
 
@@ -234,3 +236,27 @@ async def test_a_start_beyond_the_end_waits_for_the_log(sim: RunningSimulator, d
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [row] = await log_status(database_url)
     assert row["next_index"] == 30
+
+
+def test_proven_chunks_are_committed_as_one_batch_ending_where_the_last_ends() -> None:
+    first, second = Batch(7, 1000, 2024, b"a"), Batch(7, 2024, 3048, b"b", retired=True)
+    first.errors.append(EntryError(1500, "bad_json", "x"))
+    second.errors.append(EntryError(2500, "bad_json", "y"))
+    proven = ProvenChunks(first, CompactRange.from_bytes(0, b""), 1024)
+    proven.add(second, CompactRange.from_bytes(0, b""), 1024)
+    batch = proven.batch
+    assert (batch.expected_next, batch.next_index, batch.compact_range, batch.retired) == (1000, 3048, b"b", True)
+    assert [error.log_index for error in batch.errors] == [1500, 2500]
+    assert (proven.entries, proven.chunks) == (2048, 2)
+
+
+def test_proven_chunks_are_due_when_enough_or_when_the_first_waited_long_enough() -> None:
+    def proven(chunks: int, waited: float) -> ProvenChunks:
+        group = ProvenChunks(Batch(1, 0, 0, b""), CompactRange.from_bytes(0, b""), 0, started=time.monotonic() - waited)
+        for _ in range(chunks - 1):
+            group.add(Batch(1, 0, 0, b""), group.compact, 0)
+        return group
+
+    assert not proven(COMMIT_CHUNKS - 1, 0).due()
+    assert proven(COMMIT_CHUNKS, 0).due()
+    assert proven(1, COMMIT_SECONDS).due()

@@ -83,7 +83,8 @@ class EntryError:
 
 @dataclass
 class Batch:
-    """Everything one verified chunk of a log produces; committed in ONE transaction with the cursor."""
+    """Everything verified chunks of a log produce (one, or several in a row: `absorb`), committed in
+    ONE transaction with the cursor."""
 
     log_id: int
     expected_next: int
@@ -96,6 +97,14 @@ class Batch:
     certificates: list[IssuedCertificate] = field(default_factory=list)
     errors: list[EntryError] = field(default_factory=list)
     alerts: list[NewAlert] = field(default_factory=list)
+
+    def absorb(self, later: Batch) -> None:
+        """Take the next chunk's batch in: its rows, and the cursor moving to its end."""
+        self.signings += later.signings
+        self.certificates += later.certificates
+        self.errors += later.errors
+        self.alerts += later.alerts
+        self.next_index, self.compact_range, self.retired = later.next_index, later.compact_range, later.retired
 
 
 @dataclass(frozen=True)
