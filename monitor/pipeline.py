@@ -554,7 +554,7 @@ class LogFollower:
                 proven.add(batch, compact, len(entries))
             if proven.due():
                 done, proven = proven, None
-                await self._commit(shard, done.batch, done.compact, done.entries)
+                await self._commit(shard, done)
 
         fetcher = OrderedFetcher(
             fetch, depth=self.prefetch_chunks, weight=lambda chunk: chunk.size_bytes, held_limit=HELD_BYTES
@@ -567,7 +567,7 @@ class LogFollower:
                 await self._commit_before_failing(shard, proven)
             raise
         if proven is not None:
-            await self._commit(shard, proven.batch, proven.compact, proven.entries)
+            await self._commit(shard, proven)
         return shard.state.next - start
 
     async def _prefix_proof(self, tree_id: str, end: int, size: int) -> Sequence[bytes]:
@@ -587,15 +587,16 @@ class LogFollower:
 
     async def _move_cursor(self, shard: Shard, compact: CompactRange, *, retired: bool) -> None:
         """Commit a move of the cursor that reads no entry (a bootstrap, a shard retired at its end)."""
-        await self._commit(shard, self._batch(shard, compact, retired=retired), compact, 0)
+        await self._commit(shard, ProvenChunks(self._batch(shard, compact, retired=retired), compact, entries=0))
 
-    async def _commit(self, shard: Shard, batch: Batch, compact: CompactRange, entries: int) -> None:
+    async def _commit(self, shard: Shard, proven: ProvenChunks) -> None:
         """Store the batch with the cursor, then move the shard's state with it."""
         started = time.perf_counter()
+        batch = proven.batch
         batch.read_rate = self.progress.rate if self.progress is not None else None
         new_alerts = await self.store.commit_batch(batch, self.alerts.sinks)
-        count_batch(self.metrics, self.url, entries, batch, new_alerts, time.perf_counter() - started)
-        shard.state = tailcore.advance(shard.state, compact, retired=batch.retired)
+        count_batch(self.metrics, self.url, proven.entries, batch, new_alerts, time.perf_counter() - started)
+        shard.state = tailcore.advance(shard.state, proven.compact, retired=batch.retired)
         self.on_progress()
         self.publish()
 
@@ -603,7 +604,7 @@ class LogFollower:
         """The chunks proven before a failure are kept (as if each had been committed alone), unless
         committing fails too: the failure being raised says what to do."""
         try:
-            await self._commit(shard, proven.batch, proven.compact, proven.entries)
+            await self._commit(shard, proven)
         except Exception as exc:
             self.log.warning(
                 "proven_chunks_not_committed", entries=proven.entries, error=f"{type(exc).__name__}: {exc}"
