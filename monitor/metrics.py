@@ -132,7 +132,7 @@ class Metrics:
         )
         self.batch_duration = Histogram(
             "rekorwatch_batch_duration_seconds",
-            "Storing one verified chunk of entries with the cursor",
+            "Storing verified chunks of entries with the cursor, in one transaction (up to 4 chunks)",
             buckets=BATCH_BUCKETS,
             registry=r,
         )
