@@ -26,7 +26,7 @@ from pathlib import Path
 import bench_catchup as catchup
 
 from monitor.store.db import upgrade
-from monitor.store.models import LogRow, SigningRow
+from monitor.store.models import LogRow, NewSigning
 from monitor.store.repository import Batch, SignedAlert, Store
 
 EPOCH = datetime(2026, 1, 2, tzinfo=UTC)
@@ -39,9 +39,9 @@ class CommitCost:
     commit_ms: float  # per chunk
 
 
-def signing(log_id: int, index: int) -> SigningRow:
+def signing(log_id: int, index: int) -> NewSigning:
     unique = hashlib.sha256(index.to_bytes(8, "big")).hexdigest()
-    return SigningRow(
+    return NewSigning(
         log_id=log_id,
         log_url="https://rekor.example.org",
         log_index=index,

@@ -23,7 +23,7 @@ from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
 from monitor.errors import ReasonedError
 from monitor.identity import SigningIdentity
-from monitor.store.models import BuildCheckRow, SigningRow, utcnow
+from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.source import SourceEntry, TileEntries
@@ -68,7 +68,7 @@ class SigningRecorder:
     def _signing(self, row: Shard, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
         integrated = self._verified_integrated_time(entry)
-        signing = SigningRow(
+        signing = NewSigning(
             log_id=row.id,
             log_url=row.url,
             log_index=entry.log_index,

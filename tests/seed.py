@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.store.db import upgrade
-from monitor.store.models import LogRow, SigningRow
+from monitor.store.models import LogRow, NewSigning, SigningRow
 from monitor.store.repository import NewAlert, Store
 
 LOG_URL = "https://rekor.example.org"
@@ -30,10 +30,10 @@ class Spec:
     chain_verified: bool = True
 
 
-def signing_row(log_id: int, index: int, spec: Spec) -> SigningRow:
+def new_signing(log_id: int, index: int, spec: Spec) -> NewSigning:
     when = EPOCH + timedelta(minutes=index)
     identity = f"https://g.codefresh.io/{spec.account_name}/{spec.pipeline_name}:{spec.account_id}/{spec.pipeline_id}"
-    return SigningRow(
+    return NewSigning(
         log_id=log_id,
         log_url=LOG_URL,
         log_index=index,
@@ -56,6 +56,11 @@ def signing_row(log_id: int, index: int, spec: Spec) -> SigningRow:
         verdict=spec.verdict,
         extensions=json.dumps({"build_config_uri": f"https://g.codefresh.io/api/pipelines/{spec.pipeline_id}"}),
     )
+
+
+def signing_row(log_id: int, index: int, spec: Spec) -> SigningRow:
+    values = new_signing(log_id, index, spec)
+    return SigningRow(**{field.name: getattr(values, field.name) for field in fields(values)})
 
 
 async def seed(url: str, specs: Sequence[Spec], alerts: Sequence[tuple[str, str]] = ()) -> None:

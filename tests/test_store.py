@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,10 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from monitor.store.db import HEAD_REVISION, MigrationError, alembic_config, upgrade
-from monitor.store.models import CertificateRow, LogRow, SigningRow
+from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, CertificateRow, LogRow, NewSigning, SigningRow
 from monitor.store.repository import Batch, IssuedCertificate, NewAlert, SignedAlert, Store
 from tests.conftest import another_database
-from tests.seed import EPOCH, LOG_URL, Spec, signing_row
+from tests.seed import EPOCH, LOG_URL, Spec, new_signing, signing_row
 
 OLD_LOG = (
     "INSERT INTO logs (url, api, origin, tree_id, shard_offset, tree_size, verified_size, next_index, "
@@ -207,7 +207,7 @@ class _Batches:
     log_id: int
     next_index: int = 0
 
-    async def commit(self, *, signings: Sequence[SigningRow] = (), certificates: Sequence[CertificateRow] = ()) -> None:
+    async def commit(self, *, signings: Sequence[NewSigning] = (), certificates: Sequence[CertificateRow] = ()) -> None:
         batch = Batch(self.log_id, self.next_index, self.next_index + 1, b"")
         batch.signings = [SignedAlert(signing, None) for signing in signings]
         batch.certificates = [IssuedCertificate(certificate, None) for certificate in certificates]
@@ -215,8 +215,8 @@ class _Batches:
         self.next_index += 1
 
 
-def _signing(log_id: int, index: int, issuer_ca: str, serial: str) -> SigningRow:
-    signing = signing_row(log_id, index, Spec())
+def _signing(log_id: int, index: int, issuer_ca: str, serial: str) -> NewSigning:
+    signing = new_signing(log_id, index, Spec())
     signing.issuer_ca, signing.certificate_serial = issuer_ca * 64, serial
     return signing
 
@@ -246,3 +246,12 @@ async def _links(store: Store) -> dict[tuple[str, str], int | None]:
             )
         )
         return {(issuer_ca[0], serial): log_index for issuer_ca, serial, log_index in rows}
+
+
+def test_a_new_signing_has_the_columns_of_the_signings_table_and_is_fitted_as_a_stored_one() -> None:
+    assert {field.name for field in fields(NewSigning)} == {column.key for column in SigningRow.__table__.columns}
+    long_name = "x" * (INDEXED_TEXT_BYTES + 10)
+    values = new_signing(1, 0, Spec(account_name=long_name, pipeline_name="a\x00b"))
+    stored = signing_row(1, 0, Spec(account_name=long_name, pipeline_name="a\x00b"))
+    assert values.as_object() == stored.as_object()
+    assert values.account_name is not None and values.account_name.endswith(TRUNCATED_MARK)

@@ -7,6 +7,7 @@ Hashes are stored as lowercase hex so that plain SQL shows them as the logs and 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -291,36 +292,93 @@ class SigningRow(Base):
 
     def as_object(self) -> dict[str, object]:
         """The signing object of DESIGN.md (API, history --format json, webhook payloads)."""
-        return {
-            "id": self.id,
-            "log_url": self.log_url,
-            "log_index": self.log_index,
-            "entry_uuid": self.entry_uuid,
-            "integrated_time": iso(self.integrated_time),
-            "kind": self.kind,
-            "issuer": self.issuer,
-            "identity": self.identity,
-            "provider": self.provider,
-            "account_id": self.account_id,
-            "account_name": self.account_name,
-            "pipeline_id": self.pipeline_id,
-            "pipeline_name": self.pipeline_name,
-            "run_url": self.run_url,
-            "source_repository": self.source_repository,
-            "source_ref": self.source_ref,
-            "artifact_digest": self.artifact_digest,
-            "certificate_sha256": self.certificate_sha256,
-            "certificate_serial": self.certificate_serial,
-            "issuer_ca": self.issuer_ca,
-            "not_before": iso(self.not_before),
-            "chain_verified": self.chain_verified,
-            "verdict": self.verdict,
-            "build_verified": self.build_verified,
-            "build_status": self.build_status,
-            "build_created": iso(self.build_created),
-            "build_finished": iso(self.build_finished),
-            "extensions": json.loads(self.extensions or "{}"),
-        }
+        return signing_object(self)
+
+
+@dataclass(slots=True)
+class NewSigning:
+    """A signing found by the tail, to insert into `signings` (repository._insert_signings): its
+    columns as plain values. Making a `SigningRow` cost 50 µs against 4 (the ORM's instrumented
+    attributes and validators), at every signing of a catch-up. The untrusted values are fitted as
+    `SigningRow` fits them, so that what an alert says is what the database stores; a test holds
+    the fields to the table's columns."""
+
+    log_id: int
+    log_url: str
+    log_index: int
+    entry_uuid: str | None
+    integrated_time: datetime | None
+    signed_at: datetime
+    kind: str
+    issuer: str
+    certificate_sha256: str
+    not_before: datetime | None
+    chain_verified: bool
+    verdict: str
+    identity: str | None = None
+    provider: str | None = None
+    account_id: str | None = None
+    account_name: str | None = None
+    pipeline_id: str | None = None
+    pipeline_name: str | None = None
+    run_url: str | None = None
+    source_repository: str | None = None
+    source_ref: str | None = None
+    artifact_digest: str | None = None
+    extensions: str = "{}"
+    issuer_ca: str | None = None
+    certificate_serial: str | None = None
+    build_verified: bool | None = None
+    build_status: str | None = None
+    build_created: datetime | None = None
+    build_finished: datetime | None = None
+    build_checked_at: datetime | None = None
+    build_reason: str | None = None
+    id: int | None = None
+    """Given by the insert."""
+
+    def __post_init__(self) -> None:
+        for key, max_bytes in UNTRUSTED_SIGNING_COLUMNS.items():
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, fit_text(value, max_bytes))
+
+    def as_object(self) -> dict[str, object]:
+        return signing_object(self)
+
+
+def signing_object(signing: SigningRow | NewSigning) -> dict[str, object]:
+    """The signing object of DESIGN.md, of a stored signing or of one being stored."""
+    return {
+        "id": signing.id,
+        "log_url": signing.log_url,
+        "log_index": signing.log_index,
+        "entry_uuid": signing.entry_uuid,
+        "integrated_time": iso(signing.integrated_time),
+        "kind": signing.kind,
+        "issuer": signing.issuer,
+        "identity": signing.identity,
+        "provider": signing.provider,
+        "account_id": signing.account_id,
+        "account_name": signing.account_name,
+        "pipeline_id": signing.pipeline_id,
+        "pipeline_name": signing.pipeline_name,
+        "run_url": signing.run_url,
+        "source_repository": signing.source_repository,
+        "source_ref": signing.source_ref,
+        "artifact_digest": signing.artifact_digest,
+        "certificate_sha256": signing.certificate_sha256,
+        "certificate_serial": signing.certificate_serial,
+        "issuer_ca": signing.issuer_ca,
+        "not_before": iso(signing.not_before),
+        "chain_verified": signing.chain_verified,
+        "verdict": signing.verdict,
+        "build_verified": signing.build_verified,
+        "build_status": signing.build_status,
+        "build_created": iso(signing.build_created),
+        "build_finished": iso(signing.build_finished),
+        "extensions": json.loads(signing.extensions or "{}"),
+    }
 
 
 class CertificateRow(Base):

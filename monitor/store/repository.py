@@ -25,6 +25,7 @@ from monitor.store.models import (
     CheckpointRow,
     EntryErrorRow,
     LogRow,
+    NewSigning,
     SigningRow,
     utcnow,
 )
@@ -53,7 +54,7 @@ class SignedAlert:
     """A signing, the alert it raises and the build check it needs (if any): stored together, the
     alert and the check pointing at it."""
 
-    signing: SigningRow
+    signing: NewSigning
     alert: NewAlert | None
     build_check: BuildCheckRow | None = None
 
@@ -425,10 +426,10 @@ class Store:
             return list((await session.scalars(query)).all())
 
 
-async def _insert_signings(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
+async def _insert_signings(session: AsyncSession, signings: Sequence[NewSigning]) -> None:
     """One multi-row INSERT ... RETURNING for a chunk's signings, on the table (Core), not the ORM
     entity: the unit of work costs half a millisecond a row, and the ORM's bulk insert 0.7-1.2 ms of
-    CPU a chunk of 10 more than Core's. Each row object gets its id, as a flush would give it.
+    CPU a chunk of 10 more than Core's. Each signing gets its id, as a flush would give a row its id.
 
     The ids are matched to the rows by their unique key, not by position: asking for RETURNING in
     parameter order makes SQLAlchemy send one INSERT per row on SQLite (2,000 round trips to the
@@ -481,7 +482,7 @@ def _join_key_in(issuer_ca: Any, serial: Any, keys: Sequence[tuple[str | None, s
     return tuple_(issuer_ca, serial).in_(keys)
 
 
-async def _link_certificates_to(session: AsyncSession, signings: Sequence[SigningRow]) -> None:
+async def _link_certificates_to(session: AsyncSession, signings: Sequence[NewSigning]) -> None:
     """A signing stored after its certificate was seen in CT: the certificate now points at it. One
     lookup per chunk (an UPDATE per signing cost a tenth of a tiles catch-up's event loop); an update
     only for the certificates found, which CT read first."""
