@@ -72,6 +72,7 @@ class DecodedEntry(NamedTuple):
 
 Keys = tuple[tuple[bytes, ...], int]
 """An entry's key material: its certificates (DER) and how many other keys it holds."""
+_ONE_PUBLIC_KEY: Keys = ((), 1)
 
 
 class _KeyMaterial:
@@ -226,7 +227,7 @@ def _add_pem_key_material(b64_pem: str, keys: _KeyMaterial, what: str) -> None:
 def _pem_key(pem: bytes, what: str) -> Keys:
     """The key of the PEM text's first block: a certificate (DER), or a public key (counted)."""
     der = _pem_certificate(pem, what)
-    return ((), 1) if der is None else ((der,), 0)
+    return _ONE_PUBLIC_KEY if der is None else ((der,), 0)
 
 
 def _pem_certificate(pem: bytes, what: str) -> bytes | None:
@@ -247,19 +248,20 @@ def _add_v2_verifier(verifier: dict[str, Any], keys: _KeyMaterial, what: str) ->
     """A Rekor v2 verifier: `x509Certificate.rawBytes` (DER) or `publicKey.rawBytes` (DER SPKI)."""
     certificate = _optional_mapping(verifier, "x509Certificate")
     if certificate is not None:
-        _add_v2_certificate(_base64(_string(certificate, "rawBytes"), f"{what}.x509Certificate"), keys, what)
+        keys.add(_v2_certificate_key(_base64(_string(certificate, "rawBytes"), f"{what}.x509Certificate"), what))
         return
     public_key = _optional_mapping(verifier, "publicKey")
     if public_key is None:
         raise EntryDecodeError("missing_field", f"{what}.x509Certificate or {what}.publicKey")
     _base64(_string(public_key, "rawBytes"), f"{what}.publicKey")
-    keys.public_keys += 1
+    keys.add(_ONE_PUBLIC_KEY)
 
 
-def _add_v2_certificate(der: bytes, keys: _KeyMaterial, what: str) -> None:
+def _v2_certificate_key(der: bytes, what: str) -> Keys:
+    """A Rekor v2 verifier's certificate (DER), which must not be empty."""
     if not der:
         raise EntryDecodeError("bad_certificate", f"{what}: empty certificate")
-    keys.add_certificate(der)
+    return (der,), 0
 
 
 # -- digests ---------------------------------------------------------------------------------------
@@ -488,11 +490,9 @@ class _Envelope(msgspec.Struct, rename="camel"):
 def _typed_v2_key(verifier: _V2Verifier, what: str) -> Keys:
     certificate = verifier.x509_certificate
     if certificate is not msgspec.UNSET:
-        if not certificate.raw_bytes:
-            raise EntryDecodeError("bad_certificate", f"{what}: empty certificate")
-        return (certificate.raw_bytes,), 0
+        return _v2_certificate_key(certificate.raw_bytes, what)
     if verifier.public_key is not msgspec.UNSET:
-        return (), 1
+        return _ONE_PUBLIC_KEY
     raise EntryDecodeError("missing_field", f"{what}.x509Certificate or {what}.publicKey")
 
 
