@@ -533,14 +533,13 @@ class LogFollower:
             entries, proof_hashes = await gather_or_cancel(
                 [self.source.entries(first, end, head, verified.size), proof]
             )
-            analysed = await self.handler.analyse(entries, bounds[0])
-            check_named_leaves(self.url, analysed)
-            return FetchedChunk(analysed, body_bytes(entries), proof_hashes)
+            return FetchedChunk(await self.handler.analyse(entries, bounds[0]), body_bytes(entries), proof_hashes)
 
         proven: ProvenChunks | None = None
 
         async def consume(_bounds: tuple[int, int], chunk: FetchedChunk) -> None:
             nonlocal proven
+            check_named_leaves(self.url, chunk.analysed)
             compact = proven.compact if proven is not None else shard.state.compact
             assert compact is not None
             compact = fold(compact, chunk.analysed)
