@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
-from monitor.store.db import HEAD_REVISION, MigrationError, alembic_config, upgrade
+from monitor.store.db import HEAD_REVISION, MigrationError, alembic_config, create_engine, upgrade
 from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, CertificateRow, LogRow, NewSigning, SigningRow
 from monitor.store.repository import Batch, IssuedCertificate, NewAlert, SignedAlert, Store
 from tests.conftest import another_database
@@ -161,6 +162,29 @@ async def test_upgrading_never_loads_alembic_in_its_process(database_url: str, t
     assert process.returncode == 0
     assert loaded.decode().strip() == "[]"
     assert (await _revision(database_url), await _revision(new)) == (HEAD_REVISION, HEAD_REVISION)
+
+
+async def test_connections_opening_a_new_sqlite_database_at_once_all_get_it_in_wal(tmp_path: Path) -> None:
+    """Switching a new database to WAL takes its write lock: two connections switching it at once
+    (the daemon's first and a `status` polling beside it) deadlock, and SQLite fails one of them at
+    once ("database is locked"), whatever the busy timeout. Each opens it in its own thread (as in
+    its own process); forty pairs: some collide."""
+
+    async def journal_mode(url: str) -> str:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return str((await connection.execute(text("PRAGMA journal_mode"))).scalar())
+        finally:
+            await engine.dispose()
+
+    def in_its_own_loop(url: str) -> str:
+        return asyncio.run(journal_mode(url))
+
+    with ThreadPoolExecutor(2) as threads:
+        for number in range(40):
+            url = f"sqlite+aiosqlite:///{tmp_path / f'new-{number}.db'}"
+            assert list(threads.map(in_its_own_loop, [url, url])) == ["wal", "wal"]
 
 
 async def test_a_failed_migration_says_why(database_url: str, tmp_path: Path) -> None:

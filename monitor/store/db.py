@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,13 +39,35 @@ MIGRATIONS = Path(os.environ.get("REKORWATCH_MIGRATIONS", Path(__file__).resolve
 """Alembic's scripts: the repository's migrations/ (editable installs), or $REKORWATCH_MIGRATIONS."""
 
 
+WAL_SWITCH_SECONDS = 5.0
+"""How long a connection tries to switch a new database to WAL while others switch it too."""
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] != "wal":
+        _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _switch_to_wal(cursor) -> None:  # type: ignore[no-untyped-def]
+    """WAL, once per database (it stays WAL). Two connections switching a new database at once
+    (the daemon's first, a `status` run beside it) each hold a read lock and want the write lock:
+    SQLite fails one at once, without its busy timeout. That one tries again, briefly blocking (only
+    ever at a new database's first connections)."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class DatabaseNotReadyError(Exception):
