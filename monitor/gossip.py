@@ -39,7 +39,8 @@ from monitor.store.models import GossipObservationRow, LogRow, utcnow
 from monitor.store.repository import Store
 from monitor.supervisor import describe, sleep_unless
 from monitor.tailcore import LogInconsistent
-from monitor.tlog.http import HttpFetcher, LogProtocolError, LogUnavailableError, RetryPolicy
+from monitor.tlog.errors import LogProtocolError, LogUnavailableError
+from monitor.tlog.http import HttpFetcher, RetryPolicy
 from monitor.tlog.merkle import ProofError, verify_consistency
 from monitor.tlog.note import Checkpoint, NoteError, origin_log_id, parse_checkpoint_body, split_note
 

@@ -46,7 +46,8 @@ from monitor.store.models import AlertRow, LogRow
 from monitor.store.repository import Batch, CursorStopped, Store, VerifiedCheckpoint
 from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, VerifiedHead
 from monitor.tlog.ct_source import CtKeyed
-from monitor.tlog.http import LogProtocolError, gather_or_cancel
+from monitor.tlog.errors import LogProtocolError
+from monitor.tlog.http import gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import LogSource, ShardHead, SourceEntry, TileEntries

@@ -38,7 +38,7 @@ from monitor.health import FollowerHealth
 from monitor.metrics import Metrics
 from monitor.pipeline import CycleResult, LogFollower
 from monitor.store.repository import Store
-from monitor.tlog.http import LogProtocolError, LogUnavailableError
+from monitor.tlog.errors import LogProtocolError, LogUnavailableError
 
 log = structlog.get_logger(__name__)
 

@@ -71,7 +71,7 @@ from monitor.tlog.ct_head import (
     sth_note,
     tree_head_signed_data,
 )
-from monitor.tlog.http import LogProtocolError
+from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import leaf_hash
 from monitor.tlog.note import NoteError
 from monitor.trust import LogKey, Validity, parse_trust_root

@@ -22,7 +22,8 @@ from monitor.config import LogSettings, Settings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.store.models import INDEXED_TEXT_BYTES, TRUNCATED_MARK, AlertRow, LogRow, SigningRow
-from monitor.tlog.http import ByteBudget, HttpFetcher, LogUnavailableError, RetryPolicy
+from monitor.tlog.errors import LogUnavailableError
+from monitor.tlog.http import ByteBudget, HttpFetcher, RetryPolicy
 from monitor.tlog.merkle import CompactRange
 from tests.harness import FAST_RETRY, base_settings, eventually, metric, rows_of, running_daemon
 from tests.test_daemon import ACME, EXPECTED, RELEASE, WATCH, as_config_file

@@ -21,15 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from monitor.simulate.server import RunningSimulator, start_simulator
-from monitor.tlog.http import (
-    MAX_RETRY_AFTER,
-    AdaptiveLimit,
-    HttpFetcher,
-    LogProtocolError,
-    LogUnavailableError,
-    RetryPolicy,
-    parse_retry_after,
-)
+from monitor.tlog.errors import LogProtocolError, LogUnavailableError
+from monitor.tlog.http import MAX_RETRY_AFTER, AdaptiveLimit, HttpFetcher, RetryPolicy, parse_retry_after
 from monitor.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.rekor_v1 import RekorV1Client
 from tests.harness import CLIENT_RETRY

@@ -32,7 +32,8 @@ from monitor.simulate.log import Shard, SimLog
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, EntryFactory, populate
 from monitor.simulate.tiles import TileAddress, parse_tile_address
-from monitor.tlog.http import LogProtocolError, LogUnavailableError, RetryPolicy
+from monitor.tlog.errors import LogProtocolError, LogUnavailableError
+from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import TileEntries, TileEntry

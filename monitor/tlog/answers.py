@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from monitor.codec import loads_json, strict_base64
-from monitor.tlog.http import LogProtocolError
+from monitor.tlog.errors import LogProtocolError
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import CtCheckpoint, log_id_of, open_ct_checkpoint, sth_note
-from monitor.tlog.http import LogProtocolError
+from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.source import BootstrapProof, OneTreeOrigin, ShardHead, TilesSource, log_name
 from monitor.trust import LogKey
 

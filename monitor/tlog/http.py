@@ -23,6 +23,8 @@ import orjson
 import structlog
 from yarl import URL
 
+from monitor.tlog.errors import LogProtocolError, LogUnavailableError, UnexpectedStatusError
+
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
@@ -42,32 +44,6 @@ Params = Mapping[str, str | int]
 _DELTA_SECONDS = re.compile(r"[0-9]+")
 
 log = structlog.get_logger(__name__)
-
-
-class LogUnavailableError(Exception):
-    """The log could not be reached, or kept failing (429, 5xx, timeouts) until the retries ran out."""
-
-    def __init__(self, url: str, cause: str) -> None:
-        super().__init__(f"{url}: log unavailable: {cause}")
-        self.url = url
-        self.cause = cause
-
-
-class LogProtocolError(Exception):
-    """The log answered something an honest log never answers; retrying would not help."""
-
-    def __init__(self, url: str, problem: str) -> None:
-        super().__init__(f"{url}: {problem}")
-        self.url = url
-        self.problem = problem
-
-
-class UnexpectedStatusError(LogProtocolError):
-    """An HTTP status that is neither success, 404, 429 nor 5xx (400, 413, 422, a redirect...)."""
-
-    def __init__(self, url: str, status: int) -> None:
-        super().__init__(url, f"unexpected HTTP status {status}")
-        self.status = status
 
 
 @dataclass(frozen=True)

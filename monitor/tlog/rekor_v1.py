@@ -32,14 +32,8 @@ from monitor.tlog.answers import (
     json_str,
     parse_answer,
 )
-from monitor.tlog.http import (
-    HttpFetcher,
-    LogProtocolError,
-    Observer,
-    RetryPolicy,
-    UnexpectedStatusError,
-    gather_or_cancel,
-)
+from monitor.tlog.errors import LogProtocolError, UnexpectedStatusError
+from monitor.tlog.http import HttpFetcher, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import leaf_hash
 
 LOG_PATH = "/api/v1/log"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, overload
 
-from monitor.tlog.http import LogProtocolError
+from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.tiles import TilesClient

@@ -21,7 +21,8 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from monitor.tlog.http import HttpFetcher, LogProtocolError, Observer, RetryPolicy, gather_or_cancel
+from monitor.tlog.errors import LogProtocolError
+from monitor.tlog.http import HttpFetcher, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange, node_hash
 
 CHECKPOINT_PATH = "/checkpoint"
