@@ -25,9 +25,10 @@ from typing import Any
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_ct_entries
 from monitor.child import decoding_in_a_process, discard_process
-from monitor.decode_worker import ChunkOutcome, DecodeProcess, WorkerError, analyse_chunk
+from monitor.decode_worker import ChunkOutcome, DecodeProcess, WorkerError, analyse_answers, analyse_chunk
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree
+from monitor.tlog.rekor_v1_entries import RetrieveAnswer
 from monitor.tlog.source import SourceEntry
 
 __all__ = ["AnalysedChunk", "ChunkAnalyser", "ChunkOutcome", "CtOutcome", "Judges", "Outcome", "WorkerError"]
@@ -46,7 +47,11 @@ class AnalysedChunk:
     named_leaves_check: bytes = b""
     """For entries whose leaf hashes are the log's word (Rekor v1: named by the uuid), the ones the
     analysis computed from their bodies, concatenated, which theirs must equal; b"": nothing to
-    check (a tiles chunk's entries take theirs from the analysis)."""
+    check (a tiles chunk's entries take theirs from the analysis; a v1 chunk read in the decode
+    process was checked there: `misnamed`)."""
+    misnamed: int | None = None
+    """The global index of an entry whose uuid does not name the leaf hash of its body, found where
+    the chunk was read and analysed."""
 
 
 class ChunkAnalyser:
@@ -78,6 +83,19 @@ class ChunkAnalyser:
         async with self._counted():
             worker = await self._worker()
             return await self._answer(worker, worker.analyse(bodies, hash_from=hash_from))
+
+    async def analyse_answers(self, answers: list[RetrieveAnswer], *, hash_from: int) -> ChunkOutcome:
+        """Rekor v1 retrieve answers: their entries read, checked against their uuids, hashed and
+        analysed as `analyse` does, with the entries of the positions with outcomes (or why not:
+        `ChunkOutcome.refused`, `missing`). A decode process empties `answers` once sent."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._thread, functools.partial(analyse_answers, answers, self.judges, hash_from=hash_from)
+            )
+        async with self._counted():
+            worker = await self._worker()
+            return await self._answer(worker, worker.analyse_answers(answers, hash_from=hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
         """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""

@@ -9,15 +9,19 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
 - the first frame is the pickled `Judges`, from the parent (trusted);
 - then each request is a chunk: a flag byte, then for Rekor entry bodies (flag bit 0: also hash
   them, the 8-byte big-endian tree index of the first following) each body as a 4-byte big-endian
-  length and its bytes, or for CT entries (flag bit 1) the pickled list of `CtLogEntry` (from the
+  length and its bytes; or for Rekor v1 retrieve answers (flag bit 2: read, check and hash them,
+  the 8-byte tree index of the first entry following), for each answer the 4-byte count of the
+  global indexes it was asked for, those as 8-byte big-endian integers, then the answer as a 4-byte
+  length and its bytes; or for CT entries (flag bit 1) the pickled list of `CtLogEntry` (from the
   parent: trusted);
 - each answer, in request order, is the pickled `ChunkOutcome`.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight.
 
 Invariants: the bodies are analysed exactly as `analyse_entry` does in process (same findings, same
-`EntryDecodeError`s); a malformed frame from the parent ends the worker with a message on stderr,
-never a wrong answer.
+`EntryDecodeError`s); retrieve answers are read exactly as the daemon's client reads them (the same
+entries, the same problem named); a malformed frame from the parent ends the worker with a message on
+stderr, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -30,18 +34,21 @@ import signal
 import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
 from monitor.child import end_process, start_decode_worker
+from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
+from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer, chunk_entries
 
 LENGTH = struct.Struct(">I")
 FIRST_INDEX = struct.Struct(">Q")
 WITH_LEAF_HASHES = 1
 CT_ENTRIES = 2
+V1_ANSWERS = 4
 MAX_FRAME_BYTES = 1 << 30
 
 
@@ -49,11 +56,21 @@ MAX_FRAME_BYTES = 1 << 30
 class ChunkOutcome:
     """{position: outcome} for the bodies that yield findings or cannot be decoded, and when asked,
     every body's leaf hash, concatenated (32 bytes each, in order), and the aligned subtrees those
-    leaves make (what the tail folds into its compact range: the same as folding every leaf)."""
+    leaves make (what the tail folds into its compact range: the same as folding every leaf).
+
+    For retrieve answers: the entries of those positions (`kept`; the others are not sent back),
+    and no leaf hashes. `misnamed`: the global index of the first entry whose uuid does not name its
+    body's leaf hash (the tail fails the chunk at its turn). Or nothing analysed: `refused`, the
+    problem of a malformed answer (the tail fails the chunk at once, as its client would), or
+    `missing`, entries that no answer holds (the tail asks the log for them again)."""
 
     outcomes: dict[int, Outcome] | dict[int, CtOutcome]
     leaf_hashes: bytes = b""
     subtrees: tuple[Subtree, ...] = ()
+    kept: dict[int, RekorEntry] = field(default_factory=dict)
+    misnamed: int | None = None
+    refused: str | None = None
+    missing: bool = False
 
 
 class WorkerError(Exception):
@@ -74,7 +91,46 @@ def encode_chunk(bodies: Sequence[bytes], *, hash_from: int | None = None) -> by
     return b"".join(parts)
 
 
-def decode_chunk(payload: bytes) -> tuple[list[bytes], int | None]:
+def encode_answers(answers: Sequence[RetrieveAnswer], hash_from: int) -> bytes:
+    """A request frame's payload for Rekor v1 retrieve answers, their entries' leaves from tree
+    index `hash_from`."""
+    parts = [bytes([V1_ANSWERS]), FIRST_INDEX.pack(hash_from)]
+    for answer in answers:
+        parts.append(LENGTH.pack(len(answer.requested)))
+        parts += map(FIRST_INDEX.pack, answer.requested)
+        parts += (LENGTH.pack(len(answer.raw)), answer.raw)
+    return b"".join(parts)
+
+
+def decode_answers(payload: bytes | memoryview) -> tuple[list[RetrieveAnswer], int]:
+    """The answers of a request and the tree index of their first entry; ValueError if malformed."""
+    if len(payload) < 1 + FIRST_INDEX.size:
+        raise ValueError("a request of answers ends inside its first index")
+    (hash_from,), offset, size = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size, len(payload)
+    view = memoryview(payload)  # the answers are read in place: a chunk's are megabytes
+    answers = []
+    while offset < size:
+        count, offset = _length_at(payload, offset)
+        end = offset + count * FIRST_INDEX.size
+        if end > size:
+            raise ValueError("the indexes of an answer run past the request")
+        requested = struct.unpack_from(f">{count}Q", payload, offset)
+        length, offset = _length_at(payload, end)
+        if offset + length > size:
+            raise ValueError("an answer runs past the request")
+        answers.append(RetrieveAnswer(requested, view[offset : offset + length]))
+        offset += length
+    return answers, hash_from
+
+
+def _length_at(payload: bytes, offset: int) -> tuple[int, int]:
+    """The 4-byte length at `offset`, and the offset after it."""
+    if offset + LENGTH.size > len(payload):
+        raise ValueError("a length runs past the request")
+    return LENGTH.unpack_from(payload, offset)[0], offset + LENGTH.size
+
+
+def decode_chunk(payload: bytes | memoryview) -> tuple[list[bytes], int | None]:
     """The bodies of a request and the tree index to hash them from (None: not wanted); ValueError
     if malformed."""
     if not payload:
@@ -86,13 +142,10 @@ def decode_chunk(payload: bytes) -> tuple[list[bytes], int | None]:
         (hash_from,), offset = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size
     bodies = []
     while offset < size:
-        if offset + LENGTH.size > size:
-            raise ValueError("a body length runs past the request")
-        (length,) = LENGTH.unpack_from(payload, offset)
-        offset += LENGTH.size
+        length, offset = _length_at(payload, offset)
         if offset + length > size:
             raise ValueError("a body runs past the request")
-        bodies.append(payload[offset : offset + length])
+        bodies.append(bytes(payload[offset : offset + length]))
         offset += length
     return bodies, hash_from
 
@@ -105,10 +158,36 @@ def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, hash_from: int | N
     return ChunkOutcome(outcomes, b"".join(hashes), tuple(aligned_subtrees(hash_from, hashes)))
 
 
-def answer(payload: bytes, judges: Judges) -> ChunkOutcome:
+def analyse_answers(answers: Sequence[RetrieveAnswer], judges: Judges, *, hash_from: int) -> ChunkOutcome:
+    """Read the entries of Rekor v1 retrieve answers as the daemon's client would, check the leaf
+    hash each uuid names against its body's, then analyse them as `analyse_chunk` does."""
+    try:
+        entries = chunk_entries(answers)
+    except RefusedAnswer as exc:
+        return ChunkOutcome({}, refused=exc.problem)
+    if entries is None:
+        return ChunkOutcome({}, missing=True)
+    bodies = [entry.body for entry in entries]
+    hashes = [leaf_hash(body) for body in bodies]
+    misnamed = next(
+        (entry.log_index for entry, hashed in zip(entries, hashes, strict=True) if entry.leaf_hash != hashed), None
+    )
+    outcomes = analyse_bodies(bodies, judges)
+    return ChunkOutcome(
+        outcomes,
+        subtrees=tuple(aligned_subtrees(hash_from, hashes)),
+        kept={position: entries[position] for position in outcomes},
+        misnamed=misnamed,
+    )
+
+
+def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
     """The answer to one request frame; ValueError if it is malformed."""
     if payload[:1] == bytes([CT_ENTRIES]):
         return ChunkOutcome(analyse_ct_entries(pickle.loads(payload[1:]), judges))
+    if payload[:1] == bytes([V1_ANSWERS]):
+        answers, hash_from = decode_answers(payload)
+        return analyse_answers(answers, judges, hash_from=hash_from)
     bodies, hash_from = decode_chunk(payload)
     return analyse_chunk(bodies, judges, hash_from=hash_from)
 
@@ -116,20 +195,35 @@ def answer(payload: bytes, judges: Judges) -> ChunkOutcome:
 # -- the worker side -------------------------------------------------------------------------------
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
-    """The next frame, None at a clean end of input."""
-    header = stream.read(LENGTH.size)
-    if not header:
-        return None
-    if len(header) < LENGTH.size:
-        raise ValueError("input ends inside a frame header")
-    (length,) = LENGTH.unpack(header)
-    if length > MAX_FRAME_BYTES:
-        raise ValueError(f"a frame of {length} bytes")
-    payload = stream.read(length)
-    if len(payload) < length:
-        raise ValueError("input ends inside a frame")
-    return payload
+class FrameReader:
+    """Frames read into one buffer, reused: each frame is valid until the next is read. A chunk's
+    frame is megabytes (a v1 chunk's answers: 4.5 MB), and a new one for each left the worker's heap
+    10-15 MiB larger (glibc keeps freed blocks of that size once its mmap threshold has risen)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    def next(self) -> memoryview | None:
+        """The next frame, None at a clean end of input."""
+        header = self._stream.read(LENGTH.size)
+        if not header:
+            return None
+        if len(header) < LENGTH.size:
+            raise ValueError("input ends inside a frame header")
+        (length,) = LENGTH.unpack(header)
+        if length > MAX_FRAME_BYTES:
+            raise ValueError(f"a frame of {length} bytes")
+        if len(self._buffer) < length:
+            self._buffer = bytearray(length)
+        frame = memoryview(self._buffer)[:length]
+        read = 0
+        while read < length:
+            count = self._stream.readinto(frame[read:])
+            if not count:
+                raise ValueError("input ends inside a frame")
+            read += count
+        return frame
 
 
 def write_frame(stream: BinaryIO, payload: bytes) -> None:
@@ -139,11 +233,12 @@ def write_frame(stream: BinaryIO, payload: bytes) -> None:
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """Answer chunks until the input ends."""
-    setup = read_frame(requests)
+    frames = FrameReader(requests)
+    setup = frames.next()
     if setup is None:
         return
     judges: Judges = pickle.loads(setup)
-    while (payload := read_frame(requests)) is not None:
+    while (payload := frames.next()) is not None:
         write_frame(answers, pickle.dumps(answer(payload, judges)))
 
 
@@ -172,6 +267,12 @@ def main() -> None:
 # -- the parent side -------------------------------------------------------------------------------
 
 
+def _taken(answers: list[RetrieveAnswer], hash_from: int) -> bytes:
+    payload = encode_answers(answers, hash_from)
+    answers.clear()
+    return payload
+
+
 class DecodeProcess:
     """One `python -m monitor.decode_worker` child; requests are answered in order, several may wait."""
 
@@ -197,6 +298,10 @@ class DecodeProcess:
 
     async def analyse(self, bodies: Sequence[bytes], *, hash_from: int | None = None) -> ChunkOutcome:
         return await self._request(encode_chunk(bodies, hash_from=hash_from))
+
+    async def analyse_answers(self, answers: list[RetrieveAnswer], *, hash_from: int) -> ChunkOutcome:
+        """Empties `answers` once they are encoded: the request is then their only copy."""
+        return await self._request(_taken(answers, hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> ChunkOutcome:
         return await self._request(encode_ct_chunk(entries))

@@ -50,7 +50,7 @@ from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import LogSource, ShardHead, SourceEntry, TileEntries
+from monitor.tlog.source import KeptEntries, LogSource, RetrievedChunk, ShardHead, SourceEntry, TileEntries
 from monitor.tlog.witness import WitnessVerdict, evaluate
 from monitor.trust import LogKey, TrustRoot
 
@@ -94,21 +94,24 @@ class Shard:
 
 
 def body_bytes(entries: Sequence[SourceEntry]) -> int:
-    return entries.body_bytes if isinstance(entries, TileEntries) else sum(len(entry.body) for entry in entries)
+    if isinstance(entries, TileEntries | KeptEntries):
+        return entries.body_bytes
+    return sum(len(entry.body) for entry in entries)
 
 
 def check_named_leaves(url: str, chunk: AnalysedChunk) -> None:
     """Raise LogProtocolError unless each Rekor v1 entry's leaf hash, the one its uuid names as read
-    (`RekorEntry.leaf_hash`), is its body's, as the analysis computed it: hashing every body in the
-    daemon as well as in the analysis cost 7% of a v1 catch-up."""
-    computed = chunk.named_leaves_check
-    if not computed or b"".join(entry.leaf_hash for entry in chunk.entries) == computed:
-        return
-    for position, entry in enumerate(chunk.entries):
-        if entry.leaf_hash != computed[position * HASH_SIZE : (position + 1) * HASH_SIZE]:
-            raise LogProtocolError(
-                url, f"entry {entry.log_index}: its uuid does not end with the leaf hash of its body"
-            )
+    (`RekorEntry.leaf_hash`), is its body's, as the analysis computed it (hashing every body in the
+    daemon as well as in the analysis cost 7% of a v1 catch-up), or checked it (`misnamed`)."""
+    misnamed, computed = chunk.misnamed, chunk.named_leaves_check
+    if misnamed is None and computed and b"".join(entry.leaf_hash for entry in chunk.entries) != computed:
+        misnamed = next(
+            entry.log_index
+            for position, entry in enumerate(chunk.entries)
+            if entry.leaf_hash != computed[position * HASH_SIZE : (position + 1) * HASH_SIZE]
+        )
+    if misnamed is not None:
+        raise LogProtocolError(url, f"entry {misnamed}: its uuid does not end with the leaf hash of its body")
 
 
 def fold(compact: CompactRange, chunk: AnalysedChunk) -> CompactRange:
@@ -151,7 +154,7 @@ def state_of(row: LogRow) -> ShardState:
 class BatchHandler(Protocol):
     """Turns a chunk of entries into rows: analysed when fetched, recorded once proven."""
 
-    async def analyse(self, entries: Sequence[SourceEntry], first: int) -> AnalysedChunk:
+    async def analyse(self, entries: Sequence[SourceEntry] | RetrievedChunk, first: int) -> AnalysedChunk:
         """`first`: the tree index of the first entry in its shard (the leaves' place in the tree)."""
         ...
 
@@ -534,7 +537,8 @@ class LogFollower:
             entries, proof_hashes = await gather_or_cancel(
                 [self.source.entries(first, end, head, verified.size), proof]
             )
-            return FetchedChunk(await self.handler.analyse(entries, bounds[0]), body_bytes(entries), proof_hashes)
+            analysed = await self.handler.analyse(entries, bounds[0])
+            return FetchedChunk(analysed, body_bytes(analysed.entries), proof_hashes)
 
         proven: ProvenChunks | None = None
 

@@ -26,7 +26,8 @@ from monitor.identity import SigningIdentity
 from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
-from monitor.tlog.source import SourceEntry, TileEntries
+from monitor.tlog.errors import LogProtocolError
+from monitor.tlog.source import KeptEntries, RetrievedChunk, SourceEntry, TileEntries
 from monitor.trust import TrustRoot
 
 if TYPE_CHECKING:
@@ -43,11 +44,21 @@ class SigningRecorder:
     trust: TrustRoot
     watch: WatchSettings
 
-    async def analyse(self, entries: Sequence[SourceEntry], first: int) -> AnalysedChunk:
+    async def analyse(self, entries: Sequence[SourceEntry] | RetrievedChunk, first: int) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
         yield signings or cannot be decoded. Its leaves are hashed and folded into subtrees there
-        too: a tiles chunk's entries get their leaf hashes from it; a v1 entry's leaf hash is the
-        one its uuid names, which the tail checks against these (`pipeline.check_named_leaves`)."""
+        too: a tiles chunk's entries get their leaf hashes from it; a v1 chunk's answers are read
+        there, and each leaf hash its uuid names checked there against its body's (for the tail to
+        act on: `pipeline.check_named_leaves`). Entries the answers lack are asked for again and
+        read here, then analysed as bodies, their named leaves checked by the tail."""
+        if isinstance(entries, RetrievedChunk):
+            answer = await self.analyser.analyse_answers(entries.answers, hash_from=first)
+            if answer.refused is not None:
+                raise LogProtocolError(entries.url, answer.refused)
+            if not answer.missing:
+                kept = KeptEntries(len(entries.wanted), answer.kept)
+                return AnalysedChunk(kept, answer.outcomes, answer.subtrees, misnamed=answer.misnamed)
+            entries = await entries.read_again()
         if not entries:
             return AnalysedChunk(entries, {})
         tiles = isinstance(entries, TileEntries)

@@ -1,5 +1,6 @@
-"""The lean decode process answers exactly what in-process analysis answers, imports no more than it
-needs, and never leaves a caller waiting on a dead worker."""
+"""The lean decode process answers exactly what in-process analysis answers, reads a Rekor v1 chunk's
+answers exactly as the daemon's client reads them (the same entries, the same problems), imports no
+more than it needs, and never leaves a caller waiting on a dead worker."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from monitor.analyser import ChunkAnalyser
@@ -25,8 +28,12 @@ from monitor.decode_worker import (
     LENGTH,
     PIPE_BYTES,
     DecodeProcess,
+    FrameReader,
     WorkerError,
+    analyse_answers,
+    decode_answers,
     decode_chunk,
+    encode_answers,
     encode_chunk,
     serve,
 )
@@ -35,8 +42,13 @@ from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import ChainVerifier
 from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
+from monitor.simulate.server import start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
+from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
+from monitor.tlog.rekor_v1 import RekorV1Client
+from monitor.tlog.rekor_v1_entries import RetrieveAnswer
+from monitor.tlog.source import RekorV1Source
 from monitor.trust import parse_trust_root
 
 WATCH = {
@@ -232,3 +244,147 @@ def test_chunks_round_trip_and_malformed_input_is_refused() -> None:
     truncated = io.BytesIO(LENGTH.pack(100) + b"short")
     with pytest.raises(ValueError, match="inside a frame"):
         serve(truncated, io.BytesIO())
+
+
+def test_frames_are_read_whole_into_one_buffer() -> None:
+    """Each frame is read whole (a pipe gives at most its size at a time) and valid until the next."""
+    payloads = [b"a" * 70_000, b"", b"b" * 5, b"c" * 300_000]
+    frames = FrameReader(io.BytesIO(b"".join(LENGTH.pack(len(payload)) + payload for payload in payloads)))
+    assert [bytes(frame) for frame in iter(frames.next, None)] == payloads
+    with pytest.raises(ValueError, match="inside a frame header"):
+        FrameReader(io.BytesIO(b"\x00\x00")).next()
+
+
+# -- Rekor v1 retrieve answers, read in the decode process ------------------------------------------------
+
+
+def retrieve_answer(bodies: dict[int, bytes], requested: tuple[int, ...] | None = None) -> RetrieveAnswer:
+    """A retrieve answer as Rekor sends it, for these bodies at these global indexes."""
+    document = [
+        {
+            leaf_hash(body).hex(): {
+                "body": base64.b64encode(body).decode(),
+                "integratedTime": 1_700_000_000 + index,
+                "logID": "ab" * 32,
+                "logIndex": index,
+                "verification": {"signedEntryTimestamp": base64.b64encode(b"SET %d" % index).decode()},
+            }
+        }
+        for index, body in bodies.items()
+    ]
+    return RetrieveAnswer(requested or tuple(bodies), json.dumps(document).encode())
+
+
+def answers_for(bodies: list[bytes], first: int) -> list[RetrieveAnswer]:
+    """Batches of ten, as the client asks; the last two of five, as halves of a batch Rekor found too large."""
+    indexed = dict(enumerate(bodies, start=first))
+    batches = [list(indexed)[start : start + 10] for start in range(0, len(indexed), 10)]
+    last = batches.pop()
+    batches += [last[: len(last) // 2], last[len(last) // 2 :]]
+    return [retrieve_answer({index: indexed[index] for index in batch}) for batch in batches if batch]
+
+
+async def test_a_v1_chunk_is_read_in_the_decode_process_as_the_daemon_reads_it(tmp_path: Path) -> None:
+    """The simulator's answers (1% watched signings) are read there whole; the outcomes, the subtrees
+    and the entries kept (those with outcomes) are what reading them in the daemon and analysing
+    their bodies gives."""
+    sim = await start_simulator(directory=tmp_path, prefill=1100)
+    analyser = ChunkAnalyser(judges_of(sim.ca, Policy(WatchSettings.model_validate(WATCH))), in_thread=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            source = RekorV1Source(sim.url, RekorV1Client(sim.url, http))
+            [head] = await source.heads()
+            chunk = await source.entries(76, 1100, head, 1100)
+            answer = await analyser.analyse_answers(chunk.answers, hash_from=76)
+            entries = await chunk.read_again()
+        expected = await analyser.analyse([entry.body for entry in entries], hash_from=76)
+    finally:
+        await analyser.close()
+        await sim.stop()
+    assert comparable(answer.outcomes) == comparable(expected.outcomes)
+    assert len(answer.outcomes) >= 5
+    assert answer.subtrees == expected.subtrees
+    assert answer.kept == {position: entries[position] for position in expected.outcomes}
+    assert answer.leaf_hashes == b""
+    assert (answer.misnamed, answer.refused, answer.missing) == (None, None, False)
+    assert chunk.answers == [], "sent to the decode process: not held twice"
+
+
+@pytest.mark.parametrize("in_thread", [True, False], ids=["single core: a thread", "a decode process"])
+async def test_answers_are_read_alike_in_a_thread_and_in_a_decode_process(
+    setup: tuple[Judges, list[bytes]], in_thread: bool
+) -> None:
+    judges, bodies = setup
+    answers = answers_for(bodies, 2**40)
+    analyser = ChunkAnalyser(judges, in_thread=in_thread)
+    try:
+        answer = await analyser.analyse_answers(answers, hash_from=300)
+    finally:
+        await analyser.close()
+    assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    assert answer.subtrees == tuple(aligned_subtrees(300, [leaf_hash(body) for body in bodies]))
+    assert set(answer.kept) == set(answer.outcomes)
+    assert all(answer.kept[position].body == bodies[position] for position in answer.kept)
+    assert [answer.kept[position].log_index for position in sorted(answer.kept)] == [
+        2**40 + position for position in sorted(answer.outcomes)
+    ]
+
+
+def test_answers_lacking_entries_are_left_to_the_daemon_unanalysed(setup: tuple[Judges, list[bytes]]) -> None:
+    """The daemon asks the log again for the chunk (a loaded Rekor omits entries)."""
+    judges, bodies = setup
+    good = answers_for(bodies, 0)
+    for lacking in (
+        retrieve_answer({10: bodies[10]}, requested=good[1].requested),
+        RetrieveAnswer(good[1].requested, b"[]"),
+    ):
+        answer = analyse_answers([good[0], lacking, *good[2:]], judges, hash_from=0)
+        assert answer.missing
+        assert (answer.outcomes, answer.kept, answer.subtrees, answer.refused) == ({}, {}, (), None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"<html>busy</html>", "retrieve answer is not valid JSON: "),
+        (b"{}", "malformed retrieve answer: answer: is an object of length 0, not a list"),
+        (json.dumps([{"ab" * 32: {"logIndex": 10}}]).encode(), "malformed retrieve answer: [0].body: is missing"),
+    ],
+    ids=["not JSON", "not a list", "an entry without a body"],
+)
+def test_a_malformed_answer_is_refused_with_the_problem_the_client_names(
+    setup: tuple[Judges, list[bytes]], raw: bytes, problem: str
+) -> None:
+    judges, bodies = setup
+    good = answers_for(bodies, 0)
+    answers = [good[0], RetrieveAnswer(good[1].requested, raw), *good[2:]]
+    answer = analyse_answers(answers, judges, hash_from=0)
+    assert answer.refused is not None and answer.refused.startswith(problem)
+    with pytest.raises(LogProtocolError) as raised:
+        RekorV1Client("http://log", None).read_answer(answers[1], proofs=False)  # type: ignore[arg-type]
+    assert raised.value.problem == answer.refused
+    assert (answer.outcomes, answer.kept, answer.missing) == ({}, {}, False)
+
+
+def test_an_entry_whose_uuid_names_another_leaf_is_named_and_the_rest_analysed(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    judges, bodies = setup
+    good = answers_for(bodies, 100)
+    misnamed = json.loads(good[1].raw)
+    misnamed[3] = {leaf_hash(b"another body").hex(): next(iter(misnamed[3].values()))}
+    answers = [good[0], RetrieveAnswer(good[1].requested, json.dumps(misnamed).encode()), *good[2:]]
+    answer = analyse_answers(answers, judges, hash_from=100)
+    assert answer.misnamed == 113
+    assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    assert analyse_answers(answers_for(bodies, 100), judges, hash_from=100).misnamed is None
+
+
+def test_answers_round_trip_and_malformed_input_is_refused() -> None:
+    answers = [RetrieveAnswer((7, 2**62), b"[]"), RetrieveAnswer((), b""), RetrieveAnswer((1,), b"x" * 70_000)]
+    assert decode_answers(encode_answers(answers, 2**40 + 3)) == (answers, 2**40 + 3)
+    assert decode_answers(encode_answers([], 0)) == ([], 0)
+    payload = encode_answers(answers, 5)
+    for bad in (payload[:5], payload[:-1], payload[:12], payload[:9] + LENGTH.pack(1000) + payload[13:]):
+        with pytest.raises(ValueError):
+            decode_answers(bad)

@@ -162,6 +162,30 @@ async def test_an_entry_whose_uuid_names_another_body_is_refused_with_its_chunk(
     assert log.next_index == 20
 
 
+async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """A loaded Rekor leaves entries out of its retrieve answers: the chunk is asked for again until
+    it is whole (five times), then it is a protocol error; nothing of it is stored meanwhile."""
+    await sim.simulator.append_unwatched(2000)
+    settings = settings_for(sim, database_url)
+    sim.simulator.hostility.configure({"omitted": {"index": 1500, "times": 3}})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [log] = await rows_of(database_url, LogRow)
+    assert log.next_index == 2000
+    assert CompactRange.from_bytes(2000, log.compact_range).root() == sim.log.active.root(2000)
+    assert sim.simulator.hostility.omitted_left == 0
+
+    await sim.simulator.append_unwatched(1000)
+    sim.simulator.hostility.configure({"omitted": {"index": 2500}})
+    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
+    [log] = await rows_of(database_url, LogRow)
+    assert (log.next_index, log.state) == (2000, "unreachable")
+    assert "does not serve entries [2500] below its verified size" in (log.state_detail or "")
+    sim.simulator.hostility.configure({})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+
+
 async def test_chunks_proven_before_a_bad_one_are_kept_and_the_rest_read_again(
     sim: RunningSimulator, database_url: str
 ) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from monitor.tlog.answers import parse_answer
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import leaf_hash
-from monitor.tlog.rekor_v1 import RekorEntry, match_entries, match_entries_typed
+from monitor.tlog.rekor_v1_entries import RekorEntry, match_entries, match_entries_typed
 from tests.test_rekor_v1 import BROKEN_DOCUMENTS, BROKEN_ENTRIES, anonymous_entry, log_entry
 
 REQUESTED = frozenset(range(7, 10))

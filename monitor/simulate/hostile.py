@@ -12,7 +12,9 @@ to the log's API only, never to /sim/, and `{}` clears them all):
   active shard's signedTreeHead and treeSize in /api/v1/log);
 - `claimed_size`: S: v1's /api/v1/log says treeSize S beside its real, signed checkpoint;
 - `misnamed`: I: v1's retrieve answers name entry I (global index) with a uuid that ends with another
-  leaf hash than its body's.
+  leaf hash than its body's;
+- `omitted`: {"index": I, "times": N}: v1's retrieve answers leave entry I out, the first N times it
+  is asked for (a loaded Rekor does).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Hostility:
     checkpoint_signed: bool = True
     claimed_size: int | None = None
     misnamed: int | None = None
+    omitted: int | None = None
+    omitted_left: int = 0
 
     def configure(self, spec: dict[str, Any]) -> None:
         """Replace every switch with those of `spec` (the /sim/hostile body); raises ValueError."""
@@ -59,6 +63,11 @@ class Hostility:
             self.claimed_size = _count(spec["claimed_size"])
         if spec.get("misnamed") is not None:
             self.misnamed = _count(spec["misnamed"])
+        omitted = spec.get("omitted")
+        if omitted is not None:
+            if not isinstance(omitted, dict):
+                raise ValueError("'omitted' is an object: {index, times}")
+            self.omitted, self.omitted_left = _count(omitted.get("index")), _count(omitted.get("times", 1_000_000))
 
     def hostile_checkpoint(self, log: SimLog) -> str | None:
         """The checkpoint to serve instead of the real one, if one is set."""
@@ -98,9 +107,22 @@ async def serve_hostile(
             if hostility.claimed_size is not None:
                 info["treeSize"] = hostility.claimed_size
             return web.json_response(info)
-        if request.path == RETRIEVE_PATH and hostility.misnamed is not None:
-            return web.json_response(_misnamed(json.loads(bytes(answer.body)), hostility.misnamed))  # type: ignore[arg-type]
+        if request.path == RETRIEVE_PATH and (hostility.misnamed is not None or hostility.omitted is not None):
+            entries = json.loads(bytes(answer.body))  # type: ignore[arg-type]
+            if hostility.misnamed is not None:
+                entries = _misnamed(entries, hostility.misnamed)
+            return web.json_response(_omitting(entries, hostility))
     return answer
+
+
+def _omitting(entries: list[dict[str, Any]], hostility: Hostility) -> list[dict[str, Any]]:
+    """The answer without entry `hostility.omitted`, the first `omitted_left` times it is asked for
+    (a loaded Rekor leaves entries out of its answers)."""
+    kept = [item for item in entries if next(iter(item.values()))["logIndex"] != hostility.omitted]
+    if len(kept) < len(entries) and hostility.omitted_left > 0:
+        hostility.omitted_left -= 1
+        return kept
+    return entries
 
 
 def _misnamed(entries: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:

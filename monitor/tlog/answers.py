@@ -1,7 +1,8 @@
 """Strict reading of a log's JSON answers: every field type-checked by hand, every failure one error.
 
 A `MalformedError` names the field's path in the answer; `parse_answer` turns it (and invalid JSON)
-into the `LogProtocolError` of the URL that answered. Error messages describe a bad value (its type
+into the `LogProtocolError` of the URL that answered (`parse_document`, where the URL is not known:
+into a `RefusedAnswer` saying the same). Error messages describe a bad value (its type
 and size), never quote it: it may be huge or hostile.
 """
 
@@ -30,16 +31,33 @@ class MalformedError(Exception):
         return MalformedError(f"{prefix}.{self.field}", self.problem)
 
 
-def parse_answer(raw: bytes, url: str, what: str, parse: Callable[[Any], T]) -> T:
-    """`parse` of the JSON `raw`, any failure a LogProtocolError naming `url` and `what`."""
+class RefusedAnswer(Exception):
+    """An answer that is not JSON or is malformed; `problem` says what, as the LogProtocolError of the
+    URL that answered will (`parse_answer`), once that is known."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def parse_document(raw: bytes, what: str, parse: Callable[[Any], T]) -> T:
+    """`parse` of the JSON `raw`, any failure a RefusedAnswer naming `what`."""
     try:
         document = loads_json(raw)
     except (ValueError, RecursionError) as exc:
-        raise LogProtocolError(url, f"{what} is not valid JSON: {exc}") from exc
+        raise RefusedAnswer(f"{what} is not valid JSON: {exc}") from exc
     try:
         return parse(document)
     except MalformedError as exc:
-        raise LogProtocolError(url, f"malformed {what}: {exc}") from exc
+        raise RefusedAnswer(f"malformed {what}: {exc}") from exc
+
+
+def parse_answer(raw: bytes, url: str, what: str, parse: Callable[[Any], T]) -> T:
+    """`parse` of the JSON `raw`, any failure a LogProtocolError naming `url` and `what`."""
+    try:
+        return parse_document(raw, what, parse)
+    except RefusedAnswer as exc:
+        raise LogProtocolError(url, exc.problem) from exc.__cause__
 
 
 def json_object(value: Any, where: str) -> dict[str, Any]:

@@ -12,13 +12,15 @@ logs (other URLs), found in the trust root.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol, overload
 
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.rekor_v1 import RekorV1Client
+from monitor.tlog.rekor_v1_entries import RetrieveAnswer
 from monitor.tlog.tiles import TilesClient
 
 MISSING_ENTRY_RETRIES = 5
@@ -100,6 +102,51 @@ class TileEntries(Sequence[TileEntry]):
 
 
 @dataclass(frozen=True)
+class RetrievedChunk:
+    """A chunk of a Rekor v1 log as its retrieve answers came, unparsed. The decode process reads
+    them where it analyses the entries (rekor_v1_entries.chunk_entries); a decode process empties
+    `answers` once they are sent (a chunk's answers are twice its bodies: the proofs, the base64),
+    so the chunk is never held twice while it waits for its turn there. `read_again()` reads the
+    entries here, today's way: when the answers lack some."""
+
+    wanted: range  # global indexes
+    answers: list[RetrieveAnswer]
+    url: str  # where they came from, for a LogProtocolError
+    read_again: Callable[[], Awaitable[list[SourceEntry]]]
+
+
+class KeptEntries(Sequence[SourceEntry]):
+    """A Rekor v1 chunk read and analysed in the decode process. Only the entries its analysis kept
+    (those with findings or errors) came back; the others were read, hashed, checked against their
+    uuids and judged there, and are not read again."""
+
+    def __init__(self, size: int, kept: dict[int, SourceEntry]):
+        self.size = size
+        self.kept = kept
+
+    @property
+    def body_bytes(self) -> int:
+        return sum(len(entry.body) for entry in self.kept.values())
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, position: int) -> SourceEntry: ...
+    @overload
+    def __getitem__(self, position: slice) -> list[SourceEntry]: ...
+    def __getitem__(self, position: int | slice) -> SourceEntry | list[SourceEntry]:
+        if isinstance(position, slice):
+            return [self[item] for item in range(*position.indices(len(self)))]
+        if not 0 <= position < self.size:
+            raise IndexError(f"no entry {position} in a chunk of {self.size}")
+        try:
+            return self.kept[position]
+        except KeyError:
+            raise LookupError(f"entry {position} of the chunk was not kept by its analysis") from None
+
+
+@dataclass(frozen=True)
 class ShardHead:
     """A shard as the log announces it now (nothing verified yet)."""
 
@@ -143,7 +190,9 @@ class LogSource(Protocol):
 
     async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]: ...
 
-    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]: ...
+    async def entries(
+        self, first: int, end: int, head: ShardHead, tree_size: int
+    ) -> Sequence[SourceEntry] | RetrievedChunk: ...
 
     async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof: ...
 
@@ -188,9 +237,14 @@ class RekorV1Source:
     async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]:
         return await self.client.get_consistency_proof(first, last, tree_id)
 
-    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]:
-        """Entries [first, end) (global), all of them, in order; a server that omits some is asked again."""
+    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> RetrievedChunk:
+        """Entries [first, end) (global), as the log answered, unparsed: read where they are analysed."""
         wanted = range(first, end)
+        answers = await self.client.get_answers(wanted)
+        return RetrievedChunk(wanted, answers, self.client.retrieve_url, partial(self._read, wanted))
+
+    async def _read(self, wanted: range) -> list[SourceEntry]:
+        """Entries `wanted`, all of them, in order; a server that omits some is asked again."""
         found: dict[int, SourceEntry] = {}
         for attempt in range(1, MISSING_ENTRY_RETRIES + 1):
             found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
