@@ -105,9 +105,9 @@ class TileEntries(Sequence[TileEntry]):
 class RetrievedChunk:
     """A chunk of a Rekor v1 log as its retrieve answers came, unparsed. The decode process reads
     them where it analyses the entries (rekor_v1_entries.chunk_entries); a decode process empties
-    `answers` once they are sent (a chunk's answers are twice its bodies: the proofs, the base64),
-    so the chunk is never held twice while it waits for its turn there. `read_again()` reads the
-    entries here, today's way: when the answers lack some."""
+    `answers` once they are sent (a chunk's answers weigh 2.4 times its bodies: the base64, the
+    proofs), so they are never held twice while they wait for their turn there. When the answers
+    lack entries, `read_again()` asks the log for the chunk again and reads it here."""
 
     wanted: range  # global indexes
     answers: list[RetrieveAnswer]
