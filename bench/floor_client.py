@@ -35,7 +35,8 @@ import orjson
 from cryptography import x509
 from proc import high_water_kib
 
-from monitor.tlog.tiles import TILE_WIDTH, entries_path, parse_entry_bundle
+from monitor.tlog.entry_bundle import parse_entry_bundle
+from monitor.tlog.tiles import TILE_WIDTH, entries_path
 
 IN_FLIGHT = 16
 V1_BATCH = 10

@@ -25,8 +25,16 @@ from typing import Any
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_ct_entries
 from monitor.child import decoding_in_a_process, discard_process
-from monitor.decode_worker import ChunkOutcome, DecodeProcess, WorkerError, analyse_answers, analyse_chunk
+from monitor.decode_worker import (
+    ChunkOutcome,
+    DecodeProcess,
+    WorkerError,
+    analyse_answers,
+    analyse_bundles,
+    analyse_chunk,
+)
 from monitor.tlog.ct import CtLogEntry
+from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.merkle import Subtree
 from monitor.tlog.rekor_v1_entries import RetrieveAnswer
 from monitor.tlog.source import SourceEntry
@@ -96,6 +104,18 @@ class ChunkAnalyser:
         async with self._counted():
             worker = await self._worker()
             return await self._answer(worker, worker.analyse_answers(answers, hash_from=hash_from))
+
+    async def analyse_bundles(self, bundles: Sequence[EntryBundle], *, hash_from: int) -> ChunkOutcome:
+        """Tiles entry bundles: their wanted entries split out, then analysed and hashed as `analyse`
+        does, with the bodies of the positions with outcomes (or why not: `ChunkOutcome.refused`)."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._thread, functools.partial(analyse_bundles, bundles, self.judges, hash_from=hash_from)
+            )
+        async with self._counted():
+            worker = await self._worker()
+            return await self._answer(worker, worker.analyse_bundles(bundles, hash_from=hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
         """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""

@@ -12,16 +12,19 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
   length and its bytes; or for Rekor v1 retrieve answers (flag bit 2: read, check and hash them,
   the 8-byte tree index of the first entry following), for each answer the 4-byte count of the
   global indexes it was asked for, those as 8-byte big-endian integers, then the answer as a 4-byte
-  length and its bytes; or for CT entries (flag bit 1) the pickled list of `CtLogEntry` (from the
-  parent: trusted);
+  length and its bytes; or for tiles entry bundles (flag bit 3: split, hash and analyse their
+  entries, the 8-byte tree index of the first wanted entry following), for each bundle its width
+  as served, the first and end positions of the entries wanted in it, each 4 bytes big-endian,
+  then the bundle as a 4-byte length and its bytes; or for CT entries (flag bit 1) the pickled list
+  of `CtLogEntry` (from the parent: trusted);
 - each answer, in request order, is the pickled `ChunkOutcome`.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight.
 
 Invariants: the bodies are analysed exactly as `analyse_entry` does in process (same findings, same
 `EntryDecodeError`s); retrieve answers are read exactly as the daemon's client reads them (the same
-entries, the same problem named); a malformed frame from the parent ends the worker with a message on
-stderr, never a wrong answer.
+entries, the same problem named), and entry bundles split as the client splits them; a malformed
+frame from the parent ends the worker with a message on stderr, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse
 from monitor.child import end_process, start_decode_worker
 from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
+from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, bundled_entries
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer, chunk_entries
 
@@ -49,6 +53,8 @@ FIRST_INDEX = struct.Struct(">Q")
 WITH_LEAF_HASHES = 1
 CT_ENTRIES = 2
 V1_ANSWERS = 4
+ENTRY_BUNDLES = 8
+BUNDLE_SHAPE = struct.Struct(">III")  # width, start, stop
 MAX_FRAME_BYTES = 1 << 30
 
 
@@ -58,18 +64,21 @@ class ChunkOutcome:
     every body's leaf hash, concatenated (32 bytes each, in order), and the aligned subtrees those
     leaves make (what the tail folds into its compact range: the same as folding every leaf).
 
-    For retrieve answers: the entries of those positions (`kept`; the others are not sent back),
-    and no leaf hashes. `misnamed`: the global index of the first entry whose uuid does not name its
+    For retrieve answers and entry bundles: the entries of those positions (`kept`: a v1 entry as
+    read, a tiles entry's body; the others are not sent back). A v1 chunk's leaf hashes are not
+    sent back either; `misnamed`: the global index of the first entry whose uuid does not name its
     body's leaf hash (the tail fails the chunk at its turn). Or nothing analysed: `refused`, the
-    problem of a malformed answer (the tail fails the chunk at once, as its client would), or
-    `missing`, entries that no answer holds (the tail asks the log for them again)."""
+    problem of a malformed answer or bundle (which: `refused_in`; the tail fails the chunk at once,
+    as its client would), or `missing`, entries that no retrieve answer holds (the tail asks the log
+    for them again)."""
 
     outcomes: dict[int, Outcome] | dict[int, CtOutcome]
     leaf_hashes: bytes = b""
     subtrees: tuple[Subtree, ...] = ()
-    kept: dict[int, RekorEntry] = field(default_factory=dict)
+    kept: dict[int, RekorEntry] | dict[int, bytes] = field(default_factory=dict)
     misnamed: int | None = None
     refused: str | None = None
+    refused_in: int = 0
     missing: bool = False
 
 
@@ -130,6 +139,34 @@ def _length_at(payload: bytes, offset: int) -> tuple[int, int]:
     return LENGTH.unpack_from(payload, offset)[0], offset + LENGTH.size
 
 
+def encode_bundles(bundles: Sequence[EntryBundle], hash_from: int) -> bytes:
+    """A request frame's payload for tiles entry bundles, their wanted entries' leaves from tree
+    index `hash_from`."""
+    parts = [bytes([ENTRY_BUNDLES]), FIRST_INDEX.pack(hash_from)]
+    for bundle in bundles:
+        parts += (BUNDLE_SHAPE.pack(bundle.width, bundle.start, bundle.stop), LENGTH.pack(len(bundle.raw)), bundle.raw)
+    return b"".join(parts)
+
+
+def decode_bundles(payload: bytes | memoryview) -> tuple[list[EntryBundle], int]:
+    """The bundles of a request and the tree index of their first wanted entry; ValueError if malformed."""
+    if len(payload) < 1 + FIRST_INDEX.size:
+        raise ValueError("a request of bundles ends inside its first index")
+    (hash_from,), offset, size = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size, len(payload)
+    view = memoryview(payload)
+    bundles = []
+    while offset < size:
+        if offset + BUNDLE_SHAPE.size > size:
+            raise ValueError("the shape of a bundle runs past the request")
+        width, start, stop = BUNDLE_SHAPE.unpack_from(payload, offset)
+        length, offset = _length_at(payload, offset + BUNDLE_SHAPE.size)
+        if offset + length > size:
+            raise ValueError("a bundle runs past the request")
+        bundles.append(EntryBundle(width, start, stop, view[offset : offset + length]))
+        offset += length
+    return bundles, hash_from
+
+
 def decode_chunk(payload: bytes | memoryview) -> tuple[list[bytes], int | None]:
     """The bodies of a request and the tree index to hash them from (None: not wanted); ValueError
     if malformed."""
@@ -181,6 +218,18 @@ def analyse_answers(answers: Sequence[RetrieveAnswer], judges: Judges, *, hash_f
     )
 
 
+def analyse_bundles(bundles: Sequence[EntryBundle], judges: Judges, *, hash_from: int) -> ChunkOutcome:
+    """Split tiles entry bundles as the client would, then analyse their wanted entries as
+    `analyse_chunk` does, with the bodies of the positions with outcomes."""
+    try:
+        bodies = bundled_entries(bundles)
+    except BundleRefused as exc:
+        return ChunkOutcome({}, refused=exc.problem, refused_in=exc.position)
+    analysed = analyse_chunk(bodies, judges, hash_from=hash_from)
+    kept = {position: bodies[position] for position in analysed.outcomes}
+    return ChunkOutcome(analysed.outcomes, analysed.leaf_hashes, analysed.subtrees, kept=kept)
+
+
 def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
     """The answer to one request frame; ValueError if it is malformed."""
     if payload[:1] == bytes([CT_ENTRIES]):
@@ -188,6 +237,9 @@ def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
     if payload[:1] == bytes([V1_ANSWERS]):
         answers, hash_from = decode_answers(payload)
         return analyse_answers(answers, judges, hash_from=hash_from)
+    if payload[:1] == bytes([ENTRY_BUNDLES]):
+        bundles, hash_from = decode_bundles(payload)
+        return analyse_bundles(bundles, judges, hash_from=hash_from)
     bodies, hash_from = decode_chunk(payload)
     return analyse_chunk(bodies, judges, hash_from=hash_from)
 
@@ -302,6 +354,9 @@ class DecodeProcess:
     async def analyse_answers(self, answers: list[RetrieveAnswer], *, hash_from: int) -> ChunkOutcome:
         """Empties `answers` once they are encoded: the request is then their only copy."""
         return await self._request(_taken(answers, hash_from))
+
+    async def analyse_bundles(self, bundles: Sequence[EntryBundle], *, hash_from: int) -> ChunkOutcome:
+        return await self._request(encode_bundles(bundles, hash_from))
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> ChunkOutcome:
         return await self._request(encode_ct_chunk(entries))

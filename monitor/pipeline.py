@@ -50,7 +50,7 @@ from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import KeptEntries, LogSource, RetrievedChunk, ShardHead, SourceEntry, TileEntries
+from monitor.tlog.source import FetchedBundles, KeptEntries, LogSource, RetrievedChunk, ShardHead, SourceEntry
 from monitor.tlog.witness import WitnessVerdict, evaluate
 from monitor.trust import LogKey, TrustRoot
 
@@ -94,7 +94,7 @@ class Shard:
 
 
 def body_bytes(entries: Sequence[SourceEntry]) -> int:
-    if isinstance(entries, TileEntries | KeptEntries):
+    if isinstance(entries, KeptEntries):
         return entries.body_bytes
     return sum(len(entry.body) for entry in entries)
 
@@ -154,7 +154,9 @@ def state_of(row: LogRow) -> ShardState:
 class BatchHandler(Protocol):
     """Turns a chunk of entries into rows: analysed when fetched, recorded once proven."""
 
-    async def analyse(self, entries: Sequence[SourceEntry] | RetrievedChunk, first: int) -> AnalysedChunk:
+    async def analyse(
+        self, entries: Sequence[SourceEntry] | RetrievedChunk | FetchedBundles, first: int
+    ) -> AnalysedChunk:
         """`first`: the tree index of the first entry in its shard (the leaves' place in the tree)."""
         ...
 

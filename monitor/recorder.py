@@ -27,7 +27,7 @@ from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.errors import LogProtocolError
-from monitor.tlog.source import KeptEntries, RetrievedChunk, SourceEntry, TileEntries
+from monitor.tlog.source import FetchedBundles, KeptEntries, RetrievedChunk, SourceEntry
 from monitor.trust import TrustRoot
 
 if TYPE_CHECKING:
@@ -44,13 +44,18 @@ class SigningRecorder:
     trust: TrustRoot
     watch: WatchSettings
 
-    async def analyse(self, entries: Sequence[SourceEntry] | RetrievedChunk, first: int) -> AnalysedChunk:
+    async def analyse(
+        self, entries: Sequence[SourceEntry] | RetrievedChunk | FetchedBundles, first: int
+    ) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
         yield signings or cannot be decoded. Its leaves are hashed and folded into subtrees there
-        too: a tiles chunk's entries get their leaf hashes from it; a v1 chunk's answers are read
-        there, and each leaf hash its uuid names checked there against its body's (for the tail to
-        act on: `pipeline.check_named_leaves`). Entries the answers lack are asked for again and
-        read here, then analysed as bodies, their named leaves checked by the tail."""
+        too. A tiles chunk's bundles are split there, a v1 chunk's answers read there, and each leaf
+        hash a v1 uuid names checked there against its body's (for the tail to act on:
+        `pipeline.check_named_leaves`); only the entries with outcomes come back. Entries that v1
+        answers lack are asked for again and read here, then analysed as bodies, their named leaves
+        checked by the tail."""
+        if isinstance(entries, FetchedBundles):
+            return await self._analyse_bundles(entries, first)
         if isinstance(entries, RetrievedChunk):
             answer = await self.analyser.analyse_answers(entries.answers, hash_from=first)
             if answer.refused is not None:
@@ -61,12 +66,14 @@ class SigningRecorder:
             entries = await entries.read_again()
         if not entries:
             return AnalysedChunk(entries, {})
-        tiles = isinstance(entries, TileEntries)
-        bodies = entries.bodies if tiles else [entry.body for entry in entries]
-        answer = await self.analyser.analyse(bodies, hash_from=first)
-        if tiles:
-            return AnalysedChunk(entries.hashed(answer.leaf_hashes), answer.outcomes, answer.subtrees)
+        answer = await self.analyser.analyse([entry.body for entry in entries], hash_from=first)
         return AnalysedChunk(entries, answer.outcomes, answer.subtrees, named_leaves_check=answer.leaf_hashes)
+
+    async def _analyse_bundles(self, chunk: FetchedBundles, first: int) -> AnalysedChunk:
+        answer = await self.analyser.analyse_bundles(chunk.bundles, hash_from=first)
+        if answer.refused is not None:
+            raise LogProtocolError(chunk.urls[answer.refused_in], answer.refused)
+        return AnalysedChunk(chunk.kept(answer.kept, answer.leaf_hashes), answer.outcomes, answer.subtrees)
 
     def record(self, row: Shard, entries: Sequence[SourceEntry], outcomes: dict[int, Outcome], batch: Batch) -> None:
         for position, outcome in sorted(outcomes.items()):

@@ -1,6 +1,7 @@
 """The lean decode process answers exactly what in-process analysis answers, reads a Rekor v1 chunk's
-answers exactly as the daemon's client reads them (the same entries, the same problems), imports no
-more than it needs, and never leaves a caller waiting on a dead worker."""
+answers exactly as the daemon's client reads them (the same entries, the same problems), splits a
+tiles chunk's bundles as the client does, imports no more than it needs, and never leaves a caller
+waiting on a dead worker."""
 
 from __future__ import annotations
 
@@ -31,9 +32,13 @@ from monitor.decode_worker import (
     FrameReader,
     WorkerError,
     analyse_answers,
+    analyse_bundles,
+    analyse_chunk,
     decode_answers,
+    decode_bundles,
     decode_chunk,
     encode_answers,
+    encode_bundles,
     encode_chunk,
     serve,
 )
@@ -44,6 +49,7 @@ from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.server import start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
+from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.tlog.rekor_v1 import RekorV1Client
@@ -388,3 +394,55 @@ def test_answers_round_trip_and_malformed_input_is_refused() -> None:
     for bad in (payload[:5], payload[:-1], payload[:12], payload[:9] + LENGTH.pack(1000) + payload[13:]):
         with pytest.raises(ValueError):
             decode_answers(bad)
+
+
+# -- tiles entry bundles, split in the decode process ------------------------------------------------------
+
+
+def bundles_of(bodies: list[bytes], first: int) -> list[EntryBundle]:
+    """The bundles of 256 holding `bodies` from tree index `first`, as a tail fetches them."""
+    start, bundles = first % 256, []
+    while bodies:
+        part, bodies = bodies[: 256 - start], bodies[256 - start :]
+        served = [b"unwanted"] * start + part
+        raw = b"".join(len(body).to_bytes(2, "big") + body for body in served)
+        bundles.append(EntryBundle(len(served), start, len(served), raw))
+        start = 0
+    return bundles
+
+
+@pytest.mark.parametrize("in_thread", [True, False], ids=["single core: a thread", "a decode process"])
+async def test_bundles_are_split_and_analysed_as_their_bodies_are(
+    setup: tuple[Judges, list[bytes]], in_thread: bool
+) -> None:
+    judges, bodies = setup
+    many = bodies * 5  # across bundles
+    analyser = ChunkAnalyser(judges, in_thread=in_thread)
+    try:
+        answer = await analyser.analyse_bundles(bundles_of(many, 2**40 + 200), hash_from=2**40 + 200)
+    finally:
+        await analyser.close()
+    expected = analyse_chunk(many, judges, hash_from=2**40 + 200)
+    assert comparable(answer.outcomes) == comparable(expected.outcomes)
+    assert (answer.leaf_hashes, answer.subtrees) == (expected.leaf_hashes, expected.subtrees)
+    assert answer.kept == {position: many[position] for position in expected.outcomes}
+    assert answer.refused is None
+
+
+def test_a_malformed_bundle_is_refused_with_the_problem_the_client_names(setup: tuple[Judges, list[bytes]]) -> None:
+    judges, bodies = setup
+    bundles = bundles_of(bodies * 5, 0)
+    bundles[1] = bundles[1]._replace(raw=bundles[1].raw[:-1])
+    answer = analyse_bundles(bundles, judges, hash_from=0)
+    assert (answer.refused_in, answer.refused) == (1, "entry 53 runs past the end of the bundle")
+    assert (answer.outcomes, answer.kept, answer.leaf_hashes) == ({}, {}, b"")
+
+
+def test_bundles_round_trip_and_malformed_input_is_refused() -> None:
+    bundles = [EntryBundle(256, 3, 256, b"x" * 70_000), EntryBundle(0, 0, 0, b""), EntryBundle(7, 0, 2, b"yz")]
+    decoded, first = decode_bundles(encode_bundles(bundles, 2**40 + 3))
+    assert ([bundle._replace(raw=bytes(bundle.raw)) for bundle in decoded], first) == (bundles, 2**40 + 3)
+    payload = encode_bundles(bundles, 5)
+    for bad in (payload[:5], payload[:-1], payload[:15], payload[:21] + LENGTH.pack(10**6) + payload[25:]):
+        with pytest.raises(ValueError):
+            decode_bundles(bad)

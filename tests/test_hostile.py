@@ -186,6 +186,33 @@ async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
 
 
+@pytest.mark.parametrize(
+    ("api", "path", "problem"),
+    [
+        ("v1", "/api/v1/log/entries/retrieve", "/api/v1/log/entries/retrieve: retrieve answer is not valid JSON"),
+        ("tiles", "/tile/entries/001", "/tile/entries/001: entry 255 runs past the end of the bundle"),
+    ],
+)
+async def test_a_cut_answer_fails_its_chunk_naming_where_it_came_from(
+    sim: RunningSimulator, tiles: RunningSimulator, database_url: str, api: str, path: str, problem: str
+) -> None:
+    """The decode process reads a chunk's answers (v1) or splits its bundles (tiles): what it
+    refuses is the protocol error the client would have raised, naming the URL, and nothing of the
+    chunk is stored."""
+    log = sim if api == "v1" else tiles
+    await log.simulator.append_unwatched(600)
+    settings = settings_for(log, database_url, api=api)
+    log.simulator.hostility.configure({"truncated": {"path": path}})
+    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
+    [row] = await rows_of(database_url, LogRow)
+    assert (row.next_index, row.state) == (0, "unreachable")
+    assert problem in (row.state_detail or "")
+    log.simulator.hostility.configure({})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [row] = await rows_of(database_url, LogRow)
+    assert row.next_index == 600
+
+
 async def test_chunks_proven_before_a_bad_one_are_kept_and_the_rest_read_again(
     sim: RunningSimulator, database_url: str
 ) -> None:

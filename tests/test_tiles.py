@@ -32,19 +32,18 @@ from monitor.simulate.log import Shard, SimLog
 from monitor.simulate.server import RunningSimulator, start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, EntryFactory, populate
 from monitor.simulate.tiles import TileAddress, parse_tile_address
+from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, TileFormatError, bundled_entries, parse_entry_bundle
 from monitor.tlog.errors import LogProtocolError, LogUnavailableError
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
-from monitor.tlog.source import TileEntries, TileEntry
+from monitor.tlog.source import FetchedBundles, TileEntry
 from monitor.tlog.tiles import (
-    TileFormatError,
     TilesClient,
     consistency_ranges,
     encode_index,
     entries_path,
     inclusion_ranges,
-    parse_entry_bundle,
     parse_tile,
     tile_path,
     tile_width,
@@ -664,15 +663,27 @@ def test_the_staging_v2_checkpoint_verifies_with_the_staging_trust_root() -> Non
     verify_inclusion(leaf_hash(b64d(entry["canonicalizedBody"])), index, checkpoint.size, hashes_, checkpoint.root_hash)
 
 
-def test_a_tiles_chunk_gives_its_entries_once_hashed_by_its_analysis() -> None:
+def test_a_tiles_chunk_gives_the_entries_its_analysis_kept() -> None:
     bodies = [b"a", b"bb", b"ccc"]
-    chunk = TileEntries(512, bodies, b"log")
-    assert len(chunk) == 3 and chunk.body_bytes == 6
-    with pytest.raises(RuntimeError):
-        chunk[0]
-    with pytest.raises(ValueError):
-        chunk.hashed(b"\x00" * 31)
-    hashed = chunk.hashed(b"".join(leaf_hash(body) for body in bodies))
-    assert hashed[-1] == TileEntry(514, b"ccc", leaf_hash(b"ccc"), b"log")
-    assert [entry.log_index for entry in hashed] == [512, 513, 514]
-    assert [entry.uuid for entry in hashed[1:]] == [leaf_hash(b"bb").hex(), leaf_hash(b"ccc").hex()]
+    bundle = EntryBundle(3, 0, 3, b"".join(len(body).to_bytes(2, "big") + body for body in bodies))
+    chunk = FetchedBundles(512, ["http://log/tile/entries/002.p/3"], [bundle], b"log")
+    kept = chunk.kept({1: b"bb", 2: b"ccc"}, b"".join(leaf_hash(body) for body in bodies))
+    assert len(kept) == 3 and kept.body_bytes == 5
+    assert kept[-1] == TileEntry(514, b"ccc", leaf_hash(b"ccc"), b"log")
+    assert [entry.uuid for entry in kept[1:]] == [leaf_hash(b"bb").hex(), leaf_hash(b"ccc").hex()]
+    with pytest.raises(LookupError, match="not kept"):
+        kept[0]
+    with pytest.raises(IndexError):
+        kept[3]
+
+
+def test_bundles_are_split_as_the_client_splits_them() -> None:
+    """The decode process splits a tiles chunk's bundles with the client's parser: the wanted entries
+    of each, in order, from bytes or from a view of a larger buffer; a malformed one is named."""
+    bodies = [bytes([n % 256]) * (n % 7) for n in range(300)]
+    full, partial = frame(bodies[:256]), frame(bodies[256:])
+    view = memoryview(b"x" + partial)[1:]
+    assert bundled_entries([EntryBundle(256, 100, 256, full), EntryBundle(44, 0, 10, view)]) == bodies[100:266]
+    with pytest.raises(BundleRefused) as refused:
+        bundled_entries([EntryBundle(256, 0, 1, full), EntryBundle(45, 0, 10, partial)])
+    assert refused.value.position == 1 and "ends after 44 of 45" in refused.value.problem

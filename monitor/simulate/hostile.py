@@ -14,7 +14,9 @@ to the log's API only, never to /sim/, and `{}` clears them all):
 - `misnamed`: I: v1's retrieve answers name entry I (global index) with a uuid that ends with another
   leaf hash than its body's;
 - `omitted`: {"index": I, "times": N}: v1's retrieve answers leave entry I out, the first N times it
-  is asked for (a loaded Rekor does).
+  is asked for (a loaded Rekor does);
+- `truncated`: {"path": P}: answers under path prefix P lose their last byte (a cut JSON answer, an
+  entry bundle whose last entry runs past its end).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Hostility:
     misnamed: int | None = None
     omitted: int | None = None
     omitted_left: int = 0
+    truncated_path: str | None = None
 
     def configure(self, spec: dict[str, Any]) -> None:
         """Replace every switch with those of `spec` (the /sim/hostile body); raises ValueError."""
@@ -63,6 +66,8 @@ class Hostility:
             self.claimed_size = _count(spec["claimed_size"])
         if spec.get("misnamed") is not None:
             self.misnamed = _count(spec["misnamed"])
+        if spec.get("truncated") is not None:
+            self.truncated_path = _path(spec["truncated"])
         omitted = spec.get("omitted")
         if omitted is not None:
             if not isinstance(omitted, dict):
@@ -98,6 +103,8 @@ async def serve_hostile(
         return await _drip(request, answer, hostility.drip_seconds)
     checkpoint = hostility.hostile_checkpoint(log)
     if isinstance(answer, web.Response) and answer.body is not None:
+        if hostility.truncated_path is not None and request.path.startswith(hostility.truncated_path):
+            return web.Response(body=bytes(answer.body)[:-1], content_type=answer.content_type)  # type: ignore[arg-type]
         if request.path == "/checkpoint" and checkpoint is not None:
             return web.Response(text=checkpoint, content_type="text/plain")
         if request.path == "/api/v1/log" and (checkpoint is not None or hostility.claimed_size is not None):

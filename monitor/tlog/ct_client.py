@@ -25,10 +25,11 @@ import aiohttp
 from monitor.tlog.answers import MalformedError, json_base64, json_int, json_list, json_object, parse_answer
 from monitor.tlog.ct import CtEntryError, CtLogEntry, split_data_tile
 from monitor.tlog.ct_head import SignedTreeHead, parse_sth
+from monitor.tlog.entry_bundle import TileFormatError
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import HttpFetcher, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE
-from monitor.tlog.tiles import BundleFormat, TileFormatError, TilesClient, data_tile_path
+from monitor.tlog.tiles import BundleFormat, TilesClient, data_tile_path
 
 GET_STH = "/ct/v1/get-sth"
 GET_STH_CONSISTENCY = "/ct/v1/get-sth-consistency"

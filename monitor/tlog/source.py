@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, overload
 
+from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.rekor_v1 import RekorV1Client
@@ -62,43 +63,27 @@ class TileEntry:
         return self.leaf_hash.hex()
 
 
-class TileEntries(Sequence[TileEntry]):
-    """A chunk of a tiles log's entries, kept as columns (a tiles log is one tree: an entry's index
-    in it is its global index). Their leaf hashes come with their analysis, computed off the event
-    loop (`hashed`); an entry object is made only for an entry read one by one (one with findings)."""
+@dataclass(frozen=True)
+class FetchedBundles:
+    """A chunk of a tiles log as its entry bundles came, unsplit (a tiles log is one tree: an entry's
+    index in it is its global index). The decode process splits them where it analyses the entries
+    (entry_bundle.bundled_entries); the bodies of the entries with outcomes come back (`kept`)."""
 
-    def __init__(self, first: int, bodies: list[bytes], log_id: bytes = b"", leaf_hashes: bytes = b""):
-        if leaf_hashes and len(leaf_hashes) != HASH_SIZE * len(bodies):
-            raise ValueError(f"{len(leaf_hashes)} bytes of leaf hashes for {len(bodies)} entries")
-        self.first = first
-        self.bodies = bodies
-        self.log_id = log_id
-        self.leaf_hashes = leaf_hashes
+    first: int
+    urls: list[str]
+    bundles: list[EntryBundle]
+    log_id: bytes
 
-    def hashed(self, leaf_hashes: bytes) -> TileEntries:
-        """The same entries with their leaf hashes (32 bytes each, in order)."""
-        return TileEntries(self.first, self.bodies, self.log_id, leaf_hashes)
+    def kept(self, bodies: dict[int, bytes], leaf_hashes: bytes) -> KeptEntries:
+        """The chunk's entries with these bodies (by position), given every entry's leaf hash."""
 
-    @property
-    def body_bytes(self) -> int:
-        return sum(map(len, self.bodies))
-
-    def __len__(self) -> int:
-        return len(self.bodies)
-
-    @overload
-    def __getitem__(self, position: int) -> TileEntry: ...
-    @overload
-    def __getitem__(self, position: slice) -> list[TileEntry]: ...
-    def __getitem__(self, position: int | slice) -> TileEntry | list[TileEntry]:
-        if isinstance(position, slice):
-            return [self[item] for item in range(*position.indices(len(self)))]
-        if not self.leaf_hashes:
-            raise RuntimeError("the entries of a tiles chunk are read once hashed")
-        body = self.bodies[position]
-        position %= len(self.bodies)
-        leaf = self.leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE]
-        return TileEntry(self.first + position, body, leaf, self.log_id)
+        entries = {
+            position: TileEntry(
+                self.first + position, body, leaf_hashes[position * HASH_SIZE :][:HASH_SIZE], self.log_id
+            )
+            for position, body in bodies.items()
+        }
+        return KeptEntries(len(leaf_hashes) // HASH_SIZE, entries)
 
 
 @dataclass(frozen=True)
@@ -116,9 +101,10 @@ class RetrievedChunk:
 
 
 class KeptEntries(Sequence[SourceEntry]):
-    """A Rekor v1 chunk read and analysed in the decode process. Only the entries its analysis kept
-    (those with findings or errors) came back; the others were read, hashed, checked against their
-    uuids and judged there, and are not read again."""
+    """A chunk read and analysed in the decode process (a Rekor v1 chunk's answers, a tiles chunk's
+    bundles). Only the entries its analysis kept (those with findings or errors) came back; the
+    others were read, hashed (for a v1 entry: checked against its uuid) and judged there, and are
+    not read again."""
 
     def __init__(self, size: int, kept: dict[int, SourceEntry]):
         self.size = size
@@ -138,10 +124,10 @@ class KeptEntries(Sequence[SourceEntry]):
     def __getitem__(self, position: int | slice) -> SourceEntry | list[SourceEntry]:
         if isinstance(position, slice):
             return [self[item] for item in range(*position.indices(len(self)))]
-        if not 0 <= position < self.size:
+        if not -self.size <= position < self.size:
             raise IndexError(f"no entry {position} in a chunk of {self.size}")
         try:
-            return self.kept[position]
+            return self.kept[position % self.size]
         except KeyError:
             raise LookupError(f"entry {position} of the chunk was not kept by its analysis") from None
 
@@ -192,7 +178,7 @@ class LogSource(Protocol):
 
     async def entries(
         self, first: int, end: int, head: ShardHead, tree_size: int
-    ) -> Sequence[SourceEntry] | RetrievedChunk: ...
+    ) -> Sequence[SourceEntry] | RetrievedChunk | FetchedBundles: ...
 
     async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof: ...
 
@@ -297,9 +283,10 @@ class TilesSource(OneTreeOrigin):
     async def consistency_proof(self, first: int, last: int, tree_id: str) -> list[bytes]:
         return await self.client.consistency_proof(first, last)
 
-    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> Sequence[SourceEntry]:
-        """`TileEntries`, not hashed yet: the analysis of the chunk hashes them (`TileEntries.hashed`)."""
-        return TileEntries(first, await self.client.get_entries(first, end, tree_size), self.log_id)
+    async def entries(self, first: int, end: int, head: ShardHead, tree_size: int) -> FetchedBundles:
+        """Entries [first, end), in their bundles as fetched: split where they are analysed."""
+        fetched = await self.client.get_entry_bundles(first, end, tree_size)
+        return FetchedBundles(first, [url for url, _ in fetched], [bundle for _, bundle in fetched], self.log_id)
 
     async def bootstrap_proof(self, index: int, head: ShardHead, tree_size: int) -> BootstrapProof:
         [leaf] = await self.client.hashes_at(0, [index], tree_size)

@@ -21,6 +21,11 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
+from monitor.tlog.entry_bundle import (
+    EntryBundle,
+    TileFormatError,
+    parse_entry_bundle,
+)
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import HttpFetcher, Observer, RetryPolicy, gather_or_cancel
 from monitor.tlog.merkle import HASH_SIZE, CompactRange, node_hash
@@ -29,16 +34,11 @@ CHECKPOINT_PATH = "/checkpoint"
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_TILE_LEVEL = 63
-ENTRY_LENGTH_SIZE = 2  # each bundle entry is prefixed by its length, a big-endian uint16
 
 DEFAULT_RETRY = RetryPolicy()
 
 Range = tuple[int, int]  # leaves [start, end)
 E = TypeVar("E")
-
-
-class TileFormatError(ValueError):
-    """A tile or entry bundle does not have the shape its width demands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,25 +117,6 @@ def parse_tile(raw: bytes, width: int) -> list[bytes]:
     return [raw[start : start + HASH_SIZE] for start in range(0, len(raw), HASH_SIZE)]
 
 
-def parse_entry_bundle(raw: bytes, width: int) -> list[bytes]:
-    """An entry bundle's `width` entries: each a big-endian uint16 length, then that many bytes."""
-    entries: list[bytes] = []
-    append = entries.append
-    offset, size = 0, len(raw)
-    for number in range(width):
-        start = offset + ENTRY_LENGTH_SIZE
-        if start > size:
-            raise TileFormatError(f"bundle ends after {number} of {width} entries")
-        end = start + (raw[offset] << 8 | raw[offset + 1])
-        if end > size:
-            raise TileFormatError(f"entry {number} runs past the end of the bundle")
-        append(raw[start:end])
-        offset = end
-    if offset != size:
-        raise TileFormatError(f"{size - offset} bytes follow the last of the bundle's {width} entries")
-    return entries
-
-
 @dataclass(frozen=True)
 class BundleFormat(Generic[E]):
     """Where a log serves the leaves of each level-0 tile, and how one such resource splits into them.
@@ -148,6 +129,18 @@ class BundleFormat(Generic[E]):
 
 
 ENTRY_BUNDLES: BundleFormat[bytes] = BundleFormat(entries_path, parse_entry_bundle)
+
+
+def _wanted(bundle: _Fetched, offset: int, first: int, end: int) -> EntryBundle:
+    """The bundle of leaves from `offset`, of which those in [first, end) are wanted."""
+    return EntryBundle(bundle.width, max(first - offset, 0), min(end - offset, TILE_WIDTH), bundle.body)
+
+
+def _bundle_indexes(first: int, end: int, tree_size: int) -> range:
+    """The level-0 tiles (bundles) that hold leaves [first, end) of the tree of `tree_size` leaves."""
+    if not 0 <= first <= end <= tree_size:
+        raise ValueError(f"entries [{first}, {end}) are not in a tree of size {tree_size}")
+    return range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
 
 
 def covering_nodes(start: int, end: int) -> list[Node]:
@@ -315,21 +308,32 @@ class TilesClient:
 
     async def get_bundle(self, bundles: BundleFormat[E], index: int, tree_size: int) -> list[E]:
         """The leaves of level-0 tile `index` that the tree of `tree_size` holds, as `bundles` serves them."""
-        width = tile_width(0, index, tree_size)
-        fetched = await self._partial_or_full(lambda served: bundles.path(index, served), width, "entries")
-        return self._parsed(bundles.parse, fetched)[:width]
+        fetched = await self._fetch_bundle(bundles, index, tree_size)
+        return self._parsed(bundles.parse, fetched)[: tile_width(0, index, tree_size)]
 
     async def get_bundled(self, bundles: BundleFormat[E], first: int, end: int, tree_size: int) -> list[E]:
         """The leaves [first, end) in index order, as `bundles` serves them, fetched concurrently."""
-        if not 0 <= first <= end <= tree_size:
-            raise ValueError(f"entries [{first}, {end}) are not in a tree of size {tree_size}")
-        indexes = range(first // TILE_WIDTH, -(-end // TILE_WIDTH)) if first < end else range(0)
+        indexes = _bundle_indexes(first, end, tree_size)
         fetched = await gather_or_cancel(self.get_bundle(bundles, index, tree_size) for index in indexes)
         entries: list[E] = []
         for index, bundle_entries in zip(indexes, fetched, strict=True):
             offset = index * TILE_WIDTH
             entries.extend(bundle_entries[max(first - offset, 0) : end - offset])
         return entries
+
+    async def get_entry_bundles(self, first: int, end: int, tree_size: int) -> list[tuple[str, EntryBundle]]:
+        """The entry bundles holding entries [first, end), each with its URL, fetched concurrently,
+        unsplit (entry_bundle.bundled_entries splits them)."""
+        indexes = _bundle_indexes(first, end, tree_size)
+        fetched = await gather_or_cancel(self._fetch_bundle(ENTRY_BUNDLES, index, tree_size) for index in indexes)
+        return [
+            (self._http.url_for(bundle.path), _wanted(bundle, index * TILE_WIDTH, first, end))
+            for index, bundle in zip(indexes, fetched, strict=True)
+        ]
+
+    async def _fetch_bundle(self, bundles: BundleFormat[E], index: int, tree_size: int) -> _Fetched:
+        width = tile_width(0, index, tree_size)
+        return await self._partial_or_full(lambda served: bundles.path(index, served), width, "entries")
 
     async def hashes_at(self, level: int, indexes: Sequence[int], tree_size: int) -> list[bytes]:
         """The hashes of the complete subtrees (level, index) of the tree of `tree_size` leaves."""
