@@ -34,12 +34,12 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from monitor.contract import CODEFRESH_ISSUER
 from monitor.patterns import PatternError, compile_pattern
 from monitor.tlog.witness import PolicyError, WitnessPolicy, parse_policy
 
 CONFIG_ENV = "REKORWATCH_CONFIG"
 DEFAULT_CONFIG_FILE = "rekorwatch.yaml"
-CODEFRESH_ISSUER = "https://oidc.codefresh.io"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}

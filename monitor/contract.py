@@ -19,6 +19,8 @@ EXIT_INCONSISTENT = 3
 EXIT_INTERRUPTED = 130
 """Ctrl-C: the command stopped quietly once the work in flight was done."""
 
+CODEFRESH_ISSUER = "https://oidc.codefresh.io"
+
 
 class Verdict(StrEnum):
     EXPECTED = "expected"

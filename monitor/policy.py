@@ -21,11 +21,14 @@ Decisions where DESIGN is silent:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from monitor.config import CODEFRESH_ISSUER, CodefreshAccount, CodefreshPipeline, IdentityRule, WatchSettings
-from monitor.contract import SEVERITY_OF, AlertKind, Severity, Verdict
+from monitor.contract import CODEFRESH_ISSUER, SEVERITY_OF, AlertKind, Severity, Verdict
 from monitor.identity import SigningIdentity
 from monitor.patterns import Pattern, compile_pattern
+
+if TYPE_CHECKING:
+    from monitor.config import CodefreshAccount, IdentityRule, WatchSettings
 
 __all__ = ["Judgement", "Policy", "Verdict"]
 
@@ -36,6 +39,29 @@ class Judgement:
     alert_kind: AlertKind | None  # None: stored without an alert
     severity: Severity | None
     reason: str
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    id: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class _Account:
+    """A watched Codefresh account as the rules need it: plain data (a Policy crosses to the decode
+    process, which imports neither pydantic nor the config, and gets no API key)."""
+
+    account_id: str
+    account_name: str | None
+    platform_url: str
+    pipelines: tuple[_Pipeline, ...]
+    all_pipelines: bool
+
+    @classmethod
+    def of(cls, account: CodefreshAccount) -> _Account:
+        pipelines = tuple(_Pipeline(pipeline.id, pipeline.name) for pipeline in account.pipelines)
+        return cls(account.account_id, account.account_name, account.platform_url, pipelines, account.all_pipelines)
 
 
 @dataclass(frozen=True)
@@ -74,7 +100,7 @@ class Policy:
         self._issuers = watch.watched_issuers()
         self.issuer_bytes = tuple(sorted(issuer.encode() for issuer in self._issuers))
         """The watched issuers in UTF-8, the bytes a certificate claiming one of them must contain."""
-        self._accounts = tuple(watch.codefresh)
+        self._accounts = tuple(_Account.of(account) for account in watch.codefresh)
         self._rules = tuple(_CompiledRule.of(rule) for rule in watch.identities)
 
     def watches_issuer(self, issuer: str | None) -> bool:
@@ -152,19 +178,19 @@ class Policy:
         )
 
 
-def _same_name(name: str | None, account: CodefreshAccount) -> bool:
+def _same_name(name: str | None, account: _Account) -> bool:
     return name is not None and account.account_name is not None and name.casefold() == account.account_name.casefold()
 
 
-def _account_label(account: CodefreshAccount) -> str:
+def _account_label(account: _Account) -> str:
     return f"{account.account_name} ({account.account_id})" if account.account_name else account.account_id
 
 
-def _pipeline_entry(account: CodefreshAccount, pipeline_id: str | None) -> CodefreshPipeline | None:
+def _pipeline_entry(account: _Account, pipeline_id: str | None) -> _Pipeline | None:
     return next((pipeline for pipeline in account.pipelines if pipeline.id == pipeline_id), None)
 
 
-def _judge_pipeline(identity: SigningIdentity, accounts: list[CodefreshAccount]) -> Judgement:
+def _judge_pipeline(identity: SigningIdentity, accounts: list[_Account]) -> Judgement:
     """Rules 4 and 5, for the watched accounts with this id and platform."""
     for account in accounts:
         pipeline = _pipeline_entry(account, identity.pipeline_id)
@@ -181,7 +207,7 @@ def _judge_pipeline(identity: SigningIdentity, accounts: list[CodefreshAccount])
     )
 
 
-def _renames(identity: SigningIdentity, account: CodefreshAccount, pipeline: CodefreshPipeline | None) -> list[str]:
+def _renames(identity: SigningIdentity, account: _Account, pipeline: _Pipeline | None) -> list[str]:
     """Configured names the identity differs from (exact comparison; unconfigured names never differ)."""
     renames = []
     if account.account_name is not None and identity.account_name != account.account_name:

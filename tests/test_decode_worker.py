@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -231,13 +232,34 @@ async def test_the_worker_ignores_ctrl_c_and_exits_with_its_parent(setup: tuple[
     assert worker._process.returncode == 0
 
 
-def test_the_worker_imports_no_database_http_or_cli_module() -> None:
+def test_the_worker_imports_no_database_http_cli_or_config_module() -> None:
     probe = "import sys, monitor.decode_worker; print(sorted(m for m in sys.modules if m.split('.')[0] in {mods}))"
-    heavy = {"sqlalchemy", "aiohttp", "click", "alembic", "asyncpg", "aiosqlite", "prometheus_client"}
+    heavy = {
+        "sqlalchemy",
+        "aiohttp",
+        "click",
+        "alembic",
+        "asyncpg",
+        "aiosqlite",
+        "prometheus_client",
+        "pydantic",
+        "yaml",
+    }
     output = subprocess.run(
         [sys.executable, "-c", probe.format(mods=sorted(heavy))], check=True, capture_output=True, text=True
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_the_judges_sent_to_the_worker_hold_no_config_object_and_no_secret(setup: tuple[Judges, list[bytes]]) -> None:
+    """The watch rules cross as plain data: the worker needs no pydantic, and never gets an API key."""
+    account = {**WATCH["codefresh"][0], "api_key": "cf-secret-key"}
+    judges = Judges(Policy(WatchSettings.model_validate({"codefresh": [account]})), setup[0].chains, setup[0].ct_chains)
+    sent = pickle.dumps(judges)
+    assert b"cf-secret-key" not in sent
+    probe = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print({m.split('.')[0] for m in sys.modules})"
+    loaded = subprocess.run([sys.executable, "-c", probe], input=sent, capture_output=True, check=True).stdout.decode()
+    assert "pydantic" not in loaded and "yaml" not in loaded and "monitor" in loaded
 
 
 def test_chunks_round_trip_and_malformed_input_is_refused() -> None:

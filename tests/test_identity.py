@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.contract import CODEFRESH_ISSUER
 from monitor.entries import decode_entry
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.codefresh import CodefreshSan, build_codefresh_san, parse_codefresh_san
 from monitor.identity.fulcio import parse_fulcio_certificate
-from monitor.simulate.ca import CODEFRESH_ISSUER, CertIdentity, LocalCA, codefresh_identity, email_identity
+from monitor.simulate.ca import CertIdentity, LocalCA, codefresh_identity, email_identity
 from tests.paths import SIGSTORE as FIXTURES
 
 

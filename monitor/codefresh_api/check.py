@@ -29,8 +29,8 @@ from monitor.codefresh_api.model import (
     Unavailable,
     is_workflow_id,
 )
-from monitor.config import CODEFRESH_ISSUER, WatchSettings
-from monitor.contract import AlertKind, BuildResult, Verdict
+from monitor.config import WatchSettings
+from monitor.contract import CODEFRESH_ISSUER, AlertKind, BuildResult, Verdict
 from monitor.identity.signing import SigningIdentity, strip_prefix
 
 RUN_MARGIN = timedelta(minutes=5)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from monitor.contract import CODEFRESH_ISSUER
 from monitor.identity.buildkite import BUILDKITE_ISSUER, identify_buildkite
-from monitor.identity.codefresh import CODEFRESH_ISSUER, identify_codefresh
+from monitor.identity.codefresh import identify_codefresh
 from monitor.identity.email_address import identify_email
 from monitor.identity.fulcio import FulcioCertificate
 from monitor.identity.github import identify_github, is_github_issuer

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from monitor.config import CODEFRESH_ISSUER
 from monitor.identity.fulcio import FulcioCertificate
 from monitor.identity.signing import SigningIdentity, url_origin
 
-__all__ = ["CODEFRESH_ISSUER", "CodefreshSan", "build_codefresh_san", "identify_codefresh", "parse_codefresh_san"]
+__all__ = ["CodefreshSan", "build_codefresh_san", "identify_codefresh", "parse_codefresh_san"]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from monitor.contract import CODEFRESH_ISSUER
+
 FULCIO_OID_PREFIX = "1.3.6.1.4.1.57264.1"
 RAW_EXTENSIONS = range(1, 7)
 ISSUER_V1 = 1
@@ -45,7 +47,6 @@ CT_POISON_OID = "1.3.6.1.4.1.11129.2.4.3"
 CT_SCT_LIST_OID = "1.3.6.1.4.1.11129.2.4.2"
 DER_NULL = bytes.fromhex("0500")
 
-CODEFRESH_ISSUER = "https://oidc.codefresh.io"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GOOGLE_ISSUER = "https://accounts.google.com"
 
