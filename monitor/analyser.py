@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.analysis import CtOutcome, Judges, Outcome, analyse_ct_entries
+from monitor.analysis import CtOutcome, Judges, Outcome
 from monitor.child import decoding_in_a_process, discard_process
 from monitor.decode_worker import (
     ChunkOutcome,
@@ -32,6 +32,7 @@ from monitor.decode_worker import (
     analyse_answers,
     analyse_bundles,
     analyse_chunk,
+    analyse_ct_chunk,
 )
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import EntryBundle
@@ -83,48 +84,44 @@ class ChunkAnalyser:
     async def analyse(self, bodies: Sequence[bytes], *, hash_from: int | None = None) -> ChunkOutcome:
         """Rekor entry bodies: {position: outcome} of those with findings or that cannot be decoded;
         with `hash_from` (the tree index of the first body), also their leaf hashes and subtrees."""
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._thread, functools.partial(analyse_chunk, bodies, self.judges, hash_from=hash_from)
-            )
-        async with self._counted():
-            worker = await self._worker()
-            return await self._answer(worker, worker.analyse(bodies, hash_from=hash_from))
+        return await self._analysed(
+            functools.partial(analyse_chunk, bodies, self.judges, hash_from=hash_from),
+            lambda worker: worker.analyse(bodies, hash_from=hash_from),
+        )
 
     async def analyse_answers(self, answers: list[RetrieveAnswer], *, hash_from: int) -> ChunkOutcome:
         """Rekor v1 retrieve answers: their entries read, checked against their uuids, hashed and
         analysed as `analyse` does, with the entries of the positions with outcomes (or why not:
         `ChunkOutcome.refused`, `missing`). A decode process empties `answers` once sent."""
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._thread, functools.partial(analyse_answers, answers, self.judges, hash_from=hash_from)
-            )
-        async with self._counted():
-            worker = await self._worker()
-            return await self._answer(worker, worker.analyse_answers(answers, hash_from=hash_from))
+        return await self._analysed(
+            functools.partial(analyse_answers, answers, self.judges, hash_from=hash_from),
+            lambda worker: worker.analyse_answers(answers, hash_from=hash_from),
+        )
 
     async def analyse_bundles(self, bundles: Sequence[EntryBundle], *, hash_from: int) -> ChunkOutcome:
         """Tiles entry bundles: their wanted entries split out, then analysed and hashed as `analyse`
         does, with the bodies of the positions with outcomes (or why not: `ChunkOutcome.refused`)."""
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._thread, functools.partial(analyse_bundles, bundles, self.judges, hash_from=hash_from)
-            )
-        async with self._counted():
-            worker = await self._worker()
-            return await self._answer(worker, worker.analyse_bundles(bundles, hash_from=hash_from))
+        return await self._analysed(
+            functools.partial(analyse_bundles, bundles, self.judges, hash_from=hash_from),
+            lambda worker: worker.analyse_bundles(bundles, hash_from=hash_from),
+        )
 
     async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
         """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""
+        analysed = await self._analysed(
+            functools.partial(analyse_ct_chunk, entries, self.judges), lambda worker: worker.analyse_ct(entries)
+        )
+        return analysed.outcomes  # type: ignore[return-value]
+
+    async def _analysed(
+        self, here: Callable[[], ChunkOutcome], asked: Callable[[DecodeProcess], Awaitable[ChunkOutcome]]
+    ) -> ChunkOutcome:
+        """`here`, in this process's thread (a single core); else the decode process's answer to `asked`."""
         if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, analyse_ct_entries, entries, self.judges)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, here)
         async with self._counted():
             worker = await self._worker()
-            return (await self._answer(worker, worker.analyse_ct(entries))).outcomes  # type: ignore[return-value]
+            return await self._answer(worker, asked(worker))
 
     @contextlib.asynccontextmanager
     async def _counted(self) -> AsyncIterator[None]:

@@ -235,10 +235,14 @@ def analyse_bundles(bundles: Sequence[EntryBundle], judges: Judges, *, hash_from
     return ChunkOutcome(analysed.outcomes, analysed.leaf_hashes, analysed.subtrees, kept=kept)
 
 
+def analyse_ct_chunk(entries: Sequence[CtLogEntry], judges: Judges) -> ChunkOutcome:
+    return ChunkOutcome(analyse_ct_entries(entries, judges))
+
+
 def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
     """The answer to one request frame; ValueError if it is malformed."""
     if payload[:1] == bytes([CT_ENTRIES]):
-        return ChunkOutcome(analyse_ct_entries(pickle.loads(payload[1:]), judges))
+        return analyse_ct_chunk(pickle.loads(payload[1:]), judges)
     if payload[:1] == bytes([V1_ANSWERS]):
         answers, hash_from = decode_answers(payload)
         return analyse_answers(answers, judges, hash_from=hash_from)
