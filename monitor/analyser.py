@@ -53,14 +53,9 @@ class AnalysedChunk:
     subtrees: Sequence[Subtree] | None = None
     """The entries' leaves, hashed and folded into aligned subtrees off the event loop; None: the
     tail folds each entry's leaf hash itself."""
-    named_leaves_check: bytes = b""
-    """For entries whose leaf hashes are the log's word (Rekor v1: named by the uuid), the ones the
-    analysis computed from their bodies, concatenated, which theirs must equal; b"": nothing to
-    check (a tiles chunk's entries take theirs from the analysis; a v1 chunk read in the decode
-    process was checked there: `misnamed`)."""
     misnamed: int | None = None
-    """The global index of an entry whose uuid does not name the leaf hash of its body, found where
-    the chunk was read and analysed."""
+    """The global index of a Rekor v1 entry whose uuid does not name the leaf hash of its body, as the
+    analysis computed it (rekor_v1_entries.first_misnamed): the tail fails the chunk at its turn."""
 
 
 class ChunkAnalyser:

@@ -47,7 +47,7 @@ from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, bundled_entries
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
-from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer, chunk_entries
+from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer, chunk_entries, first_misnamed
 
 LENGTH = struct.Struct(">I")
 FIRST_INDEX = struct.Struct(">Q")
@@ -211,9 +211,7 @@ def analyse_answers(answers: Sequence[RetrieveAnswer], judges: Judges, *, hash_f
         return ChunkOutcome({}, missing=True)
     bodies = [entry.body for entry in entries]
     hashes = [leaf_hash(body) for body in bodies]
-    misnamed = next(
-        (entry.log_index for entry, hashed in zip(entries, hashes, strict=True) if entry.leaf_hash != hashed), None
-    )
+    misnamed = first_misnamed(entries, b"".join(hashes))
     outcomes = analyse_bodies(bodies, judges)
     return ChunkOutcome(
         outcomes,

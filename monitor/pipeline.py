@@ -48,7 +48,7 @@ from monitor.tailcore import CheckpointUnusable, LogInconsistent, ShardState, Ve
 from monitor.tlog.ct_source import CtKeyed
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import gather_or_cancel
-from monitor.tlog.merkle import HASH_SIZE, CompactRange
+from monitor.tlog.merkle import CompactRange
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import FetchedBundles, KeptEntries, LogSource, RetrievedChunk, ShardHead, SourceEntry
 from monitor.tlog.witness import WitnessVerdict, evaluate
@@ -100,18 +100,11 @@ def body_bytes(entries: Sequence[SourceEntry]) -> int:
 
 
 def check_named_leaves(url: str, chunk: AnalysedChunk) -> None:
-    """Raise LogProtocolError unless each Rekor v1 entry's leaf hash, the one its uuid names as read
-    (`RekorEntry.leaf_hash`), is its body's, as the analysis computed it (hashing every body in the
-    daemon as well as in the analysis cost 7% of a v1 catch-up), or checked it (`misnamed`)."""
-    misnamed, computed = chunk.misnamed, chunk.named_leaves_check
-    if misnamed is None and computed and b"".join(entry.leaf_hash for entry in chunk.entries) != computed:
-        misnamed = next(
-            entry.log_index
-            for position, entry in enumerate(chunk.entries)
-            if entry.leaf_hash != computed[position * HASH_SIZE : (position + 1) * HASH_SIZE]
-        )
-    if misnamed is not None:
-        raise LogProtocolError(url, f"entry {misnamed}: its uuid does not end with the leaf hash of its body")
+    """Raise LogProtocolError if a Rekor v1 entry's uuid does not name its body's leaf hash, as its
+    analysis found (the body is hashed once, there: hashing it in the daemon too cost 7% of a v1
+    catch-up)."""
+    if chunk.misnamed is not None:
+        raise LogProtocolError(url, f"entry {chunk.misnamed}: its uuid does not end with the leaf hash of its body")
 
 
 def fold(compact: CompactRange, chunk: AnalysedChunk) -> CompactRange:

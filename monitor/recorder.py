@@ -27,6 +27,7 @@ from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
 from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.errors import LogProtocolError
+from monitor.tlog.rekor_v1_entries import RekorEntry, first_misnamed
 from monitor.tlog.source import FetchedBundles, KeptEntries, RetrievedChunk, SourceEntry
 from monitor.trust import TrustRoot
 
@@ -44,30 +45,29 @@ class SigningRecorder:
     trust: TrustRoot
     watch: WatchSettings
 
-    async def analyse(
-        self, entries: Sequence[SourceEntry] | RetrievedChunk | FetchedBundles, first: int
-    ) -> AnalysedChunk:
+    async def analyse(self, entries: RetrievedChunk | FetchedBundles, first: int) -> AnalysedChunk:
         """Decode and judge a chunk (off the event loop): {position: outcome} of the entries that
         yield signings or cannot be decoded. Its leaves are hashed and folded into subtrees there
-        too. A tiles chunk's bundles are split there, a v1 chunk's answers read there, and each leaf
-        hash a v1 uuid names checked there against its body's (for the tail to act on:
-        `pipeline.check_named_leaves`); only the entries with outcomes come back. Entries that v1
-        answers lack are asked for again and read here, then analysed as bodies, their named leaves
-        checked by the tail."""
+        too. A tiles chunk's bundles are split there, a v1 chunk's answers read there; only the
+        entries with outcomes come back."""
         if isinstance(entries, FetchedBundles):
             return await self._analyse_bundles(entries, first)
-        if isinstance(entries, RetrievedChunk):
-            answer = await self.analyser.analyse_answers(entries.answers, hash_from=first)
-            if answer.refused is not None:
-                raise LogProtocolError(entries.url, answer.refused)
-            if not answer.missing:
-                kept = KeptEntries(len(entries.wanted), answer.kept)
-                return AnalysedChunk(kept, answer.outcomes, answer.subtrees, misnamed=answer.misnamed)
-            entries = await entries.read_again()
-        if not entries:
-            return AnalysedChunk(entries, {})
+        return await self._analyse_answers(entries, first)
+
+    async def _analyse_answers(self, chunk: RetrievedChunk, first: int) -> AnalysedChunk:
+        answer = await self.analyser.analyse_answers(chunk.answers, hash_from=first)
+        if answer.refused is not None:
+            raise LogProtocolError(chunk.url, answer.refused)
+        if answer.missing:
+            return await self._analyse_read(await chunk.read_again(), first)
+        kept = KeptEntries(len(chunk.wanted), answer.kept)
+        return AnalysedChunk(kept, answer.outcomes, answer.subtrees, answer.misnamed)
+
+    async def _analyse_read(self, entries: list[RekorEntry], first: int) -> AnalysedChunk:
+        """A v1 chunk read here (its answers lacked entries): its bodies analysed and hashed in the
+        decode process, each uuid's leaf hash checked against theirs."""
         answer = await self.analyser.analyse([entry.body for entry in entries], hash_from=first)
-        return AnalysedChunk(entries, answer.outcomes, answer.subtrees, named_leaves_check=answer.leaf_hashes)
+        return AnalysedChunk(entries, answer.outcomes, answer.subtrees, first_misnamed(entries, answer.leaf_hashes))
 
     async def _analyse_bundles(self, chunk: FetchedBundles, first: int) -> AnalysedChunk:
         answer = await self.analyser.analyse_bundles(chunk.bundles, hash_from=first)

@@ -54,7 +54,7 @@ from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.tlog.rekor_v1 import RekorV1Client
-from monitor.tlog.rekor_v1_entries import RetrieveAnswer
+from monitor.tlog.rekor_v1_entries import RetrieveAnswer, chunk_entries, first_misnamed
 from monitor.tlog.source import RekorV1Source
 from monitor.trust import parse_trust_root
 
@@ -406,6 +406,10 @@ def test_an_entry_whose_uuid_names_another_leaf_is_named_and_the_rest_analysed(
     assert answer.misnamed == 113
     assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
     assert analyse_answers(answers_for(bodies, 100), judges, hash_from=100).misnamed is None
+    read = chunk_entries(answers)  # as the daemon reads a chunk itself, then has its bodies hashed
+    assert read is not None
+    hashed = b"".join(leaf_hash(entry.body) for entry in read)
+    assert (first_misnamed(read, hashed), first_misnamed(read[:13], hashed[: 13 * 32])) == (113, None)
 
 
 def test_answers_round_trip_and_malformed_input_is_refused() -> None:

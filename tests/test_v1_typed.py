@@ -186,7 +186,7 @@ def test_random_byte_edits_agree(data: st.DataObject) -> None:
 
 def test_read_without_proofs_an_entry_has_the_leaf_hash_its_uuid_names() -> None:
     """Neither way hashes the bodies: the tail's analysis does, and checks them against these
-    (pipeline.check_named_leaves)."""
+    (rekor_v1_entries.first_misnamed)."""
     named = leaf_hash(b"another body")
     entries = assert_agree(encoded([{named.hex(): anonymous_entry(7)}]))
     assert entries is not None and entries[7].leaf_hash == named

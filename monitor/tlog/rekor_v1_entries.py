@@ -57,8 +57,7 @@ class RekorEntry(NamedTuple):
     leaf_hash: bytes
     """The RFC 6962 leaf hash of `body`, checked against the uuid, when read with its inclusion proof.
     Read without (`proofs=False`: the tail), the hash the uuid names, unchecked: the tail hashes every
-    body anyway, in its analysis, and refuses a chunk where the two differ (the decode process, or
-    `pipeline.check_named_leaves`)."""
+    body anyway, in its analysis, and refuses a chunk where the two differ (`first_misnamed`)."""
     integrated_time: int | None
     log_id: bytes
     log_index: int  # the global index
@@ -92,6 +91,18 @@ def hex_hash(value: object, where: str) -> bytes:
         return binascii.a2b_hex(value)
     except ValueError:
         raise MalformedError(where, "is not hex") from None
+
+
+def first_misnamed(entries: Sequence[RekorEntry], leaf_hashes: bytes) -> int | None:
+    """The global index of the first entry whose uuid does not name its body's leaf hash
+    (`leaf_hashes`: the bodies', computed, concatenated in order); None when every uuid does."""
+    if b"".join(entry.leaf_hash for entry in entries) == leaf_hashes:
+        return None
+    return next(
+        entry.log_index
+        for position, entry in enumerate(entries)
+        if entry.leaf_hash != leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE]
+    )
 
 
 def keyed_by_index(entries: Iterable[RekorEntry], requested: frozenset[int]) -> dict[int, RekorEntry]:

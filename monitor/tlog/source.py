@@ -21,7 +21,7 @@ from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import HASH_SIZE
 from monitor.tlog.rekor_v1 import RekorV1Client
-from monitor.tlog.rekor_v1_entries import RetrieveAnswer
+from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer
 from monitor.tlog.tiles import TilesClient
 
 MISSING_ENTRY_RETRIES = 5
@@ -97,7 +97,7 @@ class RetrievedChunk:
     wanted: range  # global indexes
     answers: list[RetrieveAnswer]
     url: str  # where they came from, for a LogProtocolError
-    read_again: Callable[[], Awaitable[list[SourceEntry]]]
+    read_again: Callable[[], Awaitable[list[RekorEntry]]]
 
 
 class KeptEntries(Sequence[SourceEntry]):
@@ -229,9 +229,9 @@ class RekorV1Source:
         answers = await self.client.get_answers(wanted)
         return RetrievedChunk(wanted, answers, self.client.retrieve_url, partial(self._read, wanted))
 
-    async def _read(self, wanted: range) -> list[SourceEntry]:
+    async def _read(self, wanted: range) -> list[RekorEntry]:
         """Entries `wanted`, all of them, in order; a server that omits some is asked again."""
-        found: dict[int, SourceEntry] = {}
+        found: dict[int, RekorEntry] = {}
         for attempt in range(1, MISSING_ENTRY_RETRIES + 1):
             found.update(await self.client.get_entries([i for i in wanted if i not in found], proofs=False))
             if len(found) == len(wanted):
