@@ -131,9 +131,9 @@ class BundleFormat(Generic[E]):
 ENTRY_BUNDLES: BundleFormat[bytes] = BundleFormat(entries_path, parse_entry_bundle)
 
 
-def _wanted(bundle: _Fetched, offset: int, first: int, end: int) -> EntryBundle:
-    """The bundle of leaves from `offset`, of which those in [first, end) are wanted."""
-    return EntryBundle(bundle.width, max(first - offset, 0), min(end - offset, TILE_WIDTH), bundle.body)
+def _wanted(offset: int, first: int, end: int) -> slice:
+    """The leaves in [first, end) of the bundle of leaves from `offset`, by their place in it."""
+    return slice(max(first - offset, 0), min(end - offset, TILE_WIDTH))
 
 
 def _bundle_indexes(first: int, end: int, tree_size: int) -> range:
@@ -317,8 +317,7 @@ class TilesClient:
         fetched = await gather_or_cancel(self.get_bundle(bundles, index, tree_size) for index in indexes)
         entries: list[E] = []
         for index, bundle_entries in zip(indexes, fetched, strict=True):
-            offset = index * TILE_WIDTH
-            entries.extend(bundle_entries[max(first - offset, 0) : end - offset])
+            entries.extend(bundle_entries[_wanted(index * TILE_WIDTH, first, end)])
         return entries
 
     async def get_entry_bundles(self, first: int, end: int, tree_size: int) -> list[tuple[str, EntryBundle]]:
@@ -326,9 +325,10 @@ class TilesClient:
         unsplit (entry_bundle.bundled_entries splits them)."""
         indexes = _bundle_indexes(first, end, tree_size)
         fetched = await gather_or_cancel(self._fetch_bundle(ENTRY_BUNDLES, index, tree_size) for index in indexes)
+        wanted = [_wanted(index * TILE_WIDTH, first, end) for index in indexes]
         return [
-            (self._http.url_for(bundle.path), _wanted(bundle, index * TILE_WIDTH, first, end))
-            for index, bundle in zip(indexes, fetched, strict=True)
+            (self._http.url_for(bundle.path), EntryBundle(bundle.width, part.start, part.stop, bundle.body))
+            for bundle, part in zip(fetched, wanted, strict=True)
         ]
 
     async def _fetch_bundle(self, bundles: BundleFormat[E], index: int, tree_size: int) -> _Fetched:
