@@ -144,65 +144,40 @@ async def test_a_tree_size_that_disagrees_with_the_signed_one_is_a_protocol_erro
     assert (log.tree_size, log.next_index) == (20, 20), "no lag from an unsigned number"
 
 
-async def test_an_entry_whose_uuid_names_another_body_is_refused_with_its_chunk(
-    sim: RunningSimulator, database_url: str
+SPOILED = {
+    "a v1 uuid naming another body": ("v1", {"misnamed": 513}, "entry 513: its uuid does not end with the leaf"),
+    "the same, in a chunk the daemon reads itself": (
+        "v1",
+        {"misnamed": 513, "omitted": {"index": 100, "times": 1}},
+        "entry 513: its uuid does not end with the leaf",
+    ),
+    "a v1 entry never served": ("v1", {"omitted": {"index": 500}}, "does not serve entries [500] below its verified"),
+    "a cut v1 answer": (
+        "v1",
+        {"truncated": {"path": "/api/v1/log/entries/retrieve"}},
+        "/api/v1/log/entries/retrieve: retrieve answer is not valid JSON",
+    ),
+    "a cut tiles bundle": (
+        "tiles",
+        {"truncated": {"path": "/tile/entries/001"}},
+        "/tile/entries/001: entry 255 runs past the end of the bundle",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SPOILED, ids=list(SPOILED))
+async def test_a_spoiled_chunk_fails_whole_saying_why_and_is_read_once_the_log_is_honest(
+    sim: RunningSimulator, tiles: RunningSimulator, database_url: str, case: str
 ) -> None:
-    """The tail takes a v1 entry's leaf hash from its uuid and checks it against the hash of its body
-    that the analysis computes (hashed once, not twice): a misnamed entry fails its whole chunk
-    before anything of it is stored, as when the reader itself refused it."""
-    await sim.simulator.append_unwatched(20)
-    settings = settings_for(sim, database_url)
-    sim.simulator.hostility.configure({"misnamed": 13})
-    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
-    [log] = await rows_of(database_url, LogRow)
-    assert (log.tree_size, log.next_index, log.state) == (20, 0, "unreachable")
-    sim.simulator.hostility.configure({})
-    assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [log] = await rows_of(database_url, LogRow)
-    assert log.next_index == 20
-
-
-async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
-    sim: RunningSimulator, database_url: str
-) -> None:
-    """A loaded Rekor leaves entries out of its retrieve answers: the chunk is asked for again until
-    it is whole (five times), then it is a protocol error; nothing of it is stored meanwhile."""
-    await sim.simulator.append_unwatched(2000)
-    settings = settings_for(sim, database_url)
-    sim.simulator.hostility.configure({"omitted": {"index": 1500, "times": 3}})
-    assert await run_once(settings, FAST_RETRY) == EXIT_OK
-    [log] = await rows_of(database_url, LogRow)
-    assert log.next_index == 2000
-    assert CompactRange.from_bytes(2000, log.compact_range).root() == sim.log.active.root(2000)
-    assert sim.simulator.hostility.omitted_left == 0
-
-    await sim.simulator.append_unwatched(1000)
-    sim.simulator.hostility.configure({"omitted": {"index": 2500}})
-    assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
-    [log] = await rows_of(database_url, LogRow)
-    assert (log.next_index, log.state) == (2000, "unreachable")
-    assert "does not serve entries [2500] below its verified size" in (log.state_detail or "")
-    sim.simulator.hostility.configure({})
-    assert await run_once(settings, FAST_RETRY) == EXIT_OK
-
-
-@pytest.mark.parametrize(
-    ("api", "path", "problem"),
-    [
-        ("v1", "/api/v1/log/entries/retrieve", "/api/v1/log/entries/retrieve: retrieve answer is not valid JSON"),
-        ("tiles", "/tile/entries/001", "/tile/entries/001: entry 255 runs past the end of the bundle"),
-    ],
-)
-async def test_a_cut_answer_fails_its_chunk_naming_where_it_came_from(
-    sim: RunningSimulator, tiles: RunningSimulator, database_url: str, api: str, path: str, problem: str
-) -> None:
-    """The decode process reads a chunk's answers (v1) or splits its bundles (tiles): what it
-    refuses is the protocol error the client would have raised, naming the URL, and nothing of the
-    chunk is stored."""
+    """What the decode process reads (v1 answers, tiles bundles) or the daemon reads itself (a v1
+    chunk whose answers lacked entries) is judged alike: a misnamed entry, an entry never served, a
+    cut answer fail the whole chunk with the protocol error naming it (and the URL), before anything
+    of it is stored; the next run, the log honest again, reads it all."""
+    api, hostility, problem = SPOILED[case]
     log = sim if api == "v1" else tiles
     await log.simulator.append_unwatched(600)
     settings = settings_for(log, database_url, api=api)
-    log.simulator.hostility.configure({"truncated": {"path": path}})
+    log.simulator.hostility.configure(hostility)
     assert await run_once(settings, FAST_RETRY) == EXIT_ERROR
     [row] = await rows_of(database_url, LogRow)
     assert (row.next_index, row.state) == (0, "unreachable")
@@ -211,6 +186,21 @@ async def test_a_cut_answer_fails_its_chunk_naming_where_it_came_from(
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
     [row] = await rows_of(database_url, LogRow)
     assert row.next_index == 600
+
+
+async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
+    sim: RunningSimulator, database_url: str
+) -> None:
+    """A loaded Rekor leaves entries out of its retrieve answers: the chunk is asked for again, up to
+    five times, until it is whole (still lacking them, it is a protocol error: above)."""
+    await sim.simulator.append_unwatched(2000)
+    settings = settings_for(sim, database_url)
+    sim.simulator.hostility.configure({"omitted": {"index": 1500, "times": 3}})
+    assert await run_once(settings, FAST_RETRY) == EXIT_OK
+    [log] = await rows_of(database_url, LogRow)
+    assert log.next_index == 2000
+    assert CompactRange.from_bytes(2000, log.compact_range).root() == sim.log.active.root(2000)
+    assert sim.simulator.hostility.omitted_left == 0
 
 
 async def test_chunks_proven_before_a_bad_one_are_kept_and_the_rest_read_again(
