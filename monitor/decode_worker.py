@@ -48,6 +48,7 @@ from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, bundled_entries
 from monitor.tlog.merkle import Subtree, aligned_subtrees, leaf_hash
 from monitor.tlog.rekor_v1_entries import RekorEntry, RetrieveAnswer, chunk_entries, first_misnamed
+from monitor.whole_writes import write_whole
 
 LENGTH = struct.Struct(">I")
 FIRST_INDEX = struct.Struct(">Q")
@@ -286,8 +287,7 @@ class FrameReader:
 
 
 def write_frame(stream: BinaryIO, payload: bytes) -> None:
-    stream.write(LENGTH.pack(len(payload)) + payload)
-    stream.flush()
+    write_whole(stream, LENGTH.pack(len(payload)) + payload)
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:

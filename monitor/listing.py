@@ -28,6 +28,8 @@ from typing import Any, BinaryIO, Protocol
 
 import orjson
 
+from monitor.whole_writes import write_whole
+
 Record = Sequence[Any]
 
 
@@ -296,9 +298,4 @@ async def stream_listing(batches: AsyncIterator[Sequence[Record]], writer: Write
 
 async def _write(out: BinaryIO, data: bytes) -> None:
     if data:
-        await asyncio.to_thread(_write_and_flush, out, data)
-
-
-def _write_and_flush(out: BinaryIO, data: bytes) -> None:
-    out.write(data)
-    out.flush()
+        await asyncio.to_thread(write_whole, out, data)

@@ -57,6 +57,7 @@ from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.rekor_v1_entries import RetrieveAnswer, chunk_entries, first_misnamed
 from monitor.tlog.source import RekorV1Source
 from monitor.trust import parse_trust_root
+from tests.stopping import stopped_and_continued
 
 WATCH = {
     "codefresh": [
@@ -204,6 +205,23 @@ async def test_requests_waiting_together_are_answered_each_with_its_own(
     answers = await asyncio.gather(*(worker.analyse(part) for part in slices))
     for part, answer in zip(slices, answers, strict=True):
         assert comparable(answer.outcomes) == comparable(analyse_bodies(part, judges))
+
+
+async def test_a_worker_stopped_and_continued_while_it_answers_loses_nothing(
+    worker: DecodeProcess, setup: tuple[Judges, list[bytes]]
+) -> None:
+    """py-spy, a debugger or Ctrl-Z stop the worker in the middle of writing an answer larger than
+    its pipe: the rest of that answer was lost (monitor.whole_writes), the next one's header read as
+    its end, and the follower stopped on an answer that did not unpickle."""
+    judges, bodies = setup
+    chunk = bodies * 6
+    expected = analyse_bodies(chunk, judges)
+    assert len(pickle.dumps(expected)) > 2 * 65_536, "each answer must be larger than the pipe"
+    with stopped_and_continued(worker.pid):
+        for _ in range(30):
+            async with asyncio.timeout(30):  # a lost tail of an answer could leave the reader waiting
+                answer = await worker.analyse(chunk)
+            assert comparable(answer.outcomes) == comparable(expected)
 
 
 async def test_a_dead_worker_fails_its_callers_instead_of_leaving_them_waiting(
