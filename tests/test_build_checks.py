@@ -132,10 +132,13 @@ async def test_checks_queued_when_the_daemon_is_killed_complete_after_a_restart(
     for _ in range(4):
         await s.append_unwatched(600)
         s.append_codefresh(**EXPECTED, build=BuildFate.UNKNOWN)
+    # `run --once` checks builds after its catch-up: entries beyond what it fetches ahead (5 chunks)
+    # keep it catching up, 30 ms a request, well after the first checks are queued.
+    await s.append_unwatched(8000)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
     config.write_text(as_config_file(settings).replace('"**********"', f'"{s.builds.api_key}"'))
-    sim.faults.inject(count=100_000, delay=0.03)  # `run --once` checks builds after its catch-up
+    sim.faults.inject(count=100_000, delay=0.03)
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "--once", "-c", str(config)),
         env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
