@@ -280,7 +280,9 @@ def chunk_results(chunks: Sequence[T], work: Callable[[T], R], workers: int) -> 
 
 
 def watched_positions(rng: random.Random, count: int, fraction: float) -> tuple[int, ...]:
-    return tuple(at for at in range(count) if rng.random() < fraction)
+    """`fraction` of `count` positions, exactly (rounded), spread at random: a test that asks for 1%
+    of 1,100 entries gets 11, never 4 (each position drawn alone gave anything from 0 to 25)."""
+    return tuple(sorted(rng.sample(range(count), round(count * fraction))))
 
 
 def populate(
