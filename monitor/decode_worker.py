@@ -19,7 +19,10 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
   of `CtLogEntry` (from the parent: trusted);
 - each answer, in request order, is the pickled `ChunkOutcome`.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
-SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight.
+SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that has not
+answered a request within ANSWER_SECONDS (stopped, or stuck on an entry) is killed by the parent:
+its callers fail with WorkerError and the next chunk starts a new one, so a stuck worker shows as a
+follower error instead of a tail that waits for ever.
 
 Invariants: the bodies are analysed exactly as `analyse_entry` does in process (same findings, same
 `EntryDecodeError`s); retrieve answers are read exactly as the daemon's client reads them (the same
@@ -58,6 +61,9 @@ V1_ANSWERS = 4
 ENTRY_BUNDLES = 8
 BUNDLE_SHAPE = struct.Struct(">III")  # width, start, stop
 MAX_FRAME_BYTES = 1 << 30
+ANSWER_SECONDS = 120.0
+"""A chunk takes milliseconds to analyse (a second for 1024 watched certificates); the requests
+queued before it, a few times that."""
 
 
 @dataclass(frozen=True)
@@ -370,13 +376,22 @@ class DecodeProcess:
 
     async def _request(self, payload: bytes) -> ChunkOutcome:
         waiting: asyncio.Future[ChunkOutcome] = asyncio.get_running_loop().create_future()
-        async with self._lock:
-            if self._failed is not None:
-                raise self._failed
-            self._waiting.put_nowait(waiting)
-            await self._send(payload)
-        del payload  # sent: a chunk's frame (1.5 MB of entries) is not held while the worker works
-        return await waiting
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                async with self._lock:
+                    if self._failed is not None:
+                        raise self._failed
+                    self._waiting.put_nowait(waiting)
+                    await self._send(payload)  # a stopped worker's full pipe would block here
+                del payload  # sent: a chunk's frame (1.5 MB of entries) is not held while the worker works
+                return await waiting
+        except TimeoutError:
+            waiting.cancel()  # its caller is this one, told below (the timeout may have come during the send)
+            error = WorkerError(f"the decode worker did not answer within {ANSWER_SECONDS:g} s: ended")
+            self._fail(error)
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            raise error from None
 
     async def _send(self, payload: bytes) -> None:
         stdin = self._process.stdin
@@ -402,14 +417,17 @@ class DecodeProcess:
             self._fail(WorkerError(f"the decode worker stopped: {exc!r}"))
 
     def _fail(self, error: WorkerError) -> None:
-        self._failed = error
+        """Fail every caller waiting and every later one with the first error (the reader also sees
+        the end of a worker killed for not answering, and says less)."""
+        if self._failed is None:
+            self._failed = error
         stdin = self._process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()  # a worker still alive (its answer did not unpickle) sees EOF and exits
         while not self._waiting.empty():
             answer = self._waiting.get_nowait()
             if not answer.done():
-                answer.set_exception(error)
+                answer.set_exception(self._failed)
 
     async def close(self) -> None:
         await end_process(self._process)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import fcntl
 import io
 import json
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from monitor import decode_worker
 from monitor.analyser import ChunkAnalyser
 from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry
 from monitor.child import start_decode_worker
@@ -235,6 +237,51 @@ async def test_a_dead_worker_fails_its_callers_instead_of_leaving_them_waiting(
             await worker.analyse(bodies)
     with pytest.raises(WorkerError):
         await worker.analyse(bodies)
+
+
+async def test_a_worker_that_stops_answering_is_ended_and_its_callers_fail(
+    worker: DecodeProcess, setup: tuple[Judges, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped (or stuck) worker left its callers, and the follower, waiting for ever."""
+    monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
+    bodies = setup[1]
+    await worker.analyse(bodies[:2])
+    os.kill(worker.pid, signal.SIGSTOP)
+    waiting = [worker.analyse(bodies), worker.analyse(bodies * 40)]  # the second, 2.5 MB, fills the pipe
+    try:
+        failures = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGCONT)  # else, not ended, it would hang the fixture's close
+    for failure in failures:
+        assert isinstance(failure, WorkerError) and "did not answer within 1 s" in str(failure)
+    assert await asyncio.wait_for(worker._process.wait(), 30) == -signal.SIGKILL
+    with pytest.raises(WorkerError, match="did not answer"):
+        await worker.analyse(bodies[:2])
+
+
+async def test_the_next_chunk_after_a_worker_is_ended_starts_a_new_one(
+    setup: tuple[Judges, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
+    judges, bodies = setup
+    analyser = ChunkAnalyser(judges, in_thread=False)
+    try:
+        await analyser.analyse(bodies[:2])
+        stopped = analyser._process
+        assert stopped is not None
+        os.kill(stopped.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(WorkerError):
+                await asyncio.wait_for(analyser.analyse(bodies), 30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped.pid, signal.SIGCONT)  # else, not ended, it would hang the close below
+        answer = await analyser.analyse(bodies)
+        assert analyser._process is not stopped
+        assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    finally:
+        await analyser.close()
 
 
 async def test_the_worker_ignores_ctrl_c_and_exits_with_its_parent(setup: tuple[Judges, list[bytes]]) -> None:

@@ -7,6 +7,7 @@ on, alerts where the contract says, and loses nothing. SQLite and PostgreSQL unl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from monitor import decode_worker
 from monitor.config import LogSettings, Settings
 from monitor.daemon import EXIT_ERROR, EXIT_INCONSISTENT, EXIT_OK, run_once
 from monitor.simulate.server import RunningSimulator, start_simulator
@@ -357,6 +359,10 @@ async def test_kill_9_while_the_worker_starts_leaves_no_process_behind(sim: Runn
             raise AssertionError(f"processes {children} outlived the killed daemon")
 
 
+def _decode_processes_of(pid: int) -> list[int]:
+    return [child for child in _children(pid) if b"decode_worker" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
 def _running(pids: list[int]) -> list[int]:
     """The pids that are still running processes (not gone, not zombies)."""
     running = []
@@ -368,6 +374,34 @@ def _running(pids: list[int]) -> list[int]:
         if state != "Z":
             running.append(pid)
     return running
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGSTOP"], ids=["killed", "stopped"])
+async def test_a_decode_process_killed_or_stopped_costs_a_retry_not_the_tail(
+    sim: RunningSimulator, database_url: str, signal_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decode process ended by an OOM kill, or stopped (a debugger; stuck on an entry): the chunk
+    fails, a new process reads it again. Stopped, it left the tail waiting for ever."""
+    monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
+    s = sim.simulator
+    await s.append_unwatched(300)
+    async with running_daemon(settings_for(sim, database_url)) as daemon:
+
+        async def read_to_the_end() -> bool:
+            return metric(await daemon.metrics(), "rekorwatch_log_next_index", log=sim.url) == sim.log.size
+
+        await eventually(read_to_the_end, "the first catch-up")
+        [worker] = _decode_processes_of(os.getpid())
+        os.kill(worker, getattr(signal, signal_name))
+        try:
+            s.append_codefresh(**EXPECTED)
+            await s.append_unwatched(300)
+            await eventually(read_to_the_end, "the entries after, read by a new decode process", within=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGCONT)  # else, never ended, it would hang the daemon's stop
+    assert not _running([worker])
+    assert len(await rows_of(database_url, SigningRow)) == 1
 
 
 # the database under the daemon ---------------------------------------------------------------------
