@@ -430,7 +430,15 @@ class DecodeProcess:
                 answer.set_exception(self._failed)
 
     async def close(self) -> None:
-        await end_process(self._process)
+        """Let the worker answer what it was asked and exit; killed if it has not within
+        ANSWER_SECONDS (a stopped worker would hold the daemon's shutdown for ever)."""
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                await end_process(self._process)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
         self._reader.cancel()
 
 

@@ -260,6 +260,22 @@ async def test_a_worker_that_stops_answering_is_ended_and_its_callers_fail(
         await worker.analyse(bodies[:2])
 
 
+async def test_a_stopped_worker_does_not_hold_the_close(
+    setup: tuple[Judges, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped while idle, it held the daemon's shutdown for ever."""
+    monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
+    worker = await DecodeProcess.start(setup[0])
+    await worker.analyse(setup[1][:2])
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        await asyncio.wait_for(worker.close(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
+    assert worker._process.returncode == -signal.SIGKILL
+
+
 async def test_the_next_chunk_after_a_worker_is_ended_starts_a_new_one(
     setup: tuple[Judges, list[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
