@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
-from monitor.child import end_process, start_decode_worker
+from monitor.child import discard_process, end_process, start_decode_worker
 from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, bundled_entries
@@ -125,30 +125,18 @@ def encode_answers(answers: Sequence[RetrieveAnswer], hash_from: int) -> bytes:
 
 def decode_answers(payload: bytes | memoryview) -> tuple[list[RetrieveAnswer], int]:
     """The answers of a request and the tree index of their first entry; ValueError if malformed."""
-    if len(payload) < 1 + FIRST_INDEX.size:
-        raise ValueError("a request of answers ends inside its first index")
-    (hash_from,), offset, size = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size, len(payload)
+    hash_from, offset, size = _first_index(payload, "answers"), 1 + FIRST_INDEX.size, len(payload)
     view = memoryview(payload)  # the answers are read in place: a chunk's are megabytes
     answers = []
     while offset < size:
-        count, offset = _length_at(payload, offset)
+        count, offset = _length_at(view, offset)
         end = offset + count * FIRST_INDEX.size
         if end > size:
             raise ValueError("the indexes of an answer run past the request")
-        requested = struct.unpack_from(f">{count}Q", payload, offset)
-        length, offset = _length_at(payload, end)
-        if offset + length > size:
-            raise ValueError("an answer runs past the request")
-        answers.append(RetrieveAnswer(requested, view[offset : offset + length]))
-        offset += length
+        requested = struct.unpack_from(f">{count}Q", view, offset)
+        raw, offset = _sized_at(view, end, "an answer")
+        answers.append(RetrieveAnswer(requested, raw))
     return answers, hash_from
-
-
-def _length_at(payload: bytes, offset: int) -> tuple[int, int]:
-    """The 4-byte length at `offset`, and the offset after it."""
-    if offset + LENGTH.size > len(payload):
-        raise ValueError("a length runs past the request")
-    return LENGTH.unpack_from(payload, offset)[0], offset + LENGTH.size
 
 
 def encode_bundles(bundles: Sequence[EntryBundle], hash_from: int) -> bytes:
@@ -162,20 +150,15 @@ def encode_bundles(bundles: Sequence[EntryBundle], hash_from: int) -> bytes:
 
 def decode_bundles(payload: bytes | memoryview) -> tuple[list[EntryBundle], int]:
     """The bundles of a request and the tree index of their first wanted entry; ValueError if malformed."""
-    if len(payload) < 1 + FIRST_INDEX.size:
-        raise ValueError("a request of bundles ends inside its first index")
-    (hash_from,), offset, size = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size, len(payload)
+    hash_from, offset, size = _first_index(payload, "bundles"), 1 + FIRST_INDEX.size, len(payload)
     view = memoryview(payload)
     bundles = []
     while offset < size:
         if offset + BUNDLE_SHAPE.size > size:
             raise ValueError("the shape of a bundle runs past the request")
-        width, start, stop = BUNDLE_SHAPE.unpack_from(payload, offset)
-        length, offset = _length_at(payload, offset + BUNDLE_SHAPE.size)
-        if offset + length > size:
-            raise ValueError("a bundle runs past the request")
-        bundles.append(EntryBundle(width, start, stop, view[offset : offset + length]))
-        offset += length
+        width, start, stop = BUNDLE_SHAPE.unpack_from(view, offset)
+        raw, offset = _sized_at(view, offset + BUNDLE_SHAPE.size, "a bundle")
+        bundles.append(EntryBundle(width, start, stop, raw))
     return bundles, hash_from
 
 
@@ -184,19 +167,38 @@ def decode_chunk(payload: bytes | memoryview) -> tuple[list[bytes], int | None]:
     if malformed."""
     if not payload:
         raise ValueError("an empty request")
-    hash_from, offset, size = None, 1, len(payload)
+    hash_from, offset = None, 1
     if payload[0] == WITH_LEAF_HASHES:
-        if size < 1 + FIRST_INDEX.size:
-            raise ValueError("a request to hash ends inside its first index")
-        (hash_from,), offset = FIRST_INDEX.unpack_from(payload, 1), 1 + FIRST_INDEX.size
+        hash_from, offset = _first_index(payload, "bodies to hash"), 1 + FIRST_INDEX.size
+    view = memoryview(payload)
     bodies = []
-    while offset < size:
-        length, offset = _length_at(payload, offset)
-        if offset + length > size:
-            raise ValueError("a body runs past the request")
-        bodies.append(bytes(payload[offset : offset + length]))
-        offset += length
+    while offset < len(view):
+        body, offset = _sized_at(view, offset, "a body")
+        bodies.append(bytes(body))
     return bodies, hash_from
+
+
+def _first_index(payload: bytes | memoryview, what: str) -> int:
+    """The 8-byte tree index after a request's flag byte."""
+    if len(payload) < 1 + FIRST_INDEX.size:
+        raise ValueError(f"a request of {what} ends inside its first index")
+    return int(FIRST_INDEX.unpack_from(payload, 1)[0])
+
+
+def _length_at(view: memoryview, offset: int) -> tuple[int, int]:
+    """The 4-byte length at `offset`, and the offset after it."""
+    if offset + LENGTH.size > len(view):
+        raise ValueError("a length runs past the request")
+    return LENGTH.unpack_from(view, offset)[0], offset + LENGTH.size
+
+
+def _sized_at(view: memoryview, offset: int, what: str) -> tuple[memoryview, int]:
+    """The length-prefixed bytes at `offset` (read in place), and the offset after them."""
+    length, offset = _length_at(view, offset)
+    end = offset + length
+    if end > len(view):
+        raise ValueError(f"{what} runs past the request")
+    return view[offset:end], end
 
 
 def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, hash_from: int | None = None) -> ChunkOutcome:
@@ -436,9 +438,7 @@ class DecodeProcess:
             async with asyncio.timeout(ANSWER_SECONDS):
                 await end_process(self._process)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
-            await self._process.wait()
+            await discard_process(self._process)
         self._reader.cancel()
 
 
