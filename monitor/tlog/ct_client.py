@@ -28,7 +28,7 @@ from monitor.tlog.ct_head import SignedTreeHead, parse_sth
 from monitor.tlog.entry_bundle import TileFormatError
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.http import HttpFetcher, Observer, RetryPolicy, gather_or_cancel
-from monitor.tlog.merkle import HASH_SIZE
+from monitor.tlog.merkle import HASH_SIZE, MAX_PROOF_HASHES
 from monitor.tlog.tiles import BundleFormat, TilesClient, data_tile_path
 
 GET_STH = "/ct/v1/get-sth"
@@ -39,7 +39,6 @@ GET_PROOF_BY_HASH = "/ct/v1/get-proof-by-hash"
 DEFAULT_RETRY = RetryPolicy()
 DEFAULT_BATCH_SIZE = 1000  # Trillian's CTFE default for --max_get_entries
 MAX_BATCH_SIZE = 10_000
-MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
 
 T = TypeVar("T")
 Params = dict[str, str | int]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 
 HASH_SIZE = 32
+MAX_PROOF_HASHES = 128  # more than a proof in any tree of 2^63 leaves needs: a longer list is refused unread
 EMPTY_ROOT = sha256(b"").digest()
 
 _LEAF_PREFIX = b"\x00"

@@ -30,11 +30,9 @@ from monitor.tlog.answers import (
     json_str,
     parse_document,
 )
-from monitor.tlog.merkle import leaf_hash
+from monitor.tlog.merkle import HASH_SIZE, MAX_PROOF_HASHES, leaf_hash
 
-HASH_SIZE = 32
 HASH_HEX_LENGTH = 2 * HASH_SIZE
-MAX_PROOF_HASHES = 128  # more than any tree of 2^63 leaves needs
 
 _UUID_LENGTHS = (HASH_HEX_LENGTH, HASH_HEX_LENGTH + 16)
 
