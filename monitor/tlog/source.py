@@ -79,7 +79,7 @@ class FetchedBundles:
 
         entries = {
             position: TileEntry(
-                self.first + position, body, leaf_hashes[position * HASH_SIZE :][:HASH_SIZE], self.log_id
+                self.first + position, body, leaf_hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE], self.log_id
             )
             for position, body in bodies.items()
         }
