@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from monitor import decode_worker
-from monitor.analyser import ChunkAnalyser
+from monitor.analyser import THREAD_HELPS_AT, ChunkAnalyser
 from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry
 from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
@@ -296,6 +296,35 @@ async def test_the_next_chunk_after_a_worker_is_ended_starts_a_new_one(
         answer = await analyser.analyse(bodies)
         assert analyser._process is not stopped
         assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    finally:
+        await analyser.close()
+
+
+async def test_a_chunk_is_analysed_in_the_thread_while_the_decode_process_is_behind(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """Two chunks wait on a (stopped) decode process: the next is answered by the daemon's thread,
+    as the decode process would answer it, and the two waiting are answered once it goes on."""
+    judges, bodies = setup
+    expected = comparable(analyse_bodies(bodies, judges))
+    analyser = ChunkAnalyser(judges, in_thread=False)
+    try:
+        await analyser.analyse(bodies[:2])
+        worker = analyser._process
+        assert worker is not None
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            waiting = [asyncio.create_task(analyser.analyse(bodies, hash_from=0)) for _ in range(THREAD_HELPS_AT)]
+            await asyncio.sleep(0.2)
+            helped = await asyncio.wait_for(analyser.analyse(bodies, hash_from=0), 30)
+            assert not any(task.done() for task in waiting)
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        answers = await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        assert analyser._process is worker
+        for answer in [helped, *answers]:
+            assert comparable(answer.outcomes) == expected
+            assert answer.subtrees == tuple(aligned_subtrees(0, [leaf_hash(body) for body in bodies]))
     finally:
         await analyser.close()
 
