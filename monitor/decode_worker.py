@@ -403,7 +403,9 @@ class DecodeProcess:
             stdin.write(payload)  # not joined with its header: that copy would be one more chunk in memory
             await stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise WorkerError(f"the decode worker stopped: {exc!r}") from None
+            # A worker ended for not answering breaks the pipe under the requests still sending: they
+            # fail with the reason it was ended.
+            raise self._failed or WorkerError(f"the decode worker stopped: {exc!r}") from None
 
     async def _read_answers(self) -> None:
         stdout = self._process.stdout
