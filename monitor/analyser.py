@@ -52,11 +52,12 @@ class AnalysedChunk:
     """A chunk of entries after its analysis, ready for its turn to be proven and committed."""
 
     entries: Sequence[SourceEntry]
-    """With their leaf hashes."""
+    """Every entry of the chunk, or (KeptEntries) only those its record needs: the others were read
+    and judged in its analysis."""
     analysis: Any
-    subtrees: Sequence[Subtree] | None = None
-    """The entries' leaves, hashed and folded into aligned subtrees off the event loop; None: the
-    tail folds each entry's leaf hash itself."""
+    subtrees: Sequence[Subtree]
+    """The entries' leaves, hashed and folded into the aligned subtrees the tail appends to its
+    compact range (for a Rekor chunk, in the decode process)."""
     misnamed: int | None = None
     """The global index of a Rekor v1 entry whose uuid does not name the leaf hash of its body, as the
     analysis computed it (rekor_v1_entries.first_misnamed): the tail fails the chunk at its turn."""

@@ -63,9 +63,9 @@ always has a full `concurrency` of entry bundles asked (4 a chunk; 200k entries 
 up in 2.9 s with five, 3.6 s with four, 2.8 s with six). Each chunk ahead holds about 3.5 MiB, of
 a 200 MB budget (with five: 175-183 MiB for the daemon and its decode process)."""
 CT_PREFETCH_CHUNKS = 4
-"""A CT chunk weighs more in the daemon (its entries' chains, and their pickles for the decode
-process): one less ahead (a 200k-entry CT catch-up's peak RSS, daemon and decode process: 238 MiB
-with five, 225 MiB with four; over the 200 MB of the Rekor logs either way)."""
+"""A CT chunk weighs more in the daemon while it is fetched (its entries' chains, and their pickles
+for the decode process): one less ahead (a 200k-entry CT catch-up's peak RSS, daemon and decode
+process: 183 MiB with four; docs/DECISIONS.md)."""
 HELD_BYTES = 48 * 1024 * 1024
 """Fetched entries waiting for their turn to commit: no chunk is fetched ahead beyond this."""
 COMMIT_CHUNKS = 4
@@ -108,11 +108,8 @@ def check_named_leaves(url: str, chunk: AnalysedChunk) -> None:
 
 
 def fold(compact: CompactRange, chunk: AnalysedChunk) -> CompactRange:
-    """The compact range with the chunk's leaves folded in: as subtrees when its analysis hashed
-    them, else leaf by leaf."""
-    if chunk.subtrees is not None:
-        return tailcore.fold_subtrees(compact, chunk.subtrees, len(chunk.entries))
-    return tailcore.fold(compact, [entry.leaf_hash for entry in chunk.entries])
+    """The compact range with the chunk's leaves folded in, as the subtrees its analysis made."""
+    return tailcore.fold_subtrees(compact, chunk.subtrees, len(chunk.entries))
 
 
 def count_batch(

@@ -138,13 +138,6 @@ def chunk_bounds(start: int, end: int, chunk_size: int) -> Iterator[tuple[int, i
         start = stop
 
 
-def fold(compact: CompactRange, leaf_hashes: Sequence[bytes]) -> CompactRange:
-    """A new range with the leaves appended; `compact` is left as it was."""
-    folded = CompactRange(compact.size, list(compact.hashes))
-    folded.extend(leaf_hashes)
-    return folded
-
-
 def fold_subtrees(compact: CompactRange, subtrees: Sequence[Subtree], leaves: int) -> CompactRange:
     """A new range with a chunk of `leaves` leaves appended, given as the aligned subtrees they make
     (hashed off the event loop); the subtrees must cover exactly the leaves that follow `compact`."""

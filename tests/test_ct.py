@@ -27,9 +27,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.analyser import ChunkAnalyser
+from monitor.analysis import Judges
+from monitor.config import WatchSettings
+from monitor.ct_recorder import CertificateRecorder
 from monitor.der import DerError, encode_tlv, read_tlv
 from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import ChainVerifier, parse_fulcio_certificate
+from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA, Precertificate, codefresh_identity, email_identity, new_p256_key
 from monitor.simulate.log import SimLog
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH
@@ -57,7 +62,7 @@ from monitor.tlog.ct import (
     tbs_certificate,
     tbs_without_poison,
 )
-from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
+from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient, parse_entries, parse_entries_typed
 from monitor.tlog.ct_head import (
     CtHeadError,
     DigitallySigned,
@@ -72,7 +77,7 @@ from monitor.tlog.ct_head import (
     tree_head_signed_data,
 )
 from monitor.tlog.errors import LogProtocolError
-from monitor.tlog.merkle import leaf_hash
+from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.tlog.note import NoteError
 from monitor.trust import LogKey, Validity, parse_trust_root
 from tests.harness import CLIENT_RETRY
@@ -360,6 +365,30 @@ def test_the_chain_check_names_the_issuing_ca_and_refuses_a_leaf_naming_another(
     assert chains.issuing_ca(decoded, parse_fulcio_certificate(decoded.certificate)) is None
 
 
+async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its_leaves_folded() -> None:
+    """Until its turn to commit, a CT chunk holds its subtrees and the entries its record needs,
+    not every entry's leaf and chain (about 3.7 KB each)."""
+    trust = parse_trust_root(trusted_root("http://sim.test", SimLog("sim.test"), CA), None, "sim")
+    account = {
+        "account_id": FULCIO_TEST_CODEFRESH["account_id"],
+        "account_name": FULCIO_TEST_CODEFRESH["account_name"],
+        "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
+    }
+    policy = Policy(WatchSettings.model_validate({"codefresh": [account]}))
+    analyser = ChunkAnalyser(Judges(policy, ChainVerifier(trust), CtChainVerifier(trust)), in_thread=True)
+    served = [(X509_LEAF, X509_EXTRA), (PRECERT_LEAF, PRECERT_EXTRA), (b"not a leaf", b""), (X509_LEAF, X509_EXTRA)]
+    entries = [CtLogEntry.of(100 + position, leaf, extra) for position, (leaf, extra) in enumerate(served)]
+    try:
+        analysed = await CertificateRecorder(analyser).analyse(entries, 100)
+    finally:
+        await analyser.close()
+    assert sorted(analysed.analysis) == [1, 2]  # the watched precertificate, the malformed leaf
+    assert len(analysed.entries) == 4 and [analysed.entries[1], analysed.entries[2]] == entries[1:3]
+    with pytest.raises(LookupError):
+        analysed.entries[0]
+    assert analysed.subtrees == aligned_subtrees(100, [entry.leaf_hash for entry in entries])
+
+
 def test_a_precertificate_is_no_signing_certificate_and_a_certificate_no_precertificate() -> None:
     trust = parse_trust_root(trusted_root("http://sim.test", SimLog("sim.test"), CA), None, "sim")
     precert, certificate = parse_fulcio_certificate(PRECERT.der), parse_fulcio_certificate(CERTIFICATE)
@@ -618,6 +647,38 @@ async def test_a_get_entries_answer_no_honest_log_gives_is_a_protocol_error(
 ) -> None:
     peer.respond = lambda path, query: answer
     with pytest.raises(LogProtocolError):
+        await Rfc6962Client(peer.url, http, retry=CLIENT_RETRY).get_entries(0, 3)
+
+
+MALFORMED_ENTRIES = [
+    entries_answer(0, 5).body,  # more than the 3 asked
+    json.dumps({"entries": []}).encode(),
+    json.dumps({"entries": [{"leaf_input": "!!", "extra_data": ""}]}).encode(),
+    json.dumps({"entries": [{"leaf_input": "AA=="}]}).encode(),
+    json.dumps({"entries": [{"leaf_input": None, "extra_data": ""}]}).encode(),
+    json.dumps({"entries": {}}).encode(),
+    json.dumps([]).encode(),
+    b"{not json",
+]
+
+
+def test_the_typed_shortcut_reads_get_entries_as_the_general_way_and_takes_nothing_it_refuses() -> None:
+    honest = entries_answer(7, 9).body
+    typed = parse_entries_typed(honest, 7, 3, b"id")
+    assert typed == parse_entries(json.loads(honest), 7, 3, b"id") and len(typed) == 3
+    for raw in MALFORMED_ENTRIES:
+        assert parse_entries_typed(raw, 0, 3) is None, raw
+    # Padding binascii's strict mode lets through and msgspec does not: the general way decides.
+    lenient = json.dumps({"entries": [{"leaf_input": "AAAA====", "extra_data": ""}]}).encode()
+    assert parse_entries_typed(lenient, 0, 3) is None
+    assert parse_entries(json.loads(lenient), 0, 3)[0].leaf_input == bytes(3)
+
+
+async def test_a_malformed_get_entries_answer_is_named_by_the_general_way(
+    peer: Peer, http: aiohttp.ClientSession
+) -> None:
+    peer.respond = lambda path, query: as_json({"entries": [{"leaf_input": "!!", "extra_data": ""}]})
+    with pytest.raises(LogProtocolError, match=r"entries\[0\]\.leaf_input: is not valid base64"):
         await Rfc6962Client(peer.url, http, retry=CLIENT_RETRY).get_entries(0, 3)
 
 

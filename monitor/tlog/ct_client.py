@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
 from monitor.tlog.answers import MalformedError, json_base64, json_int, json_list, json_object, parse_answer
 from monitor.tlog.ct import CtEntryError, CtLogEntry, split_data_tile
@@ -77,8 +78,7 @@ def parse_proof_by_hash(document: Any) -> ProofByHash:
 def parse_entries(document: Any, first: int, asked: int, log_id: bytes = b"") -> list[CtLogEntry]:
     """A get-entries answer for `asked` entries from index `first`: between 1 and `asked` of them."""
     items = json_list(json_object(document, "answer").get("entries"), "entries")
-    if not 0 < len(items) <= asked:
-        raise MalformedError("entries", f"holds {len(items)} entries, asked for {asked}")
+    _check_count(len(items), asked)
     entries = []
     for position, item in enumerate(items):
         where = f"entries[{position}]"
@@ -87,6 +87,41 @@ def parse_entries(document: Any, first: int, asked: int, log_id: bytes = b"") ->
         extra_data = json_base64(entry.get("extra_data"), f"{where}.extra_data")
         entries.append(CtLogEntry.of(first + position, leaf_input, extra_data, log_id=log_id))
     return entries
+
+
+def _check_count(count: int, asked: int) -> None:
+    if not 0 < count <= asked:
+        raise MalformedError("entries", f"holds {count} entries, asked for {asked}")
+
+
+class _TypedEntry(msgspec.Struct):
+    leaf_input: bytes
+    extra_data: bytes
+
+
+class _TypedEntries(msgspec.Struct):
+    entries: list[_TypedEntry]
+
+
+_GET_ENTRIES_ANSWER = msgspec.json.Decoder(_TypedEntries)
+
+
+def parse_entries_typed(raw: bytes, first: int, asked: int, log_id: bytes = b"") -> list[CtLogEntry] | None:
+    """`parse_entries` of a raw get-entries answer, when this shortcut takes it; None: parse it the
+    general way (which also names what is wrong). The shortcut decodes the base64 straight into
+    bytes: the general way first makes a JSON document of base64 strings, as large again as the
+    answer (about 5 MB for 1000 entries), which raised a CT catch-up's peak RSS by 5-8 MiB. It takes
+    no answer the general way refuses: msgspec's base64 is as strict as binascii's (or stricter,
+    then the general way decides)."""
+    try:
+        items = _GET_ENTRIES_ANSWER.decode(raw).entries
+        _check_count(len(items), asked)
+    except (msgspec.DecodeError, RecursionError, MalformedError):
+        return None
+    return [
+        CtLogEntry.of(first + position, item.leaf_input, item.extra_data, log_id=log_id)
+        for position, item in enumerate(items)
+    ]
 
 
 class Rfc6962Client:
@@ -158,8 +193,11 @@ class Rfc6962Client:
         entries: list[CtLogEntry] = []
         while start < stop:
             params: Params = {"start": start, "end": stop - 1}
-            parse = partial(parse_entries, first=start, asked=stop - start, log_id=self._log_id)
-            answer = await self._get_json(GET_ENTRIES, params, "get-entries", "entries", parse)
+            raw = await self._get(GET_ENTRIES, params, "get-entries")
+            answer = parse_entries_typed(raw, start, stop - start, self._log_id)
+            if answer is None:
+                parse = partial(parse_entries, first=start, asked=stop - start, log_id=self._log_id)
+                answer = parse_answer(raw, self._http.url_for(GET_ENTRIES, params), "entries", parse)
             entries.extend(answer)
             start += len(answer)
         return entries
@@ -167,11 +205,14 @@ class Rfc6962Client:
     async def _get_json(
         self, path: str, params: Params | None, endpoint: str, what: str, parse: Callable[[Any], T]
     ) -> T:
+        raw = await self._get(path, params, endpoint)
+        return parse_answer(raw, self._http.url_for(path, params), what, parse)
+
+    async def _get(self, path: str, params: Params | None, endpoint: str) -> bytes:
         raw = await self._http.get(path, params, endpoint=endpoint)
-        url = self._http.url_for(path, params)
         if raw is None:
-            raise LogProtocolError(url, f"the {endpoint} endpoint answered 404")
-        return parse_answer(raw, url, what, parse)
+            raise LogProtocolError(self._http.url_for(path, params), f"the {endpoint} endpoint answered 404")
+        return raw
 
 
 def parse_data_tile(raw: bytes, width: int) -> list[tuple[bytes, bytes]]:

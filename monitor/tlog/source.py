@@ -104,7 +104,7 @@ class KeptEntries(Sequence[SourceEntry]):
     """A chunk read and analysed in the decode process (a Rekor v1 chunk's answers, a tiles chunk's
     bundles). Only the entries its analysis kept (those with findings or errors) came back; the
     others were read, hashed (for a v1 entry: checked against its uuid) and judged there, and are
-    not read again."""
+    not read again. A CT chunk, analysed, keeps only these too (its leaves folded into subtrees)."""
 
     def __init__(self, size: int, kept: dict[int, SourceEntry]):
         self.size = size
