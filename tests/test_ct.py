@@ -39,7 +39,7 @@ from monitor.simulate.ca import LocalCA, Precertificate, codefresh_identity, ema
 from monitor.simulate.log import SimLog
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH
 from monitor.simulate.trustroot import trusted_root
-from monitor.tlog.answers import MalformedError
+from monitor.tlog.answers import MalformedError, parse_answer
 from monitor.tlog.ct import (
     _POISON_OID_TLV,
     PRECERT_ENTRY,
@@ -659,6 +659,7 @@ MALFORMED_ENTRIES = [
     json.dumps({"entries": {}}).encode(),
     json.dumps([]).encode(),
     b"{not json",
+    b'{"note": "\xff", "entries": [{"leaf_input": "AAAA", "extra_data": ""}]}',  # not UTF-8, where unread
 ]
 
 
@@ -668,6 +669,8 @@ def test_the_typed_shortcut_reads_get_entries_as_the_general_way_and_takes_nothi
     assert typed == parse_entries(json.loads(honest), 7, 3, b"id") and len(typed) == 3
     for raw in MALFORMED_ENTRIES:
         assert parse_entries_typed(raw, 0, 3) is None, raw
+        with pytest.raises(LogProtocolError):
+            parse_answer(raw, "http://ct.test", "entries", lambda document: parse_entries(document, 0, 3))
     # Padding binascii's strict mode lets through and msgspec does not: the general way decides.
     lenient = json.dumps({"entries": [{"leaf_input": "AAAA====", "extra_data": ""}]}).encode()
     assert parse_entries_typed(lenient, 0, 3) is None
