@@ -1,14 +1,27 @@
-"""A process stopped and continued over and over, as a debugger, a sampling profiler (py-spy) or
-Ctrl-Z and `fg` do to it: a blocked write() then returns having written only part of its data."""
+"""A process stopped, as a debugger or Ctrl-Z stop it, or stopped and continued over and over, as a
+sampling profiler (py-spy) does: a blocked write() then returns having written only part of its data."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """`pid` stopped while the block runs, continued after if it still exists: left stopped, it
+    would hang whatever waits for it to end."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 @contextmanager
@@ -33,7 +46,5 @@ def stopped_and_continued(pid: int) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass

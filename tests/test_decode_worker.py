@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import fcntl
 import io
 import json
@@ -59,7 +58,7 @@ from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.rekor_v1_entries import RetrieveAnswer, chunk_entries, first_misnamed
 from monitor.tlog.source import RekorV1Source
 from monitor.trust import parse_trust_root
-from tests.stopping import stopped_and_continued
+from tests.stopping import stopped, stopped_and_continued
 
 WATCH = {
     "codefresh": [
@@ -246,13 +245,9 @@ async def test_a_worker_that_stops_answering_is_ended_and_its_callers_fail(
     monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
     bodies = setup[1]
     await worker.analyse(bodies[:2])
-    os.kill(worker.pid, signal.SIGSTOP)
-    waiting = [worker.analyse(bodies), worker.analyse(bodies * 40)]  # the second, 2.5 MB, fills the pipe
-    try:
+    with stopped(worker.pid):
+        waiting = [worker.analyse(bodies), worker.analyse(bodies * 40)]  # the second, 2.5 MB, fills the pipe
         failures = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.pid, signal.SIGCONT)  # else, not ended, it would hang the fixture's close
     for failure in failures:
         assert isinstance(failure, WorkerError) and "did not answer within 1 s" in str(failure)
     assert await asyncio.wait_for(worker._process.wait(), 30) == -signal.SIGKILL
@@ -267,12 +262,8 @@ async def test_a_stopped_worker_does_not_hold_the_close(
     monkeypatch.setattr(decode_worker, "ANSWER_SECONDS", 1.0)
     worker = await DecodeProcess.start(setup[0])
     await worker.analyse(setup[1][:2])
-    os.kill(worker.pid, signal.SIGSTOP)
-    try:
+    with stopped(worker.pid):
         await asyncio.wait_for(worker.close(), 30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.pid, signal.SIGKILL)
     assert worker._process.returncode == -signal.SIGKILL
 
 
@@ -284,17 +275,12 @@ async def test_the_next_chunk_after_a_worker_is_ended_starts_a_new_one(
     analyser = ChunkAnalyser(judges, in_thread=False)
     try:
         await analyser.analyse(bodies[:2])
-        stopped = analyser._process
-        assert stopped is not None
-        os.kill(stopped.pid, signal.SIGSTOP)
-        try:
-            with pytest.raises(WorkerError):
-                await asyncio.wait_for(analyser.analyse(bodies), 30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(stopped.pid, signal.SIGCONT)  # else, not ended, it would hang the close below
+        ended = analyser._process
+        assert ended is not None
+        with stopped(ended.pid), pytest.raises(WorkerError):
+            await asyncio.wait_for(analyser.analyse(bodies), 30)
         answer = await analyser.analyse(bodies)
-        assert analyser._process is not stopped
+        assert analyser._process is not ended
         assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
     finally:
         await analyser.close()
@@ -312,14 +298,11 @@ async def test_a_chunk_is_analysed_in_the_thread_while_the_decode_process_is_beh
         await analyser.analyse(bodies[:2])
         worker = analyser._process
         assert worker is not None
-        os.kill(worker.pid, signal.SIGSTOP)
-        try:
+        with stopped(worker.pid):
             waiting = [asyncio.create_task(analyser.analyse(bodies, hash_from=0)) for _ in range(THREAD_HELPS_AT)]
             await asyncio.sleep(0.2)
             helped = await asyncio.wait_for(analyser.analyse(bodies, hash_from=0), 30)
             assert not any(task.done() for task in waiting)
-        finally:
-            os.kill(worker.pid, signal.SIGCONT)
         answers = await asyncio.wait_for(asyncio.gather(*waiting), 30)
         assert analyser._process is worker
         for answer in [helped, *answers]:

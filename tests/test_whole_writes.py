@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from pathlib import Path
 
 from monitor.whole_writes import write_whole
 from tests.stopping import stopped_and_continued
@@ -44,9 +45,9 @@ def test_a_stream_without_a_descriptor_is_written_through_its_own_write() -> Non
     assert out.getvalue() == b"first second"
 
 
-def test_what_the_stream_buffered_before_goes_first(tmp_path: object) -> None:
-    path = f"{tmp_path}/out"
-    with open(path, "wb") as out:
+def test_what_the_stream_buffered_before_goes_first(tmp_path: Path) -> None:
+    path = tmp_path / "out"
+    with path.open("wb") as out:
         out.write(b"buffered ")
         write_whole(out, b"whole")
-        assert open(path, "rb").read() == b"buffered whole"
+        assert path.read_bytes() == b"buffered whole"
