@@ -57,7 +57,7 @@ class AnalysedChunk:
     analysis: Any
     subtrees: Sequence[Subtree]
     """The entries' leaves, hashed and folded into the aligned subtrees the tail appends to its
-    compact range (for a Rekor chunk, in the decode process)."""
+    compact range (off the event loop, with the chunk's analysis)."""
     misnamed: int | None = None
     """The global index of a Rekor v1 entry whose uuid does not name the leaf hash of its body, as the
     analysis computed it (rekor_v1_entries.first_misnamed): the tail fails the chunk at its turn."""
@@ -117,12 +117,13 @@ class ChunkAnalyser:
             lambda worker: worker.analyse_bundles(bundles, hash_from=hash_from),
         )
 
-    async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> dict[int, CtOutcome]:
-        """CT entries: {position: outcome} of those with a watched certificate or that cannot be decoded."""
-        analysed = await self._analysed(
-            functools.partial(analyse_ct_chunk, entries, self.judges), lambda worker: worker.analyse_ct(entries)
+    async def analyse_ct(self, entries: Sequence[CtLogEntry], *, hash_from: int) -> ChunkOutcome:
+        """CT entries: {position: outcome} of those with a watched certificate or that cannot be
+        decoded, and their leaves (from tree index `hash_from`) folded into subtrees."""
+        return await self._analysed(
+            functools.partial(analyse_ct_chunk, entries, self.judges, hash_from=hash_from),
+            lambda worker: worker.analyse_ct(entries, hash_from=hash_from),
         )
-        return analysed.outcomes  # type: ignore[return-value]
 
     async def _analysed(
         self, here: Callable[[], ChunkOutcome], asked: Callable[[DecodeProcess], Awaitable[ChunkOutcome]]

@@ -24,7 +24,6 @@ from monitor.recorder import add_entry_error
 from monitor.store.models import CertificateRow
 from monitor.store.repository import Batch, IssuedCertificate, NewAlert, alert_payload
 from monitor.tlog.ct import CtLogEntry
-from monitor.tlog.merkle import aligned_subtrees
 from monitor.tlog.source import KeptEntries
 
 if TYPE_CHECKING:
@@ -40,12 +39,13 @@ class CertificateRecorder:
     analyser: ChunkAnalyser
 
     async def analyse(self, entries: Sequence[CtLogEntry], first: int) -> AnalysedChunk:
-        """The entries' outcomes, and their leaf hashes (computed by the parser) folded into
-        subtrees: until its turn to commit, the chunk keeps only the entries with outcomes."""
-        outcomes = await self.analyser.analyse_ct(entries) if entries else {}
-        subtrees = aligned_subtrees(first, [entry.leaf_hash for entry in entries])
-        kept = KeptEntries(len(entries), {position: entries[position] for position in outcomes})
-        return AnalysedChunk(kept, outcomes, subtrees)
+        """The entries' outcomes and subtrees (off the event loop): until its turn to commit, the
+        chunk keeps only the entries with outcomes."""
+        if not entries:
+            return AnalysedChunk(KeptEntries(0, {}), {}, ())
+        analysed = await self.analyser.analyse_ct(entries, hash_from=first)
+        kept = KeptEntries(len(entries), {position: entries[position] for position in analysed.outcomes})
+        return AnalysedChunk(kept, analysed.outcomes, analysed.subtrees)
 
     def record(self, row: Shard, entries: Sequence[CtLogEntry], outcomes: dict[int, CtOutcome], batch: Batch) -> None:
         for position, outcome in sorted(outcomes.items()):

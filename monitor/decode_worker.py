@@ -15,8 +15,9 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
   length and its bytes; or for tiles entry bundles (flag bit 3: split, hash and analyse their
   entries, the 8-byte tree index of the first wanted entry following), for each bundle its width
   as served, the first and end positions of the entries wanted in it, each 4 bytes big-endian,
-  then the bundle as a 4-byte length and its bytes; or for CT entries (flag bit 1) the pickled list
-  of `CtLogEntry` (from the parent: trusted);
+  then the bundle as a 4-byte length and its bytes; or for CT entries (flag bit 1: analyse them and
+  fold their leaf hashes) the pickled pair of the first one's tree index and the list of
+  `CtLogEntry` (from the parent: trusted);
 - each answer, in request order, is the pickled `ChunkOutcome`.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that has not
@@ -94,12 +95,12 @@ class WorkerError(Exception):
     """The decode process failed or answered something malformed."""
 
 
-def encode_ct_chunk(entries: Sequence[CtLogEntry]) -> bytes:
-    """A request frame's payload for CT entries: pickled after the flag byte, in one buffer (a CT
-    chunk's pickle is megabytes: prepending the flag to it copied it whole)."""
+def encode_ct_chunk(entries: Sequence[CtLogEntry], hash_from: int) -> bytes:
+    """A request frame's payload for CT entries from tree index `hash_from`: pickled after the flag
+    byte, in one buffer (a CT chunk's pickle is megabytes: prepending the flag to it copied it whole)."""
     buffer = io.BytesIO()
     buffer.write(bytes([CT_ENTRIES]))
-    pickle.dump(list(entries), buffer)
+    pickle.dump((hash_from, list(entries)), buffer)
     return buffer.getvalue()
 
 
@@ -242,14 +243,17 @@ def analyse_bundles(bundles: Sequence[EntryBundle], judges: Judges, *, hash_from
     return ChunkOutcome(analysed.outcomes, analysed.leaf_hashes, analysed.subtrees, kept=kept)
 
 
-def analyse_ct_chunk(entries: Sequence[CtLogEntry], judges: Judges) -> ChunkOutcome:
-    return ChunkOutcome(analyse_ct_entries(entries, judges))
+def analyse_ct_chunk(entries: Sequence[CtLogEntry], judges: Judges, *, hash_from: int) -> ChunkOutcome:
+    """The entries' outcomes, and their leaf hashes (computed by the parser) folded into subtrees."""
+    subtrees = tuple(aligned_subtrees(hash_from, [entry.leaf_hash for entry in entries]))
+    return ChunkOutcome(analyse_ct_entries(entries, judges), subtrees=subtrees)
 
 
 def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
     """The answer to one request frame; ValueError if it is malformed."""
     if payload[:1] == bytes([CT_ENTRIES]):
-        return analyse_ct_chunk(pickle.loads(payload[1:]), judges)
+        hash_from, entries = pickle.loads(payload[1:])
+        return analyse_ct_chunk(entries, judges, hash_from=hash_from)
     if payload[:1] == bytes([V1_ANSWERS]):
         answers, hash_from = decode_answers(payload)
         return analyse_answers(answers, judges, hash_from=hash_from)
@@ -373,8 +377,8 @@ class DecodeProcess:
     async def analyse_bundles(self, bundles: Sequence[EntryBundle], *, hash_from: int) -> ChunkOutcome:
         return await self._request(encode_bundles(bundles, hash_from))
 
-    async def analyse_ct(self, entries: Sequence[CtLogEntry]) -> ChunkOutcome:
-        return await self._request(encode_ct_chunk(entries))
+    async def analyse_ct(self, entries: Sequence[CtLogEntry], *, hash_from: int) -> ChunkOutcome:
+        return await self._request(encode_ct_chunk(entries, hash_from))
 
     async def _request(self, payload: bytes) -> ChunkOutcome:
         waiting: asyncio.Future[ChunkOutcome] = asyncio.get_running_loop().create_future()

@@ -365,7 +365,8 @@ def test_the_chain_check_names_the_issuing_ca_and_refuses_a_leaf_naming_another(
     assert chains.issuing_ca(decoded, parse_fulcio_certificate(decoded.certificate)) is None
 
 
-async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its_leaves_folded() -> None:
+@pytest.mark.parametrize("in_thread", [True, False], ids=["a thread", "a decode process"])
+async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its_leaves_folded(in_thread: bool) -> None:
     """Until its turn to commit, a CT chunk holds its subtrees and the entries its record needs,
     not every entry's leaf and chain (about 3.7 KB each)."""
     trust = parse_trust_root(trusted_root("http://sim.test", SimLog("sim.test"), CA), None, "sim")
@@ -375,7 +376,7 @@ async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its
         "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
     }
     policy = Policy(WatchSettings.model_validate({"codefresh": [account]}))
-    analyser = ChunkAnalyser(Judges(policy, ChainVerifier(trust), CtChainVerifier(trust)), in_thread=True)
+    analyser = ChunkAnalyser(Judges(policy, ChainVerifier(trust), CtChainVerifier(trust)), in_thread=in_thread)
     served = [(X509_LEAF, X509_EXTRA), (PRECERT_LEAF, PRECERT_EXTRA), (b"not a leaf", b""), (X509_LEAF, X509_EXTRA)]
     entries = [CtLogEntry.of(100 + position, leaf, extra) for position, (leaf, extra) in enumerate(served)]
     try:
@@ -386,7 +387,7 @@ async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its
     assert len(analysed.entries) == 4 and [analysed.entries[1], analysed.entries[2]] == entries[1:3]
     with pytest.raises(LookupError):
         analysed.entries[0]
-    assert analysed.subtrees == aligned_subtrees(100, [entry.leaf_hash for entry in entries])
+    assert analysed.subtrees == tuple(aligned_subtrees(100, [entry.leaf_hash for entry in entries]))
 
 
 def test_a_precertificate_is_no_signing_certificate_and_a_certificate_no_precertificate() -> None:
