@@ -15,9 +15,11 @@ BLOCKS = 300
 WRITER = f"""
 import sys
 from monitor.whole_writes import write_whole
+from tests.test_whole_writes import block
 for number in range({BLOCKS}):
-    write_whole(sys.stdout.buffer, bytes([number % 251]) * (60_000 + number * 7_919 % 30_000))
+    write_whole(sys.stdout.buffer, block(number))
 """
+ROOT = Path(__file__).resolve().parent.parent  # the writer imports `block` from here
 
 
 def block(number: int) -> bytes:
@@ -25,7 +27,9 @@ def block(number: int) -> bytes:
 
 
 async def test_blocks_larger_than_a_pipe_arrive_whole_from_a_writer_stopped_and_continued() -> None:
-    writer = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, stdout=asyncio.subprocess.PIPE)
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
     assert writer.stdout is not None
     with stopped_and_continued(writer.pid):
         for number in range(BLOCKS):
