@@ -11,14 +11,22 @@ pickles, so it can run in a worker process.
 A certificate whose issuer is watched but that cannot be parsed makes the whole entry
 undecodable (`EntryDecodeError`, reason `bad_certificate`): the pipeline records and alerts it as
 `entry_undecodable` instead of dropping a certificate that claims a watched issuer.
+
+No entry stops the tail: an exception the decoders do not raise for bad input (a bug here or in a
+library, which a hostile entry may find) makes that one entry undecodable too, reason
+`internal_error`, with the exception and where it was raised, and the others are analysed as usual.
+Failing the chunk instead would stop the log's tail at that entry, on every monitor, until a fix.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from monitor.entries import DecodedEntry, EntryDecodeError, decode_entry
+from monitor.errors import INTERNAL_ERROR
 from monitor.identity import SigningIdentity, identify
 from monitor.identity.ct_chain import CtChainVerifier
 from monitor.identity.fulcio import (
@@ -158,9 +166,19 @@ def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome
         except EntryDecodeError as exc:
             outcomes[position] = exc
             continue
+        except Exception as exc:  # no entry stops the tail (module docstring)
+            outcomes[position] = EntryDecodeError(INTERNAL_ERROR, unforeseen(exc))
+            continue
         if findings:
             outcomes[position] = EntryAnalysis(decoded, findings)
     return outcomes
+
+
+def unforeseen(exc: Exception) -> str:
+    """An exception no decoder raises for bad input, and the line that raised it: what to report."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {str(exc)[:300]}{where}"
 
 
 def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:
@@ -171,6 +189,9 @@ def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[in
             found = analyse_ct_entry(entry, judges.policy, judges.ct_chains)
         except CtEntryError as exc:
             outcomes[position] = exc
+            continue
+        except Exception as exc:  # no entry stops the tail (module docstring)
+            outcomes[position] = CtEntryError(INTERNAL_ERROR, unforeseen(exc))
             continue
         if found is not None:
             outcomes[position] = found

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from monitor.codec import loads_json, strict_base64
-from monitor.errors import ReasonedError
+from monitor.errors import INTERNAL_ERROR, ReasonedError
 
 MAX_BODY_BYTES = 8 << 20
 
@@ -54,6 +54,7 @@ REASONS = (
     "too_large",
     "unknown_kind",
     "unknown_version",
+    INTERNAL_ERROR,
 )
 """EntryDecodeError reasons (here and in monitor/analysis.py): the label values of a Rekor log's
 rekorwatch_entry_errors_total."""

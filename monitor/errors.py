@@ -10,3 +10,8 @@ class ReasonedError(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+INTERNAL_ERROR = "internal_error"
+"""The reason of an entry (Rekor or CT) whose decoding raised an exception no decoder raises for bad
+input: a bug here or in a library, which a hostile entry may find (monitor/analysis.py)."""

@@ -21,7 +21,7 @@ from monitor.analysis import EntryAnalysis, Finding
 from monitor.codefresh_api import build_check_target
 from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
-from monitor.errors import ReasonedError
+from monitor.errors import INTERNAL_ERROR, ReasonedError
 from monitor.identity import SigningIdentity
 from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
@@ -154,8 +154,12 @@ class SigningRecorder:
 
 
 def add_entry_error(batch: Batch, row: Shard, entry: SourceEntry, error: ReasonedError) -> None:
-    """An entry that cannot be decoded: recorded and alerted with its chunk, then passed."""
-    log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
+    """An entry that cannot be decoded: recorded and alerted with its chunk, then passed. One that
+    failed for a bug (INTERNAL_ERROR) is logged as an error, with what to report."""
+    if error.reason == INTERNAL_ERROR:
+        log.error("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason, detail=error.detail)
+    else:
+        log.warning("entry_undecodable", log_url=row.url, index=entry.log_index, reason=error.reason)
     batch.errors.append(EntryError(entry.log_index, error.reason, error.detail[:1000]))
     batch.alerts.append(
         NewAlert(

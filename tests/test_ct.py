@@ -365,10 +365,8 @@ def test_the_chain_check_names_the_issuing_ca_and_refuses_a_leaf_naming_another(
     assert chains.issuing_ca(decoded, parse_fulcio_certificate(decoded.certificate)) is None
 
 
-@pytest.mark.parametrize("in_thread", [True, False], ids=["a thread", "a decode process"])
-async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its_leaves_folded(in_thread: bool) -> None:
-    """Until its turn to commit, a CT chunk holds its subtrees and the entries its record needs,
-    not every entry's leaf and chain (about 3.7 KB each)."""
+def codefresh_analyser(in_thread: bool) -> ChunkAnalyser:
+    """An analyser watching the simulator's Codefresh account, with the simulator's trust root."""
     trust = parse_trust_root(trusted_root("http://sim.test", SimLog("sim.test"), CA), None, "sim")
     account = {
         "account_id": FULCIO_TEST_CODEFRESH["account_id"],
@@ -376,7 +374,35 @@ async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its
         "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
     }
     policy = Policy(WatchSettings.model_validate({"codefresh": [account]}))
-    analyser = ChunkAnalyser(Judges(policy, ChainVerifier(trust), CtChainVerifier(trust)), in_thread=in_thread)
+    return ChunkAnalyser(Judges(policy, ChainVerifier(trust), CtChainVerifier(trust)), in_thread=in_thread)
+
+
+@pytest.mark.parametrize("in_thread", [True, False], ids=["a thread", "a decode process"])
+async def test_a_ct_entry_whose_decoding_fails_unforeseen_is_undecodable_and_the_others_are_analysed(
+    in_thread: bool,
+) -> None:
+    """No entry stops the tail (monitor/analysis.py). No known entry makes the CT decoder raise
+    anything but CtEntryError; a leaf that is not bytes stands in for the bug a hostile entry might
+    find, in a thread and across the decode process's pipe."""
+    analyser = codefresh_analyser(in_thread)
+    good = CtLogEntry.of(100, PRECERT_LEAF, PRECERT_EXTRA)
+    hostile = CtLogEntry(101, None, b"", leaf_hash(b""))  # type: ignore[arg-type]
+    try:
+        outcomes = (await analyser.analyse_ct([good, hostile, good], hash_from=100)).outcomes
+    finally:
+        await analyser.close()
+    assert sorted(outcomes) == [0, 1, 2]
+    assert outcomes[0] == outcomes[2] and outcomes[0].finding.judgement.verdict == "expected"
+    failed = outcomes[1]
+    assert isinstance(failed, CtEntryError) and failed.reason == "internal_error"
+    assert failed.detail.startswith("TypeError: ") and "(at ct.py:" in failed.detail
+
+
+@pytest.mark.parametrize("in_thread", [True, False], ids=["a thread", "a decode process"])
+async def test_an_analysed_ct_chunk_keeps_only_its_entries_with_outcomes_and_its_leaves_folded(in_thread: bool) -> None:
+    """Until its turn to commit, a CT chunk holds its subtrees and the entries its record needs,
+    not every entry's leaf and chain (about 3.7 KB each)."""
+    analyser = codefresh_analyser(in_thread)
     served = [(X509_LEAF, X509_EXTRA), (PRECERT_LEAF, PRECERT_EXTRA), (b"not a leaf", b""), (X509_LEAF, X509_EXTRA)]
     entries = [CtLogEntry.of(100 + position, leaf, extra) for position, (leaf, extra) in enumerate(served)]
     try:

@@ -122,6 +122,24 @@ def test_a_chunk_is_analysed_as_each_entry_alone(setup: tuple[Judges, list[bytes
     assert len(expected) >= 7
 
 
+def test_an_entry_whose_decoding_fails_unforeseen_is_undecodable_and_the_others_are_analysed(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """No entry stops the tail (monitor/analysis.py). No known entry makes a decoder raise anything but
+    EntryDecodeError (a fuzz of 777k mutated certificates found none); a body that is not bytes
+    stands in for the bug a hostile entry might find."""
+    judges, bodies = setup
+    hostile: list[Any] = [*bodies[:10], None, *bodies[10:]]
+    outcomes = analyse_bodies(hostile, judges)
+    failed = outcomes.pop(10)
+    assert isinstance(failed, EntryDecodeError) and failed.reason == "internal_error"
+    assert failed.detail.startswith("TypeError: ") and "(at entries.py:" in failed.detail
+    shifted = {position - (position > 10): outcome for position, outcome in outcomes.items()}
+    assert comparable(shifted) == comparable(analyse_bodies(bodies, judges))
+    crossed = pickle.loads(pickle.dumps(failed))  # as a decode process sends it back
+    assert (crossed.reason, crossed.detail) == (failed.reason, failed.detail)
+
+
 async def test_the_worker_answers_what_in_process_analysis_answers(
     worker: DecodeProcess, setup: tuple[Judges, list[bytes]]
 ) -> None:

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 
 from monitor.der import DerError, encode_tlv, read_tlv
-from monitor.errors import ReasonedError
+from monitor.errors import INTERNAL_ERROR, ReasonedError
 from monitor.tlog.merkle import leaf_hash
 
 X509_ENTRY = 0
@@ -64,6 +64,7 @@ REASONS = (
     "malformed_certificate",  # the certificate, precertificate or TBS is not the DER it claims
     "precertificate_mismatch",  # the precertificate, poison removed, is not the leaf's TBS
     "issuer_mismatch",  # the leaf's issuer_key_hash is not the key of the CA that signed it (identity/ct_chain.py)
+    INTERNAL_ERROR,
 )
 
 
