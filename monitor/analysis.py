@@ -178,7 +178,8 @@ def unforeseen(exc: Exception) -> str:
     """An exception no decoder raises for bad input, and the line that raised it: what to report."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
-    return f"{type(exc).__name__}: {str(exc)[:300]}{where}"
+    text = f"{type(exc).__name__}: {str(exc)[:300]}{where}"
+    return text.encode("utf-8", "backslashreplace").decode()  # no lone surrogate from a hostile value
 
 
 def analyse_ct_entries(entries: Sequence[CtLogEntry], judges: Judges) -> dict[int, CtOutcome]:

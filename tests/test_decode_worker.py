@@ -24,7 +24,7 @@ import pytest
 
 from monitor import decode_worker
 from monitor.analyser import THREAD_HELPS_AT, ChunkAnalyser
-from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry
+from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry, unforeseen
 from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
@@ -138,6 +138,17 @@ def test_an_entry_whose_decoding_fails_unforeseen_is_undecodable_and_the_others_
     assert comparable(shifted) == comparable(analyse_bodies(bodies, judges))
     crossed = pickle.loads(pickle.dumps(failed))  # as a decode process sends it back
     assert (crossed.reason, crossed.detail) == (failed.reason, failed.detail)
+
+
+def test_an_unforeseen_failure_is_described_in_text_every_store_and_sink_takes() -> None:
+    """The detail is stored and sent as an alert: a hostile value in the exception's message must not
+    make it text that UTF-8 (PostgreSQL, orjson) refuses."""
+    try:
+        raise ValueError("a value \ud800 from the entry, é")
+    except ValueError as exc:
+        detail = unforeseen(exc)
+    assert detail.startswith("ValueError: a value \\ud800 from the entry, é (at test_decode_worker.py:")
+    detail.encode("utf-8")
 
 
 async def test_the_worker_answers_what_in_process_analysis_answers(
