@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +68,14 @@ THREAD_HELPS_AT = 2
 """Chunks sent to the decode process and not answered (the one it works on included) from which the
 next chunk goes to this process's thread, when idle. Measured (bench/bench_ab.py, 200k tiles entries,
 3 pairs): catch-up 2.60 -> 2.19 s, about a third of the chunks taken by the thread; with 1, no faster.
-A Rekor v1 catch-up keeps the daemon busy fetching: its decode process never gets two behind. With
-50 ms added to every read, three A/B runs said +3.9 to +4.6%, within their noise (docs/DECISIONS.md)."""
+A Rekor v1 catch-up keeps the daemon busy fetching: its decode process never gets two behind."""
+
+HELPING_SWITCH_SECONDS = 0.001
+"""The GIL's switch interval while the thread helps (the interpreter's is 5 ms): the event loop waits
+at most that long for its turn while a chunk is analysed beside it (about 13 ms of CPU for a tiles
+chunk). With 5 ms, a log 50 ms away, whose catch-up the loop bounds by how soon it sends the next
+requests, read 4-5% slower with the help than without (four A/B runs); with 1 ms, -1.4% (5 pairs),
+and the loopback catch-up the help is for is unchanged (docs/DECISIONS.md)."""
 
 
 class ChunkAnalyser:
@@ -134,7 +141,8 @@ class ChunkAnalyser:
             return await self._in_thread(here)
         async with self._counted():
             if self._unanswered >= THREAD_HELPS_AT and not self._in_thread_now:
-                return await self._in_thread(here)
+                with _gil_switched_often():
+                    return await self._in_thread(here)
             worker = await self._worker()
             self._unanswered += 1
             try:
@@ -185,3 +193,13 @@ class ChunkAnalyser:
         if self._process is not None:
             process, self._process = self._process, None
             await process.close()
+
+
+@contextlib.contextmanager
+def _gil_switched_often() -> Iterator[None]:
+    default = sys.getswitchinterval()
+    sys.setswitchinterval(HELPING_SWITCH_SECONDS)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(default)

@@ -322,6 +322,7 @@ async def test_a_chunk_is_analysed_in_the_thread_while_the_decode_process_is_beh
     as the decode process would answer it, and the two waiting are answered once it goes on."""
     judges, bodies = setup
     expected = comparable(analyse_bodies(bodies, judges))
+    switch_interval = sys.getswitchinterval()
     analyser = ChunkAnalyser(judges, in_thread=False)
     try:
         await analyser.analyse(bodies[:2])
@@ -332,6 +333,7 @@ async def test_a_chunk_is_analysed_in_the_thread_while_the_decode_process_is_beh
             await asyncio.sleep(0.2)
             helped = await asyncio.wait_for(analyser.analyse(bodies, hash_from=0), 30)
             assert not any(task.done() for task in waiting)
+            assert sys.getswitchinterval() == switch_interval  # lowered only while the thread helped
         answers = await asyncio.wait_for(asyncio.gather(*waiting), 30)
         assert analyser._process is worker
         for answer in [helped, *answers]:
