@@ -64,7 +64,7 @@ REASONS = (
     "malformed_certificate",  # the certificate, precertificate or TBS is not the DER it claims
     "precertificate_mismatch",  # the precertificate, poison removed, is not the leaf's TBS
     "issuer_mismatch",  # the leaf's issuer_key_hash is not the key of the CA that signed it (identity/ct_chain.py)
-    INTERNAL_ERROR,
+    INTERNAL_ERROR,  # an exception no decoder raises for bad input: a bug (monitor/analysis.py)
 )
 
 
