@@ -38,6 +38,7 @@ from monitor.decode_worker import (
     analyse_bundles,
     analyse_chunk,
     analyse_ct_chunk,
+    analysed_or_failed,
 )
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import EntryBundle
@@ -153,7 +154,7 @@ class ChunkAnalyser:
     async def _in_thread(self, here: Callable[[], ChunkOutcome]) -> ChunkOutcome:
         self._in_thread_now += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, here)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, analysed_or_failed, here)
         finally:
             self._in_thread_now -= 1
 

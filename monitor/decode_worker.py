@@ -18,7 +18,8 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
   then the bundle as a 4-byte length and its bytes; or for CT entries (flag bit 1: analyse them and
   fold their leaf hashes) the pickled pair of the first one's tree index and the list of
   `CtLogEntry` (from the parent: trusted);
-- each answer, in request order, is the pickled `ChunkOutcome`.
+- each answer, in request order, is the pickled `ChunkOutcome`, or a `ChunkFailure` when the
+  analysis raised (a bug met on the chunk's bytes): that request fails, the worker goes on.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that has not
 answered a request within ANSWER_SECONDS (stopped, or stuck on an entry) is killed by the parent:
@@ -41,11 +42,11 @@ import pickle
 import signal
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries
+from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries, unforeseen
 from monitor.child import discard_process, end_process, start_decode_worker
 from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
@@ -93,6 +94,27 @@ class ChunkOutcome:
 
 class WorkerError(Exception):
     """The decode process failed or answered something malformed."""
+
+
+@dataclass(frozen=True)
+class ChunkFailure:
+    """The answer to a request whose analysis raised: what `analysis.unforeseen` says of it."""
+
+    detail: str
+
+
+class ChunkFailedError(Exception):
+    """A chunk whose analysis raised an exception no parser raises for bad input: a bug in rekorwatch
+    or a library, met on a log's bytes (in a decode process or the daemon's thread alike). The
+    chunk's cycle fails and reads it again; the message names the exception and where it was raised."""
+
+
+def analysed_or_failed(analysis: Callable[[], ChunkOutcome]) -> ChunkOutcome:
+    """`analysis()`, an exception it raises as ChunkFailedError: in a thread as from a decode process."""
+    try:
+        return analysis()
+    except Exception as exc:
+        raise ChunkFailedError(unforeseen(exc)) from exc
 
 
 def encode_ct_chunk(entries: Sequence[CtLogEntry], hash_from: int) -> bytes:
@@ -249,19 +271,29 @@ def analyse_ct_chunk(entries: Sequence[CtLogEntry], judges: Judges, *, hash_from
     return ChunkOutcome(analyse_ct_entries(entries, judges), subtrees=subtrees)
 
 
-def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome:
-    """The answer to one request frame; ValueError if it is malformed."""
+def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome | ChunkFailure:
+    """The answer to one request frame: its outcome, or the failure of its analysis. ValueError if
+    the frame itself is malformed (the parent's bytes, not a log's)."""
+    analysis = _analysis_of(payload, judges)
+    try:
+        return analysis()
+    except Exception as exc:  # a bug met on a chunk's bytes: that request fails, the worker goes on
+        return ChunkFailure(unforeseen(exc))
+
+
+def _analysis_of(payload: bytes | memoryview, judges: Judges) -> Callable[[], ChunkOutcome]:
+    """The analysis a request frame asks for, its frame read."""
     if payload[:1] == bytes([CT_ENTRIES]):
         hash_from, entries = pickle.loads(payload[1:])
-        return analyse_ct_chunk(entries, judges, hash_from=hash_from)
+        return lambda: analyse_ct_chunk(entries, judges, hash_from=hash_from)
     if payload[:1] == bytes([V1_ANSWERS]):
-        answers, hash_from = decode_answers(payload)
-        return analyse_answers(answers, judges, hash_from=hash_from)
+        answers, v1_from = decode_answers(payload)
+        return lambda: analyse_answers(answers, judges, hash_from=v1_from)
     if payload[:1] == bytes([ENTRY_BUNDLES]):
-        bundles, hash_from = decode_bundles(payload)
-        return analyse_bundles(bundles, judges, hash_from=hash_from)
-    bodies, hash_from = decode_chunk(payload)
-    return analyse_chunk(bodies, judges, hash_from=hash_from)
+        bundles, bundles_from = decode_bundles(payload)
+        return lambda: analyse_bundles(bundles, judges, hash_from=bundles_from)
+    bodies, bodies_from = decode_chunk(payload)
+    return lambda: analyse_chunk(bodies, judges, hash_from=bodies_from)
 
 
 # -- the worker side -------------------------------------------------------------------------------
@@ -419,7 +451,11 @@ class DecodeProcess:
                 (length,) = LENGTH.unpack(await stdout.readexactly(LENGTH.size))
                 outcome = pickle.loads(await stdout.readexactly(length))
                 answer = await self._waiting.get()
-                if not answer.done():
+                if answer.done():
+                    continue
+                if isinstance(outcome, ChunkFailure):
+                    answer.set_exception(ChunkFailedError(outcome.detail))
+                else:
                     answer.set_result(outcome)
         except Exception as exc:  # a dead worker, or an answer that does not unpickle: either way, it is gone
             self._fail(WorkerError(f"the decode worker stopped: {exc!r}"))

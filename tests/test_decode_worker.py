@@ -30,6 +30,7 @@ from monitor.config import WatchSettings
 from monitor.decode_worker import (
     LENGTH,
     PIPE_BYTES,
+    ChunkFailedError,
     DecodeProcess,
     FrameReader,
     WorkerError,
@@ -51,6 +52,7 @@ from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.server import start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
+from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import EntryBundle
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
@@ -149,6 +151,30 @@ def test_an_unforeseen_failure_is_described_in_text_every_store_and_sink_takes()
         detail = unforeseen(exc)
     assert detail.startswith("ValueError: a value \\ud800 from the entry, é (at test_decode_worker.py:")
     detail.encode("utf-8")
+
+
+async def test_a_chunk_whose_analysis_fails_fails_alone_and_the_worker_goes_on(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """A bug met on a chunk's bytes (on one entry's, it is that entry's internal_error) fails that
+    request with the exception and the line that raised it, in a decode process as in the daemon's
+    thread, and the worker answers the next: before, the process died and the follower error said
+    `WorkerError: stopped`, as for an OOM kill. CT entries without leaf hashes stand in for the bug
+    (folding them raises a TypeError)."""
+    judges, bodies = setup
+    broken: list[Any] = [CtLogEntry(100, b"", b"", None), CtLogEntry(101, b"", b"", None)]  # type: ignore[arg-type]
+    expected = comparable(analyse_bodies(bodies, judges))
+    for in_thread in (True, False):
+        analyser = ChunkAnalyser(judges, in_thread=in_thread)
+        try:
+            with pytest.raises(ChunkFailedError, match=r"^TypeError: .* \(at merkle\.py:\d+ in "):
+                await analyser.analyse_ct(broken, hash_from=100)
+            worker = analyser._process
+            assert (worker is None) == in_thread
+            assert comparable((await analyser.analyse(bodies, hash_from=0)).outcomes) == expected
+            assert analyser._process is worker  # the same decode process answered
+        finally:
+            await analyser.close()
 
 
 async def test_the_worker_answers_what_in_process_analysis_answers(
