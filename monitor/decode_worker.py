@@ -18,7 +18,7 @@ Protocol (stdin -> stdout, each frame a 4-byte big-endian length then that many 
   then the bundle as a 4-byte length and its bytes; or for CT entries (flag bit 1: analyse them and
   fold their leaf hashes) the pickled pair of the first one's tree index and the list of
   `CtLogEntry` (from the parent: trusted);
-- each answer, in request order, is the pickled `ChunkOutcome`, or a `ChunkFailure` when the
+- each answer, in request order, is the pickled `ChunkOutcome`, or a `ChunkFailedError` when the
   analysis raised (a bug met on the chunk's bytes): that request fails, the worker goes on.
 The worker exits when its stdin closes: a parent that dies takes its workers with it. It ignores
 SIGINT: Ctrl-C is the daemon's to handle, by finishing the chunk in flight. A worker that has not
@@ -94,13 +94,6 @@ class ChunkOutcome:
 
 class WorkerError(Exception):
     """The decode process failed or answered something malformed."""
-
-
-@dataclass(frozen=True)
-class ChunkFailure:
-    """The answer to a request whose analysis raised: what `analysis.unforeseen` says of it."""
-
-    detail: str
 
 
 class ChunkFailedError(Exception):
@@ -271,14 +264,15 @@ def analyse_ct_chunk(entries: Sequence[CtLogEntry], judges: Judges, *, hash_from
     return ChunkOutcome(analyse_ct_entries(entries, judges), subtrees=subtrees)
 
 
-def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome | ChunkFailure:
-    """The answer to one request frame: its outcome, or the failure of its analysis. ValueError if
-    the frame itself is malformed (the parent's bytes, not a log's)."""
+def answer(payload: bytes | memoryview, judges: Judges) -> ChunkOutcome | ChunkFailedError:
+    """The answer to one request frame: its outcome, or the failure of its analysis (sent back: that
+    request fails, the worker goes on). ValueError if the frame itself is malformed (the parent's
+    bytes, not a log's)."""
     analysis = _analysis_of(payload, judges)
     try:
-        return analysis()
-    except Exception as exc:  # a bug met on a chunk's bytes: that request fails, the worker goes on
-        return ChunkFailure(unforeseen(exc))
+        return analysed_or_failed(analysis)
+    except ChunkFailedError as exc:
+        return exc
 
 
 def _analysis_of(payload: bytes | memoryview, judges: Judges) -> Callable[[], ChunkOutcome]:
@@ -287,13 +281,13 @@ def _analysis_of(payload: bytes | memoryview, judges: Judges) -> Callable[[], Ch
         hash_from, entries = pickle.loads(payload[1:])
         return lambda: analyse_ct_chunk(entries, judges, hash_from=hash_from)
     if payload[:1] == bytes([V1_ANSWERS]):
-        answers, v1_from = decode_answers(payload)
-        return lambda: analyse_answers(answers, judges, hash_from=v1_from)
+        answers, hash_from = decode_answers(payload)
+        return lambda: analyse_answers(answers, judges, hash_from=hash_from)
     if payload[:1] == bytes([ENTRY_BUNDLES]):
-        bundles, bundles_from = decode_bundles(payload)
-        return lambda: analyse_bundles(bundles, judges, hash_from=bundles_from)
-    bodies, bodies_from = decode_chunk(payload)
-    return lambda: analyse_chunk(bodies, judges, hash_from=bodies_from)
+        bundles, hash_from = decode_bundles(payload)
+        return lambda: analyse_bundles(bundles, judges, hash_from=hash_from)
+    bodies, chunk_from = decode_chunk(payload)
+    return lambda: analyse_chunk(bodies, judges, hash_from=chunk_from)
 
 
 # -- the worker side -------------------------------------------------------------------------------
@@ -453,8 +447,8 @@ class DecodeProcess:
                 answer = await self._waiting.get()
                 if answer.done():
                     continue
-                if isinstance(outcome, ChunkFailure):
-                    answer.set_exception(ChunkFailedError(outcome.detail))
+                if isinstance(outcome, ChunkFailedError):
+                    answer.set_exception(outcome)
                 else:
                     answer.set_result(outcome)
         except Exception as exc:  # a dead worker, or an answer that does not unpickle: either way, it is gone
