@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
@@ -268,7 +268,7 @@ def writer_for(listing: Listing, fmt: str, wide: bool, out: BinaryIO) -> Writer:
 async def list_rows(
     database: str,
     listing: Listing,
-    batches: Callable[[Store], AsyncIterator[Sequence[Record]]],
+    batches: Callable[[Store], AsyncGenerator[Sequence[Record], None]],
     count: Callable[[Store], Awaitable[int]],
     *,
     fmt: str,

@@ -19,9 +19,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, BinaryIO, Protocol
@@ -284,14 +285,16 @@ def _elided(cell: str, width: int) -> str:
 # streaming -------------------------------------------------------------------------------------
 
 
-async def stream_listing(batches: AsyncIterator[Sequence[Record]], writer: Writer, out: BinaryIO) -> int:
+async def stream_listing(batches: AsyncGenerator[Sequence[Record], None], writer: Writer, out: BinaryIO) -> int:
     """Write every batch as it arrives; the number of records written. Writes happen off the
-    event loop (a pipe may block), one at a time and in order."""
+    event loop (a pipe may block), one at a time and in order. `batches` is closed when this
+    returns or fails (a closed pipe), so what it holds (a connection) is given back at once."""
     written = 0
     await _write(out, writer.begin())
-    async for batch in batches:
-        await _write(out, writer.rows(batch))
-        written += len(batch)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            await _write(out, writer.rows(batch))
+            written += len(batch)
     await _write(out, writer.end(written))
     return written
 

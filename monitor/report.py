@@ -5,14 +5,15 @@ Times in the objects built here are RFC 3339 to the second (monitor/timefmt.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Column as TableColumn
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select
 
 from monitor.contract import LogKind, LogState
 from monitor.health import FollowerHealth
@@ -331,16 +332,26 @@ def records_of(listing: Listing, objects: Sequence[Mapping[str, Any]]) -> list[R
     return [tuple(item.get(name) for name in listing.names) for item in objects]
 
 
-def signing_batches(store: Store, where: SigningFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
+def signing_batches(store: Store, where: SigningFilter, limit: int | None) -> AsyncGenerator[Sequence[Record], None]:
     """SIGNINGS records, newest first, streamed in batches (rows straight from SQL: no ORM objects)."""
     columns = [_as_listed(SigningRow.__table__.c[name]) for name in SIGNINGS.names]
+    return _row_batches(
+        store, lambda before_id, size: signings_page_query(where, columns, size=size, before_id=before_id), limit
+    )
 
-    async def page(before_id: int | None, size: int) -> Sequence[Record]:
-        query = signings_page_query(where, columns, size=size, before_id=before_id)
-        async with store.engine.connect() as connection:
-            return (await connection.execute(query)).all()
 
-    return keyset_batches(page, itemgetter(0), limit=limit)
+async def _row_batches(
+    store: Store, page_query: Callable[[int | None, int], Select[Any]], limit: int | None
+) -> AsyncGenerator[Sequence[Record], None]:
+    """The rows of `page_query`'s pages (the id first), on one connection for the whole listing."""
+    async with store.reading() as connection:
+
+        async def page(before_id: int | None, size: int) -> Sequence[Record]:
+            return (await connection.execute(page_query(before_id, size))).all()
+
+        async with contextlib.aclosing(keyset_batches(page, itemgetter(0), limit=limit)) as batches:
+            async for batch in batches:  # closed (its query ahead ended) before the connection is
+                yield batch
 
 
 def _as_listed(column: TableColumn[Any]) -> ColumnElement[Any]:
@@ -351,25 +362,24 @@ def _as_listed(column: TableColumn[Any]) -> ColumnElement[Any]:
     return column
 
 
-def certificate_batches(store: Store, where: CertificateFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
+def certificate_batches(
+    store: Store, where: CertificateFilter, limit: int | None
+) -> AsyncGenerator[Sequence[Record], None]:
     """CERTIFICATES records, newest first, streamed in batches."""
     table = CertificateRow.__table__.c
     logged = CertificateRow.signing_id.is_not(None).label("logged")
     columns = [logged if name == "logged" else _as_listed(table[name]) for name in CERTIFICATES.names]
-
-    async def page(before_id: int | None, size: int) -> Sequence[Record]:
-        query = certificates_page_query(where, columns, size=size, before_id=before_id)
-        async with store.engine.connect() as connection:
-            return (await connection.execute(query)).all()
-
-    return keyset_batches(page, itemgetter(0), limit=limit)
+    return _row_batches(
+        store, lambda before_id, size: certificates_page_query(where, columns, size=size, before_id=before_id), limit
+    )
 
 
-async def alert_batches(store: Store, where: AlertFilter, limit: int | None) -> AsyncIterator[Sequence[Record]]:
+async def alert_batches(store: Store, where: AlertFilter, limit: int | None) -> AsyncGenerator[Sequence[Record], None]:
     """ALERTS records, newest first, streamed in batches."""
 
     async def page(before_id: int | None, size: int) -> list[AlertRow]:
         return await alert_rows(store, where, size=size, before_id=before_id)
 
-    async for rows in keyset_batches(page, attrgetter("id"), limit=limit):
-        yield records_of(ALERTS, await alert_objects(store, rows))
+    async with contextlib.aclosing(keyset_batches(page, attrgetter("id"), limit=limit)) as batches:
+        async for rows in batches:
+            yield records_of(ALERTS, await alert_objects(store, rows))

@@ -6,13 +6,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.listing import Column, CsvWriter, Field, JsonWriter, Kind, Listing, TableWriter, safe_cell
+from monitor.listing import (
+    Column,
+    CsvWriter,
+    Field,
+    JsonWriter,
+    Kind,
+    Listing,
+    TableWriter,
+    safe_cell,
+    stream_listing,
+)
 from monitor.report import SIGNINGS
 from monitor.timefmt import parse_time, rfc3339
 from tests.seed import Spec, signing_row
@@ -40,6 +51,30 @@ RECORDS = [
 def write(writer: CsvWriter | JsonWriter | TableWriter, batches: list[list[tuple]]) -> str:
     data = writer.begin() + b"".join(writer.rows(batch) for batch in batches)
     return (data + writer.end(sum(map(len, batches)))).decode()
+
+
+class ClosedPipe(io.BytesIO):
+    def write(self, data: bytes) -> int:
+        if self.tell():
+            raise BrokenPipeError
+        return super().write(data)
+
+
+async def test_a_listing_that_fails_to_write_closes_its_batches_at_once() -> None:
+    """Whatever the batches hold (a database connection) is given back before the error goes up,
+    not when the event loop ends."""
+    closed: list[bool] = []
+
+    async def batches() -> AsyncGenerator[list[tuple], None]:
+        try:
+            while True:
+                yield RECORDS
+        finally:
+            closed.append(True)
+
+    with pytest.raises(BrokenPipeError):
+        await stream_listing(batches(), CsvWriter(LISTING), ClosedPipe())
+    assert closed == [True]
 
 
 def test_csv_round_trips_hostile_text_with_lowercase_booleans_and_seconds() -> None:

@@ -4,6 +4,7 @@ streams them in batches."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -94,6 +95,40 @@ async def test_keyset_batches_ask_for_the_next_batch_below_the_last_key() -> Non
     assert asked == [(None, 20), (81, 20), (61, 5)]
     every = [batch async for batch in keyset_batches(page, lambda row: row, limit=None, batch_size=50)]
     assert [len(batch) for batch in every] == [50, 50] and asked[-2:] == [(51, 50), (1, 50)]
+
+
+async def test_the_next_batch_is_asked_for_before_the_caller_gets_this_one() -> None:
+    """So the database works on it while the caller writes this one (an export's speed)."""
+    asked: list[int | None] = []
+
+    async def page(before: int | None, size: int) -> list[int]:
+        asked.append(before)
+        await asyncio.sleep(0.01)  # the database's time
+        start = 100 if before is None else before
+        return list(range(start - 1, max(start - 1 - size, 0), -1))
+
+    seen_when_given: list[list[int | None]] = []
+    async for _batch in keyset_batches(page, lambda row: row, limit=60, batch_size=20):
+        seen_when_given.append(list(asked))
+    assert seen_when_given == [[None, 80], [None, 80, 60], [None, 80, 60]]
+
+
+async def test_a_stream_left_early_waits_for_the_query_it_sent() -> None:
+    """Closed before its end (a closed pipe), the stream cancels the query it sent ahead and waits
+    for it to end: the connection is idle when its lender closes it."""
+    ended: list[int | None] = []
+
+    async def page(before: int | None, size: int) -> list[int]:
+        try:
+            await asyncio.sleep(0.01)
+            return list(range(size, 0, -1)) if before is None else list(range(before - 1, 0, -1))[:size]
+        finally:
+            ended.append(before)
+
+    stream = keyset_batches(page, lambda row: row, limit=None, batch_size=10)
+    assert len(await anext(stream)) == 10
+    await stream.aclose()
+    assert ended == [None, 1]
 
 
 TRICKY_TIMES = [

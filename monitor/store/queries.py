@@ -7,14 +7,15 @@ Invariants:
 - A signing filter on accounts, pipelines, verdicts or issuers is driven by the first of them
   given: one ordered index range per value (`(column, id)`), merged, so a page never scans the
   rows of other accounts, however old the matching rows are.
-- `keyset_batches` streams every matching row in constant memory (two batches at most: the next is
-  fetched while the caller writes this one): one short query per batch, no transaction held open.
+- `keyset_batches` streams every matching row in constant memory (two batches at most: the next
+  batch's query is sent before the caller gets this one, so the database works while the caller
+  writes): one short query per batch, no transaction held open.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -172,7 +173,7 @@ async def keyset_batches(
     *,
     limit: int | None,
     batch_size: int = BATCH_SIZE,
-) -> AsyncIterator[Sequence[T]]:
+) -> AsyncGenerator[Sequence[T], None]:
     """Every row `fetch_page(before_id, size)` pages through (newest first), at most `limit`, in
     batches of at most `batch_size`. The next batch is fetched while this one is consumed (the
     database works while the caller writes), so at most two batches are in memory."""
@@ -187,11 +188,13 @@ async def keyset_batches(
                 remaining -= len(rows)
             if len(rows) == size and remaining != 0:
                 pending = asyncio.ensure_future(fetch_page(key_of(rows[-1]), _size(batch_size, remaining)))
+                await asyncio.sleep(0)  # it sends its query now, not after the caller's turn
             if rows:
                 yield rows
     finally:
         if pending is not None:
             pending.cancel()
+            await asyncio.wait([pending])  # its connection is idle again before its lender closes it
 
 
 def _size(batch_size: int, remaining: int | None) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -147,6 +147,13 @@ class Store:
             await _close_quietly(connection)
         self._lock_connections.clear()
         await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a stream of reads, each its own statement (autocommit): no transaction
+        is held open between them, and none costs the round trips of a BEGIN and a ROLLBACK."""
+        async with self.engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     async def hold_log_lock(self, url: str) -> bool:
         """Whether this process may tail `url`. On PostgreSQL, one replica at a time holds a session
