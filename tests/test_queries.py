@@ -5,6 +5,7 @@ streams them in batches."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -129,6 +130,28 @@ async def test_a_stream_left_early_waits_for_the_query_it_sent() -> None:
     assert len(await anext(stream)) == 10
     await stream.aclose()
     assert ended == [None, 1]
+
+
+async def test_a_stream_left_early_leaves_no_unretrieved_failure_behind() -> None:
+    """A query ahead that fails as it is cancelled (a driver's error) is not reported at exit as a
+    task exception never retrieved (a line on stderr of an export that stopped cleanly)."""
+    reported: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, context: reported.append(context))
+
+    async def page(before: int | None, size: int) -> list[int]:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection lost while cancelling") from None
+        return list(range(size, 0, -1))
+
+    stream = keyset_batches(page, lambda row: row, limit=None, batch_size=10)
+    await anext(stream)
+    await stream.aclose()
+    del stream
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []
 
 
 TRICKY_TIMES = [

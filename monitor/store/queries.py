@@ -195,6 +195,8 @@ async def keyset_batches(
         if pending is not None:
             pending.cancel()
             await asyncio.wait([pending])  # its connection is idle again before its lender closes it
+            if not pending.cancelled():
+                pending.exception()  # a failure it met on the way out goes with the stream it served
 
 
 def _size(batch_size: int, remaining: int | None) -> int:
