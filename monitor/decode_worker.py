@@ -286,8 +286,8 @@ def _analysis_of(payload: bytes | memoryview, judges: Judges) -> Callable[[], Ch
     if payload[:1] == bytes([ENTRY_BUNDLES]):
         bundles, hash_from = decode_bundles(payload)
         return lambda: analyse_bundles(bundles, judges, hash_from=hash_from)
-    bodies, chunk_from = decode_chunk(payload)
-    return lambda: analyse_chunk(bodies, judges, hash_from=chunk_from)
+    bodies, hash_from = decode_chunk(payload)
+    return lambda: analyse_chunk(bodies, judges, hash_from=hash_from)
 
 
 # -- the worker side -------------------------------------------------------------------------------
