@@ -366,12 +366,12 @@ async def test_sigterm_or_ctrl_c_stops_cleanly_at_a_chunk_boundary(
     sim: RunningSimulator, database_url: str, tmp_path: Path, signum: signal.Signals, code: int
 ) -> None:
     """SIGTERM (an orchestrator) exits 0, Ctrl-C 130 (the shell's convention), both quietly."""
-    total = 4096  # chunks enough that a loaded machine cannot read them all before the signal lands
+    total = 8000  # chunks enough that a loaded machine cannot read them all before the signal lands
     await sim.simulator.append_unwatched(total)
     settings = settings_for(sim, database_url)
     config = tmp_path / "daemon.yaml"
     config.write_text(as_config_file(settings))
-    sim.faults.inject(count=100_000, delay=0.06)
+    sim.faults.inject(count=100_000, delay=0.03)
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "monitor", "run", "-c", str(config)),
         env={**os.environ, "REKORWATCH_LOG_LEVEL": "error"},
