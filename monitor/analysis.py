@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from monitor.entries import DecodedEntry, EntryDecodeError, decode_entry
@@ -39,6 +39,8 @@ from monitor.identity.fulcio import (
 )
 from monitor.policy import Judgement, Policy
 from monitor.tlog.ct import PRECERT_ENTRY, CtEntryError, CtLogEntry, decode_ct_entry
+from monitor.tlog.entry_timestamp import WITHOUT_SET, EntryTimestamps, IntegratedTime
+from monitor.tlog.rekor_v1_entries import RekorEntry
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Finding:
 class EntryAnalysis:
     decoded: DecodedEntry
     findings: tuple[Finding, ...]  # one per certificate whose issuer is watched
+    integrated: IntegratedTime = WITHOUT_SET
+    """What the entry's SET proves of its integratedTime (`with_integrated_times`; a body alone has none)."""
 
 
 def analyse_entry(body: bytes, policy: Policy, chains: ChainVerifier) -> EntryAnalysis:
@@ -140,12 +144,13 @@ def analyse_ct_entry(raw: CtLogEntry, policy: Policy, chains: CtChainVerifier) -
 
 @dataclass(frozen=True)
 class Judges:
-    """What decoding and judging need, given to a decode process once: the watch rules and the chain
-    checks of the trust root (Rekor certificates, and CT precertificates)."""
+    """What decoding and judging need, given to a decode process once: the watch rules, the chain
+    checks of the trust root (Rekor certificates, and CT precertificates) and its log keys (SETs)."""
 
     policy: Policy
     chains: ChainVerifier
     ct_chains: CtChainVerifier
+    timestamps: EntryTimestamps
 
 
 Outcome = EntryAnalysis | EntryDecodeError
@@ -171,6 +176,21 @@ def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome
             continue
         if findings:
             outcomes[position] = EntryAnalysis(decoded, findings)
+    return outcomes
+
+
+def with_integrated_times(
+    outcomes: dict[int, Outcome], entries: Sequence[RekorEntry], timestamps: EntryTimestamps
+) -> dict[int, Outcome]:
+    """`outcomes` of Rekor v1 `entries`, each analysis with what its entry's SET proves. A check that
+    raises what no check raises for bad input proves nothing, and says why (no entry stops the tail)."""
+    for position, outcome in outcomes.items():
+        if isinstance(outcome, EntryAnalysis):
+            try:
+                integrated = timestamps.integrated_time(entries[position])
+            except Exception as exc:
+                integrated = IntegratedTime(problem=f"the SET could not be checked: {unforeseen(exc)}")
+            outcomes[position] = replace(outcome, integrated=integrated)
     return outcomes
 
 

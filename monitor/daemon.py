@@ -59,6 +59,7 @@ from monitor.tlog.ct import REASONS as CT_ENTRY_ERROR_REASONS
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import log_id_of
 from monitor.tlog.ct_source import RFC6962_API, STATIC_API, Rfc6962Source, StaticCtSource
+from monitor.tlog.entry_timestamp import EntryTimestamps
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
@@ -156,7 +157,7 @@ async def ct_api_of(url: str, session: aiohttp.ClientSession) -> str:
 def new_analyser(
     settings: Settings, trust: TrustRoot, started: asyncio.subprocess.Process | None = None
 ) -> ChunkAnalyser:
-    judges = Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust))
+    judges = Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
     return ChunkAnalyser(judges, started=started)
 
 
@@ -232,7 +233,6 @@ class Runtime:
         self.trust = trust
         old = self.recorder.analyser
         self.recorder.analyser = self.certificates.analyser = new_analyser(self.settings, trust)
-        self.recorder.trust = trust
         await old.close()
         for follower in self.followers:
             follower.trust = trust
@@ -305,7 +305,7 @@ async def open_runtime(
             session,
             retry or DAEMON_RETRY,
             dispatcher,
-            SigningRecorder(analyser, trust, settings.watch),
+            SigningRecorder(analyser, settings.watch),
             CertificateRecorder(analyser),
             AlertRaiser(store, sinks, metrics),
             BuildChecker(store, BuildsClients(settings.watch, session), sinks, metrics),

@@ -46,7 +46,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from monitor.analysis import CtOutcome, Judges, Outcome, analyse_bodies, analyse_ct_entries, unforeseen
+from monitor.analysis import (
+    CtOutcome,
+    Judges,
+    Outcome,
+    analyse_bodies,
+    analyse_ct_entries,
+    unforeseen,
+    with_integrated_times,
+)
 from monitor.child import discard_process, end_process, start_decode_worker
 from monitor.tlog.answers import RefusedAnswer
 from monitor.tlog.ct import CtLogEntry
@@ -227,7 +235,8 @@ def analyse_chunk(bodies: Sequence[bytes], judges: Judges, *, hash_from: int | N
 
 def analyse_answers(answers: Sequence[RetrieveAnswer], judges: Judges, *, hash_from: int) -> ChunkOutcome:
     """Read the entries of Rekor v1 retrieve answers as the daemon's client would, check the leaf
-    hash each uuid names against its body's, then analyse them as `analyse_chunk` does."""
+    hash each uuid names against its body's, then analyse them as `analyse_chunk` does, and check
+    the SETs of those with findings."""
     try:
         entries = chunk_entries(answers)
     except RefusedAnswer as exc:
@@ -237,7 +246,7 @@ def analyse_answers(answers: Sequence[RetrieveAnswer], judges: Judges, *, hash_f
     bodies = [entry.body for entry in entries]
     hashes = [leaf_hash(body) for body in bodies]
     misnamed = first_misnamed(entries, b"".join(hashes))
-    outcomes = analyse_bodies(bodies, judges)
+    outcomes = with_integrated_times(analyse_bodies(bodies, judges), entries, judges.timestamps)
     return ChunkOutcome(
         outcomes,
         subtrees=tuple(aligned_subtrees(hash_from, hashes)),

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import structlog
 
 from monitor.analyser import AnalysedChunk, ChunkAnalyser, Outcome
-from monitor.analysis import EntryAnalysis, Finding
+from monitor.analysis import EntryAnalysis, Finding, with_integrated_times
 from monitor.codefresh_api import build_check_target
 from monitor.config import WatchSettings
 from monitor.contract import AlertKind, Severity, entry_undecodable_key, signing_key
@@ -25,11 +25,9 @@ from monitor.errors import INTERNAL_ERROR, ReasonedError
 from monitor.identity import SigningIdentity
 from monitor.store.models import BuildCheckRow, NewSigning, utcnow
 from monitor.store.repository import Batch, EntryError, NewAlert, SignedAlert, alert_payload
-from monitor.tlog.entry_timestamp import signed_entry_timestamp_problem
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.rekor_v1_entries import RekorEntry, first_misnamed
 from monitor.tlog.source import FetchedBundles, KeptEntries, RetrievedChunk, SourceEntry
-from monitor.trust import TrustRoot
 
 if TYPE_CHECKING:
     from monitor.pipeline import Shard
@@ -42,7 +40,6 @@ class SigningRecorder:
     """Shared by every log of the daemon: it keeps no per-log state."""
 
     analyser: ChunkAnalyser
-    trust: TrustRoot
     watch: WatchSettings
 
     async def analyse(self, entries: RetrievedChunk | FetchedBundles, first: int) -> AnalysedChunk:
@@ -65,9 +62,11 @@ class SigningRecorder:
 
     async def _analyse_read(self, entries: list[RekorEntry], first: int) -> AnalysedChunk:
         """A v1 chunk read here (its answers lacked entries): its bodies analysed and hashed in the
-        decode process, each uuid's leaf hash checked against theirs."""
+        decode process, each uuid's leaf hash checked against theirs; the SETs of the entries with
+        findings checked here (a rare path: the decode process gets bodies only)."""
         answer = await self.analyser.analyse([entry.body for entry in entries], hash_from=first)
-        return AnalysedChunk(entries, answer.outcomes, answer.subtrees, first_misnamed(entries, answer.leaf_hashes))
+        outcomes = with_integrated_times(answer.outcomes, entries, self.analyser.judges.timestamps)
+        return AnalysedChunk(entries, outcomes, answer.subtrees, first_misnamed(entries, answer.leaf_hashes))
 
     async def _analyse_bundles(self, chunk: FetchedBundles, first: int) -> AnalysedChunk:
         answer = await self.analyser.analyse_bundles(chunk.bundles, hash_from=first)
@@ -80,12 +79,14 @@ class SigningRecorder:
             entry = entries[position]
             if isinstance(outcome, ReasonedError):
                 add_entry_error(batch, row, entry, outcome)
-            else:
-                batch.signings.extend(self._signing(row, entry, outcome, f) for f in outcome.findings)
+                continue
+            if outcome.integrated.problem:
+                log.warning("integrated_time_unproven", index=entry.log_index, problem=outcome.integrated.problem)
+            batch.signings.extend(self._signing(row, entry, outcome, f) for f in outcome.findings)
 
     def _signing(self, row: Shard, entry: SourceEntry, analysis: EntryAnalysis, finding: Finding) -> SignedAlert:
         certificate, identity, judgement = finding.certificate, finding.identity, finding.judgement
-        integrated = self._verified_integrated_time(entry)
+        integrated = analysis.integrated.at
         signing = NewSigning(
             log_id=row.id,
             log_url=row.url,
@@ -134,23 +135,6 @@ class SigningRecorder:
             attempts=0,
             next_attempt_at=utcnow(),
         )
-
-    def _verified_integrated_time(self, entry: SourceEntry) -> datetime | None:
-        """The entry's integratedTime, only when its signed entry timestamp proves it."""
-        if entry.integrated_time is None or entry.signed_entry_timestamp is None:
-            return None
-        problem = signed_entry_timestamp_problem(
-            self.trust.log_key(entry.log_id),
-            entry.signed_entry_timestamp,
-            body=entry.body,
-            integrated_time=entry.integrated_time,
-            log_id=entry.log_id,
-            log_index=entry.log_index,
-        )
-        if problem:
-            log.warning("integrated_time_unproven", index=entry.log_index, problem=problem)
-            return None
-        return datetime.fromtimestamp(entry.integrated_time, UTC)
 
 
 def add_entry_error(batch: Batch, row: Shard, entry: SourceEntry, error: ReasonedError) -> None:

@@ -16,15 +16,26 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from monitor import decode_worker
 from monitor.analyser import HELPING_SWITCH_SECONDS, THREAD_HELPS_AT, ChunkAnalyser
-from monitor.analysis import Judges, Outcome, analyse_bodies, analyse_entry, unforeseen
+from monitor.analysis import (
+    EntryAnalysis,
+    Judges,
+    Outcome,
+    analyse_bodies,
+    analyse_entry,
+    unforeseen,
+    with_integrated_times,
+)
 from monitor.child import start_decode_worker
 from monitor.config import WatchSettings
 from monitor.decode_worker import (
@@ -54,14 +65,16 @@ from monitor.simulate.server import start_simulator
 from monitor.simulate.synthetic import FULCIO_TEST_CODEFRESH, PopulateChunk, populate_chunk
 from monitor.tlog.ct import CtLogEntry
 from monitor.tlog.entry_bundle import EntryBundle
+from monitor.tlog.entry_timestamp import EntryTimestamps, IntegratedTime
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.rekor_v1_entries import RetrieveAnswer, chunk_entries, first_misnamed
 from monitor.tlog.source import RekorV1Source
-from monitor.trust import parse_trust_root
+from monitor.trust import LogKey, Validity, load_trust_root, parse_trust_root
 from tests.stopping import stopped, stopped_and_continued
 
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 WATCH = {
     "codefresh": [
         {
@@ -79,7 +92,7 @@ def judges_of(ca: LocalCA, policy: Policy) -> Judges:
         "validFor": {"start": "2000-01-01T00:00:00Z"},
     }
     trust = parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "test")
-    return Judges(policy, ChainVerifier(trust), CtChainVerifier(trust))
+    return Judges(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
 
 
 @pytest.fixture(scope="module")
@@ -410,7 +423,12 @@ def test_the_worker_imports_no_database_http_cli_or_config_module() -> None:
 def test_the_judges_sent_to_the_worker_hold_no_config_object_and_no_secret(setup: tuple[Judges, list[bytes]]) -> None:
     """The watch rules cross as plain data: the worker needs no pydantic, and never gets an API key."""
     account = {**WATCH["codefresh"][0], "api_key": "cf-secret-key"}
-    judges = Judges(Policy(WatchSettings.model_validate({"codefresh": [account]})), setup[0].chains, setup[0].ct_chains)
+    judges = Judges(
+        Policy(WatchSettings.model_validate({"codefresh": [account]})),
+        setup[0].chains,
+        setup[0].ct_chains,
+        setup[0].timestamps,
+    )
     sent = pickle.dumps(judges)
     assert b"cf-secret-key" not in sent
     probe = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print({m.split('.')[0] for m in sys.modules})"
@@ -468,12 +486,23 @@ def answers_for(bodies: list[bytes], first: int) -> list[RetrieveAnswer]:
     return [retrieve_answer({index: indexed[index] for index in batch}) for batch in batches if batch]
 
 
+def analysed_as_bodies(answers: list[RetrieveAnswer], judges: Judges) -> dict[int, Outcome]:
+    """What reading answers in the daemon gives: their bodies analysed, then the SETs of those with
+    findings checked (these answers' SETs are not signed by any key the judges know)."""
+    entries = chunk_entries(answers)
+    assert entries is not None
+    return with_integrated_times(analyse_bodies([e.body for e in entries], judges), entries, judges.timestamps)
+
+
 async def test_a_v1_chunk_is_read_in_the_decode_process_as_the_daemon_reads_it(tmp_path: Path) -> None:
     """The simulator's answers (1% watched signings) are read there whole; the outcomes, the subtrees
     and the entries kept (those with outcomes) are what reading them in the daemon and analysing
-    their bodies gives."""
+    their bodies gives, and each signing's integratedTime is proven by its SET there."""
     sim = await start_simulator(directory=tmp_path, prefill=1100)
-    analyser = ChunkAnalyser(judges_of(sim.ca, Policy(WatchSettings.model_validate(WATCH))), in_thread=False)
+    trust = load_trust_root(str(sim.trust_files.trusted_root))
+    policy = Policy(WatchSettings.model_validate(WATCH))
+    judges = Judges(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
+    analyser = ChunkAnalyser(judges, in_thread=False)
     try:
         async with aiohttp.ClientSession() as http:
             source = RekorV1Source(sim.url, RekorV1Client(sim.url, http))
@@ -485,8 +514,11 @@ async def test_a_v1_chunk_is_read_in_the_decode_process_as_the_daemon_reads_it(t
     finally:
         await analyser.close()
         await sim.stop()
-    assert comparable(answer.outcomes) == comparable(expected.outcomes)
+    read_here = with_integrated_times(expected.outcomes, entries, judges.timestamps)
+    assert comparable(answer.outcomes) == comparable(read_here)
     assert len(answer.outcomes) >= 5
+    proven = [outcome.integrated for outcome in answer.outcomes.values() if isinstance(outcome, EntryAnalysis)]
+    assert proven and all(time.at is not None and time.problem is None for time in proven)
     assert answer.subtrees == expected.subtrees
     assert answer.kept == {position: entries[position] for position in expected.outcomes}
     assert answer.leaf_hashes == b""
@@ -505,7 +537,7 @@ async def test_answers_are_read_alike_in_a_thread_and_in_a_decode_process(
         answer = await analyser.analyse_answers(answers, hash_from=300)
     finally:
         await analyser.close()
-    assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    assert comparable(answer.outcomes) == comparable(analysed_as_bodies(answers_for(bodies, 2**40), judges))
     assert answer.subtrees == tuple(aligned_subtrees(300, [leaf_hash(body) for body in bodies]))
     assert set(answer.kept) == set(answer.outcomes)
     assert all(answer.kept[position].body == bodies[position] for position in answer.kept)
@@ -560,12 +592,33 @@ def test_an_entry_whose_uuid_names_another_leaf_is_named_and_the_rest_analysed(
     answers = [good[0], RetrieveAnswer(good[1].requested, json.dumps(misnamed).encode()), *good[2:]]
     answer = analyse_answers(answers, judges, hash_from=100)
     assert answer.misnamed == 113
-    assert comparable(answer.outcomes) == comparable(analyse_bodies(bodies, judges))
+    assert comparable(answer.outcomes) == comparable(analysed_as_bodies(answers, judges))
     assert analyse_answers(answers_for(bodies, 100), judges, hash_from=100).misnamed is None
     read = chunk_entries(answers)  # as the daemon reads a chunk itself, then has its bodies hashed
     assert read is not None
     hashed = b"".join(leaf_hash(entry.body) for entry in read)
     assert (first_misnamed(read, hashed), first_misnamed(read[:13], hashed[: 13 * 32])) == (113, None)
+
+
+def test_a_set_check_that_raises_proves_nothing_and_the_other_entries_are_still_checked(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """No entry stops the tail: a SET check that raises what no check raises for bad input (a body
+    that is not bytes stands in for such a bug) leaves that entry's integratedTime unproven, saying
+    why, and the next entry's SET is checked as usual (here: it is not the log key's signature)."""
+    judges, bodies = setup
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    log_key = LogKey("https://rekor.test", bytes.fromhex("ab" * 32), spki, "PKIX_ECDSA_P256_SHA_256", Validity(EPOCH))
+    entries = chunk_entries(answers_for(bodies, 100))
+    assert entries is not None
+    outcomes = analyse_bodies(bodies, judges)
+    first, second = sorted(p for p, outcome in outcomes.items() if isinstance(outcome, EntryAnalysis))[:2]
+    entries[first] = entries[first]._replace(body="not bytes")
+    checked = with_integrated_times(outcomes, entries, EntryTimestamps([log_key]))
+    assert checked[first].integrated.at is None
+    assert checked[first].integrated.problem.startswith("the SET could not be checked: TypeError")
+    assert checked[second].integrated == IntegratedTime(problem="the signature does not verify")
 
 
 def test_answers_round_trip_and_malformed_input_is_refused() -> None:

@@ -194,8 +194,11 @@ async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
     sim: RunningSimulator, database_url: str
 ) -> None:
     """A loaded Rekor leaves entries out of its retrieve answers: the chunk is asked for again, up to
-    five times, until it is whole (still lacking them, it is a protocol error: above)."""
-    await sim.simulator.append_unwatched(2000)
+    five times, until it is whole (still lacking them, it is a protocol error: above). A signing in
+    that chunk, read by the daemon rather than in its decode process, still has its SET checked."""
+    await sim.simulator.append_unwatched(1200)
+    signed_at = sim.simulator.append_codefresh(**EXPECTED)  # in the chunk [1024, 2048)
+    await sim.simulator.append_unwatched(799)
     settings = settings_for(sim, database_url)
     sim.simulator.hostility.configure({"omitted": {"index": 1500, "times": 3}})
     assert await run_once(settings, FAST_RETRY) == EXIT_OK
@@ -203,6 +206,9 @@ async def test_entries_a_log_leaves_out_of_its_answers_are_asked_for_again(
     assert log.next_index == 2000
     assert CompactRange.from_bytes(2000, log.compact_range).root() == sim.log.active.root(2000)
     assert sim.simulator.hostility.omitted_left == 0
+    [signing] = await rows_of(database_url, SigningRow)
+    assert signing.log_index == signed_at and signing.integrated_time is not None
+    assert signing.signed_at == signing.integrated_time
 
 
 async def test_chunks_proven_before_a_bad_one_are_kept_and_the_rest_read_again(
