@@ -2,7 +2,7 @@
 
 Decoding is pure CPU work; in a thread it would still hold the GIL against the event loop, so when
 the machine has a core to spare it runs in `python -m monitor.decode_worker` (decode_worker.py),
-which gets the judges (watch rules, chain checks) once and sends back only what matters: the
+which gets the judges (watch rules, chain checks, log keys) once and sends back only what matters: the
 findings and the errors. Most entries have neither, so almost nothing crosses back. On a single
 core it runs in a thread of this process. When the decode process falls behind (`THREAD_HELPS_AT`
 chunks waiting on it), the next chunk is analysed in that thread instead, if it is idle: in a tiles

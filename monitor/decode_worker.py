@@ -28,8 +28,10 @@ follower error instead of a tail that waits for ever.
 
 Invariants: the bodies are analysed exactly as `analyse_entry` does in process (same findings, same
 `EntryDecodeError`s); retrieve answers are read exactly as the daemon's client reads them (the same
-entries, the same problem named), and entry bundles split as the client splits them; a malformed
-frame from the parent ends the worker with a message on stderr, never a wrong answer.
+entries, the same problem named), and the SETs of those with findings checked as the daemon checks
+those of a chunk it read itself (`with_integrated_times`); entry bundles are split as the client
+splits them; a malformed frame from the parent ends the worker with a message on stderr, never a
+wrong answer.
 """
 
 from __future__ import annotations
