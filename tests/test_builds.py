@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from monitor.codefresh_api import (
     parse_build,
     workflow_id_of,
 )
+from monitor.codefresh_api.client import REQUESTS_PER_SECOND
 from monitor.config import ConfigError, WatchSettings, parse_settings
 from monitor.contract import AlertKind, BuildResult, Verdict
 from monitor.identity import identify
@@ -362,13 +364,16 @@ async def test_at_most_five_requests_a_second_for_all_callers(
 ) -> None:
     client = client_of(sim, http, options=ClientOptions(retry=FAST.retry))
     ids = [f"{n:024x}" for n in range(20)]
+    asked_at = time.monotonic()  # the event loop's clock, and the simulator's
     answers = await asyncio.gather(*(client.get_build(workflow_id) for workflow_id in ids))
     assert all(answer == NotFound() for answer in answers)
     arrivals = sorted(request.at for request in sim.simulator.builds.requests)
     assert len(arrivals) == 20
-    assert arrivals[-1] - arrivals[0] >= 3.0  # 19 gaps of 0.2 s: 3.8 s
-    # no six requests within one second (0.2 s of slack for the event loop's jitter)
-    assert min(later - earlier for earlier, later in zip(arrivals, arrivals[5:], strict=False)) >= 0.8
+    # The k-th request arrives no sooner than k fifths of a second after they were all asked for.
+    # A busy machine only makes an arrival later: gaps between arrivals measured it too, and failed
+    # in CI when one arrival was late and the next on time (0.70 s for six).
+    early = [k for k, at in enumerate(arrivals) if at < asked_at + k / REQUESTS_PER_SECOND - 0.001]
+    assert early == []
 
 
 async def test_finished_builds_and_404s_are_cached_running_builds_are_not(
