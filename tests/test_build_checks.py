@@ -173,9 +173,11 @@ async def test_the_builds_api_is_asked_at_most_five_times_a_second(sim: RunningS
     assert await run_once(settings_for(sim, database_url), FAST_RETRY) == EXIT_OK
     arrivals = sorted(request.at for request in sim.simulator.builds.requests)
     assert len(arrivals) == 12
-    assert all(later - earlier >= 0.9 for earlier, later in zip(arrivals, arrivals[5:], strict=False)), (
-        "no six requests within a second"
-    )
+    # Paced, six arrivals span a second; unpaced, they come within milliseconds. A busy machine can
+    # record an arrival late (the simulator shares the daemon's event loop), which shortens the span
+    # to the next ones: 0.4 s of slack (a 0.8 s bound failed in CI with 0.70, tests/test_builds.py).
+    spans = [later - earlier for earlier, later in zip(arrivals, arrivals[5:], strict=False)]
+    assert min(spans) >= 0.6, f"six requests within {min(spans):.2f} s"
 
 
 async def test_the_api_key_appears_in_no_output(sim: RunningSimulator, database_url: str, tmp_path: Path) -> None:
