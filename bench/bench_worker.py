@@ -22,18 +22,14 @@ from proc import high_water_kib
 
 from monitor.analysis import Judges
 from monitor.decode_worker import DecodeProcess
-from monitor.identity.ct_chain import CtChainVerifier
-from monitor.identity.fulcio import ChainVerifier
 from monitor.simulate.ca import LocalCA
-from monitor.tlog.entry_timestamp import EntryTimestamps
 
 CHUNK = 1024
 IN_FLIGHT = 3
 
 
 def setup(ca: LocalCA) -> Judges:
-    trust = local_trust(ca)
-    return Judges(mix_policy(), ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
+    return Judges.of(mix_policy(), local_trust(ca))
 
 
 async def feed(bodies: Sequence[bytes], analyse: Callable[[Sequence[bytes]], Awaitable[object]]) -> float:

@@ -41,6 +41,7 @@ from monitor.policy import Judgement, Policy
 from monitor.tlog.ct import PRECERT_ENTRY, CtEntryError, CtLogEntry, decode_ct_entry
 from monitor.tlog.entry_timestamp import WITHOUT_SET, EntryTimestamps, IntegratedTime
 from monitor.tlog.rekor_v1_entries import RekorEntry
+from monitor.trust import TrustRoot
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ class Judges:
     ct_chains: CtChainVerifier
     timestamps: EntryTimestamps
 
+    @classmethod
+    def of(cls, policy: Policy, trust: TrustRoot) -> Judges:
+        """`policy`'s judges under `trust`: its CAs' chain checks and its log keys."""
+        return cls(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
+
 
 Outcome = EntryAnalysis | EntryDecodeError
 CtOutcome = CertificateFinding | CtEntryError
@@ -182,16 +188,22 @@ def analyse_bodies(bodies: Sequence[bytes], judges: Judges) -> dict[int, Outcome
 def with_integrated_times(
     outcomes: dict[int, Outcome], entries: Sequence[RekorEntry], timestamps: EntryTimestamps
 ) -> dict[int, Outcome]:
-    """`outcomes` of Rekor v1 `entries`, each analysis with what its entry's SET proves. A check that
-    raises what no check raises for bad input proves nothing, and says why (no entry stops the tail)."""
-    for position, outcome in outcomes.items():
-        if isinstance(outcome, EntryAnalysis):
-            try:
-                integrated = timestamps.integrated_time(entries[position])
-            except Exception as exc:
-                integrated = IntegratedTime(problem=f"the SET could not be checked: {unforeseen(exc)}")
-            outcomes[position] = replace(outcome, integrated=integrated)
-    return outcomes
+    """`outcomes` of Rekor v1 `entries`, each analysis with what its entry's SET proves (a new dict).
+    A check that raises what no check raises for bad input proves nothing, and says why (no entry
+    stops the tail)."""
+    return {
+        position: replace(outcome, integrated=_integrated_time(entries[position], timestamps))
+        if isinstance(outcome, EntryAnalysis)
+        else outcome
+        for position, outcome in outcomes.items()
+    }
+
+
+def _integrated_time(entry: RekorEntry, timestamps: EntryTimestamps) -> IntegratedTime:
+    try:
+        return timestamps.integrated_time(entry)
+    except Exception as exc:  # no entry stops the tail (module docstring)
+        return IntegratedTime(problem=f"the SET could not be checked: {unforeseen(exc)}")
 
 
 def unforeseen(exc: Exception) -> str:

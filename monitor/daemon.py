@@ -45,8 +45,6 @@ from monitor.ct_recorder import CertificateRecorder
 from monitor.entries import REASONS as ENTRY_ERROR_REASONS
 from monitor.gossip import Gossip, gossip_sources
 from monitor.health import FollowerHealth
-from monitor.identity.ct_chain import CtChainVerifier
-from monitor.identity.fulcio import ChainVerifier
 from monitor.metrics import Metrics
 from monitor.pipeline import BatchHandler, LogFollower, Shard
 from monitor.policy import Policy
@@ -59,7 +57,6 @@ from monitor.tlog.ct import REASONS as CT_ENTRY_ERROR_REASONS
 from monitor.tlog.ct_client import Rfc6962Client, StaticCtClient
 from monitor.tlog.ct_head import log_id_of
 from monitor.tlog.ct_source import RFC6962_API, STATIC_API, Rfc6962Source, StaticCtSource
-from monitor.tlog.entry_timestamp import EntryTimestamps
 from monitor.tlog.http import RetryPolicy
 from monitor.tlog.rekor_v1 import RekorV1Client
 from monitor.tlog.source import LogSource, RekorV1Source, TilesSource
@@ -157,8 +154,7 @@ async def ct_api_of(url: str, session: aiohttp.ClientSession) -> str:
 def new_analyser(
     settings: Settings, trust: TrustRoot, started: asyncio.subprocess.Process | None = None
 ) -> ChunkAnalyser:
-    judges = Judges(Policy(settings.watch), ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
-    return ChunkAnalyser(judges, started=started)
+    return ChunkAnalyser(Judges.of(Policy(settings.watch), trust), started=started)
 
 
 async def load_trust(settings: Settings) -> TrustRoot:

@@ -76,7 +76,6 @@ from monitor.tlog.ct_head import (
     sth_note,
     tree_head_signed_data,
 )
-from monitor.tlog.entry_timestamp import EntryTimestamps
 from monitor.tlog.errors import LogProtocolError
 from monitor.tlog.merkle import aligned_subtrees, leaf_hash
 from monitor.tlog.note import NoteError
@@ -375,9 +374,7 @@ def codefresh_analyser(in_thread: bool) -> ChunkAnalyser:
         "pipelines": [{"id": FULCIO_TEST_CODEFRESH["pipeline_id"]}],
     }
     policy = Policy(WatchSettings.model_validate({"codefresh": [account]}))
-    return ChunkAnalyser(
-        Judges(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs)), in_thread=in_thread
-    )
+    return ChunkAnalyser(Judges.of(policy, trust), in_thread=in_thread)
 
 
 @pytest.mark.parametrize("in_thread", [True, False], ids=["a thread", "a decode process"])

@@ -57,8 +57,6 @@ from monitor.decode_worker import (
     serve,
 )
 from monitor.entries import EntryDecodeError
-from monitor.identity.ct_chain import CtChainVerifier
-from monitor.identity.fulcio import ChainVerifier
 from monitor.policy import Policy
 from monitor.simulate.ca import LocalCA
 from monitor.simulate.server import start_simulator
@@ -92,7 +90,7 @@ def judges_of(ca: LocalCA, policy: Policy) -> Judges:
         "validFor": {"start": "2000-01-01T00:00:00Z"},
     }
     trust = parse_trust_root({"certificateAuthorities": [authority], "tlogs": []}, None, "test")
-    return Judges(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
+    return Judges.of(policy, trust)
 
 
 @pytest.fixture(scope="module")
@@ -500,8 +498,7 @@ async def test_a_v1_chunk_is_read_in_the_decode_process_as_the_daemon_reads_it(t
     their bodies gives, and each signing's integratedTime is proven by its SET there."""
     sim = await start_simulator(directory=tmp_path, prefill=1100)
     trust = load_trust_root(str(sim.trust_files.trusted_root))
-    policy = Policy(WatchSettings.model_validate(WATCH))
-    judges = Judges(policy, ChainVerifier(trust), CtChainVerifier(trust), EntryTimestamps(trust.tlogs))
+    judges = Judges.of(Policy(WatchSettings.model_validate(WATCH)), trust)
     analyser = ChunkAnalyser(judges, in_thread=False)
     try:
         async with aiohttp.ClientSession() as http:
