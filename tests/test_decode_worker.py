@@ -399,6 +399,27 @@ async def test_the_worker_ignores_ctrl_c_and_exits_with_its_parent(setup: tuple[
     assert worker._process.returncode == 0
 
 
+def test_a_worker_whose_input_ends_answers_everything_it_was_sent_then_exits_0(
+    setup: tuple[Judges, list[bytes]],
+) -> None:
+    """It exits without the interpreter's teardown (`exit_without_teardown`): only once every
+    answer is written, whole, however many were sent just before the input closed."""
+    judges, bodies = setup
+    chunks = [bodies * 4, bodies[:3], bodies[3:6]]  # the last answers small: a buffer would hold them
+    frames = [pickle.dumps(judges), *(encode_chunk(chunk) for chunk in chunks)]
+    sent = b"".join(LENGTH.pack(len(frame)) + frame for frame in frames)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    command = [sys.executable, "-P", "-m", "monitor.decode_worker"]
+    done = subprocess.run(command, input=sent, capture_output=True, timeout=60, check=False, env=buffered)
+    assert (done.returncode, done.stderr) == (0, b"")
+    answers = FrameReader(io.BytesIO(done.stdout))
+    for chunk in chunks:
+        frame = answers.next()
+        assert frame is not None
+        assert comparable(pickle.loads(frame).outcomes) == comparable(analyse_bodies(chunk, judges))
+    assert answers.next() is None
+
+
 def test_the_worker_imports_no_database_http_cli_or_config_module() -> None:
     probe = "import sys, monitor.decode_worker; print(sorted(m for m in sys.modules if m.split('.')[0] in {mods}))"
     heavy = {

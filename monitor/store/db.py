@@ -139,7 +139,7 @@ def _revision_creating_if_new(connection: Connection) -> str | None:
     """The database's revision; a database with no table at all is first created at head."""
     tables = inspect(connection).get_table_names()
     if not tables:
-        Base.metadata.create_all(connection)
+        Base.metadata.create_all(connection, checkfirst=False)  # none exists: no query per table
         ALEMBIC_VERSION.create(connection)
         connection.execute(ALEMBIC_VERSION.insert().values(version_num=HEAD_REVISION))
         return HEAD_REVISION
