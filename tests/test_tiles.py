@@ -35,11 +35,13 @@ from monitor.simulate.tiles import TileAddress, parse_tile_address
 from monitor.tlog.entry_bundle import BundleRefused, EntryBundle, TileFormatError, bundled_entries, parse_entry_bundle
 from monitor.tlog.errors import LogProtocolError, LogUnavailableError
 from monitor.tlog.http import RetryPolicy
-from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, verify_consistency, verify_inclusion
+from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, node_hash, verify_consistency, verify_inclusion
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import FetchedBundles, TileEntry
 from monitor.tlog.tiles import (
+    Node,
     TilesClient,
+    _TileCache,
     consistency_ranges,
     encode_index,
     entries_path,
@@ -322,6 +324,18 @@ async def test_hash_tiles_are_read_once_a_cycle(peer: HostilePeer, http: aiohttp
     await client.get_checkpoint()
     assert await client.get_tile(0, 0, 5) == tile
     assert peer.seen == ["/tile/0/000.p/5", "/checkpoint", "/tile/0/000.p/5"]
+
+
+def test_node_hashes_kept_in_a_cycle_are_bounded_and_kept_per_tree_size() -> None:
+    cache = _TileCache()
+    hashes = [bytes([n]) * 32 for n in range(2)]
+    for index in range(_TileCache.ROOTS + 1):
+        assert cache.keep_root(Node(1, index), 1 << 20, hashes) == node_hash(*hashes)
+    assert cache.root(Node(1, 0), 1 << 20) is None, "the oldest went"
+    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) == node_hash(*hashes)
+    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 19) is None, "kept for the tiles of its tree size only"
+    cache.clear()
+    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) is None
 
 
 async def test_a_failed_tile_read_is_not_kept(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
