@@ -292,19 +292,24 @@ def catch_up_seconds(log_lines: str) -> float | None:
     return None
 
 
-def report_floor(run: FloorRun) -> None:
+def report_floor(entries: int, run: FloorRun) -> None:
+    """Its rates over the whole run (process start to exit) and over the catch-up alone, as rekorwatch's."""
     print(
         f"  bare client ({run.json}): {run.seconds:.2f}s ({run.process_seconds:.2f}s with start-up)  "
-        f"{run.rate:,.0f} entries/s  watched {run.watched}  CPU {run.cpu_seconds:.1f}s  "
+        f"{entries / run.process_seconds:,.0f} entries/s ({run.rate:,.0f} in the catch-up)  "
+        f"watched {run.watched}  CPU {run.cpu_seconds:.1f}s  "
         f"simulator CPU {run.simulator_cpu_seconds:.1f}s  RSS {run.peak_rss_mib:.0f} MiB"
     )
 
 
 def report_daemon(entries: int, run: DaemonRun) -> None:
     memory = run.memory
-    catch_up = "" if run.catch_up_seconds is None else f" (catch-up {run.catch_up_seconds:.2f}s)"
+    catch_up, catch_up_rate = "", ""
+    if run.catch_up_seconds:
+        catch_up = f" (catch-up {run.catch_up_seconds:.2f}s)"
+        catch_up_rate = f" ({entries / run.catch_up_seconds:,.0f} in the catch-up)"
     print(
-        f"  rekorwatch:  {run.seconds:.2f}s{catch_up}  {entries / run.seconds:,.0f} entries/s  "
+        f"  rekorwatch:  {run.seconds:.2f}s{catch_up}  {entries / run.seconds:,.0f} entries/s{catch_up_rate}  "
         f"signings {run.signings}  "
         f"CPU {run.cpu_seconds:.1f}s ({run.cpu_seconds / run.seconds:.0%} of one core)  "
         f"simulator CPU {run.simulator_cpu_seconds:.1f}s  exit {run.exit_code}"
@@ -358,7 +363,7 @@ def main() -> None:
                 parsers = FLOOR_JSON if args.floor else ()
                 floors = [run_floor(url, args.api, args.entries, simulator.pid, parser) for parser in parsers]
                 for floor in floors:
-                    report_floor(floor)
+                    report_floor(args.entries, floor)
                 database = fresh_database(directory, args.postgres, round_number)
                 try:
                     config = write_config(directory, url, database, args.api, args.concurrency)
