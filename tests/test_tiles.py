@@ -330,12 +330,29 @@ def test_node_hashes_kept_in_a_cycle_are_bounded_and_kept_per_tree_size() -> Non
     cache = _TileCache()
     hashes = [bytes([n]) * 32 for n in range(2)]
     for index in range(_TileCache.ROOTS + 1):
-        assert cache.keep_root(Node(1, index), 1 << 20, hashes) == node_hash(*hashes)
+        assert cache.keep_root(Node(1, index), 1 << 20, hashes, cycle=cache.cycle) == node_hash(*hashes)
     assert cache.root(Node(1, 0), 1 << 20) is None, "the oldest went"
     assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) == node_hash(*hashes)
     assert cache.root(Node(1, _TileCache.ROOTS), 1 << 19) is None, "kept for the tiles of its tree size only"
     cache.clear()
     assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) is None
+
+
+async def test_a_node_hash_computed_across_a_new_cycle_is_not_kept(
+    peer: HostilePeer, http: aiohttp.ClientSession
+) -> None:
+    """Its tiles were read in the cycle that ended: the new one reads and computes them again."""
+    tile = [bytes([n]) * 32 for n in range(4)]
+    peer.answer("/tile/0/000.p/4", Canned(body=b"".join(tile), delay=0.05))
+    peer.answer("/checkpoint", Canned(body=b"note\n"))
+    client = peer_client(peer, http)
+    hashing = asyncio.create_task(client.hashes_at(2, [0], 4))
+    await asyncio.sleep(0.01)
+    await client.get_checkpoint()
+    root = node_hash(node_hash(tile[0], tile[1]), node_hash(tile[2], tile[3]))
+    assert await hashing == [root], "the caller still gets it"
+    assert await client.hashes_at(2, [0], 4) == [root]
+    assert peer.seen == ["/tile/0/000.p/4", "/checkpoint", "/tile/0/000.p/4"], "computed again from a new read"
 
 
 async def test_a_failed_tile_read_is_not_kept(peer: HostilePeer, http: aiohttp.ClientSession) -> None:

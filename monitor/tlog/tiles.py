@@ -234,10 +234,13 @@ class _TileCache:
         self._roots: OrderedDict[tuple[Node, int], bytes] = OrderedDict()
         """Node hashes computed from the tiles of a tree size: each chunk's prefix proof needs the
         same nodes at the right edge, each up to 255 hashes to compute again (0.8 ms a chunk)."""
+        self.cycle = 0
+        """Counts the clears: a hash computed from tiles read before one is not kept after it."""
 
     def clear(self) -> None:
         self._reads.clear()
         self._roots.clear()
+        self.cycle += 1
 
     def root(self, node: Node, tree_size: int) -> bytes | None:
         """The hash of `node` computed from the tiles of the tree of `tree_size` leaves, if kept."""
@@ -246,11 +249,14 @@ class _TileCache:
             self._roots.move_to_end((node, tree_size))
         return root
 
-    def keep_root(self, node: Node, tree_size: int, hashes: Sequence[bytes]) -> bytes:
-        """The hash of `node` from the `hashes` under it (in its tile of the tree of `tree_size`), kept."""
-        root = self._roots[node, tree_size] = perfect_subtree_root(hashes)
-        if len(self._roots) > self.ROOTS:
-            self._roots.popitem(last=False)
+    def keep_root(self, node: Node, tree_size: int, hashes: Sequence[bytes], *, cycle: int) -> bytes:
+        """The hash of `node` from the `hashes` under it (in its tile of the tree of `tree_size`, read
+        in `cycle`), kept unless the cycle has ended since."""
+        root = perfect_subtree_root(hashes)
+        if cycle == self.cycle:
+            self._roots[node, tree_size] = root
+            if len(self._roots) > self.ROOTS:
+                self._roots.popitem(last=False)
         return root
 
     async def get(self, key: TileKey, read: Callable[[], Coroutine[Any, Any, list[bytes]]]) -> list[bytes]:
@@ -393,13 +399,15 @@ class TilesClient:
         for node in nodes:
             if node.level < 0 or node.index < 0 or (node.index + 1) << node.level > tree_size:
                 raise ValueError(f"{node} is not a complete subtree of a tree of size {tree_size}")
+        cycle = self._tiles.cycle
         known = {node: root for node in nodes if (root := self._tiles.root(node, tree_size)) is not None}
         wanted = list(dict.fromkeys(node.tile() for node in nodes if node not in known))
         fetched = await gather_or_cancel(self.get_tile(level, index, tree_size) for level, index in wanted)
         tiles = dict(zip(wanted, fetched, strict=True))
         for node in nodes:
             if node not in known:
-                known[node] = self._tiles.keep_root(node, tree_size, tiles[node.tile()][node.slice_in_tile()])
+                under = tiles[node.tile()][node.slice_in_tile()]
+                known[node] = self._tiles.keep_root(node, tree_size, under, cycle=cycle)
         return known
 
     async def _partial_or_full(self, path_for: Callable[[int], str], width: int, endpoint: str) -> _Fetched:
