@@ -41,7 +41,7 @@ from monitor.tlog.source import FetchedBundles, TileEntry
 from monitor.tlog.tiles import (
     Node,
     TilesClient,
-    _TileCache,
+    _NodeHashes,
     consistency_ranges,
     encode_index,
     entries_path,
@@ -327,15 +327,13 @@ async def test_hash_tiles_are_read_once_a_cycle(peer: HostilePeer, http: aiohttp
 
 
 def test_node_hashes_kept_in_a_cycle_are_bounded_and_kept_per_tree_size() -> None:
-    cache = _TileCache()
+    kept = _NodeHashes()
     hashes = [bytes([n]) * 32 for n in range(2)]
-    for index in range(_TileCache.ROOTS + 1):
-        assert cache.keep_root(Node(1, index), 1 << 20, hashes, cycle=cache.cycle) == node_hash(*hashes)
-    assert cache.root(Node(1, 0), 1 << 20) is None, "the oldest went"
-    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) == node_hash(*hashes)
-    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 19) is None, "kept for the tiles of its tree size only"
-    cache.clear()
-    assert cache.root(Node(1, _TileCache.ROOTS), 1 << 20) is None
+    for index in range(_NodeHashes.LIMIT + 1):
+        assert kept.computed(Node(1, index), 1 << 20, hashes) == node_hash(*hashes)
+    assert kept.get(Node(1, 0), 1 << 20) is None, "the oldest went"
+    assert kept.get(Node(1, _NodeHashes.LIMIT), 1 << 20) == node_hash(*hashes)
+    assert kept.get(Node(1, _NodeHashes.LIMIT), 1 << 19) is None, "kept for the tiles of its tree size only"
 
 
 async def test_a_node_hash_computed_across_a_new_cycle_is_not_kept(

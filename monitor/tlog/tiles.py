@@ -216,8 +216,34 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
 TileKey = tuple[int, int, int]  # level, index, width
 
 
+class _NodeHashes:
+    """Node hashes computed from the tiles of one cycle, per tree size: each chunk's prefix proof
+    needs the same nodes at the right edge, each up to 255 hashes to compute again (0.8 ms a chunk).
+    At most LIMIT, the least recently used forgotten first."""
+
+    LIMIT = 4096  # of 32 bytes
+
+    def __init__(self) -> None:
+        self._hashes: OrderedDict[tuple[Node, int], bytes] = OrderedDict()
+
+    def get(self, node: Node, tree_size: int) -> bytes | None:
+        """The hash of `node` computed from the tiles of the tree of `tree_size` leaves, if kept."""
+        node_hash = self._hashes.get((node, tree_size))
+        if node_hash is not None:
+            self._hashes.move_to_end((node, tree_size))
+        return node_hash
+
+    def computed(self, node: Node, tree_size: int, hashes: Sequence[bytes]) -> bytes:
+        """The hash of `node` from the `hashes` under it in its tile of the tree of `tree_size`, kept."""
+        node_hash = self._hashes[node, tree_size] = perfect_subtree_root(hashes)
+        if len(self._hashes) > self.LIMIT:
+            self._hashes.popitem(last=False)
+        return node_hash
+
+
 class _TileCache:
-    """The hash tiles read in this cycle (since the last checkpoint read), by level, index and width.
+    """The hash tiles read in this cycle (since the last checkpoint read), by level, index and width,
+    and the node hashes computed from them (`nodes`).
 
     A tile of a given width never changes in an append-only log, and each chunk's prefix proof needs
     the same few tiles at the right edge of the verified tree: 200k entries took 774 tile reads for
@@ -227,37 +253,16 @@ class _TileCache:
     """
 
     CAPACITY = 64  # tiles of 8 KiB at most: far more than the right edge of any tree
-    ROOTS = 4096  # node hashes computed from them, of 32 bytes
 
     def __init__(self) -> None:
         self._reads: OrderedDict[TileKey, asyncio.Task[list[bytes]]] = OrderedDict()
-        self._roots: OrderedDict[tuple[Node, int], bytes] = OrderedDict()
-        """Node hashes computed from the tiles of a tree size: each chunk's prefix proof needs the
-        same nodes at the right edge, each up to 255 hashes to compute again (0.8 ms a chunk)."""
-        self.cycle = 0
-        """Counts the clears: a hash computed from tiles read before one is not kept after it."""
+        self.nodes = _NodeHashes()
 
     def clear(self) -> None:
+        """A new cycle, with node hashes of its own: one computed from the tiles of the cycle that
+        ended (read before this) is kept in that cycle's, which no one reads any more."""
         self._reads.clear()
-        self._roots.clear()
-        self.cycle += 1
-
-    def root(self, node: Node, tree_size: int) -> bytes | None:
-        """The hash of `node` computed from the tiles of the tree of `tree_size` leaves, if kept."""
-        root = self._roots.get((node, tree_size))
-        if root is not None:
-            self._roots.move_to_end((node, tree_size))
-        return root
-
-    def keep_root(self, node: Node, tree_size: int, hashes: Sequence[bytes], *, cycle: int) -> bytes:
-        """The hash of `node` from the `hashes` under it (in its tile of the tree of `tree_size`, read
-        in `cycle`), kept unless the cycle has ended since."""
-        root = perfect_subtree_root(hashes)
-        if cycle == self.cycle:
-            self._roots[node, tree_size] = root
-            if len(self._roots) > self.ROOTS:
-                self._roots.popitem(last=False)
-        return root
+        self.nodes = _NodeHashes()
 
     async def get(self, key: TileKey, read: Callable[[], Coroutine[Any, Any, list[bytes]]]) -> list[bytes]:
         task = self._reads.get(key)
@@ -399,15 +404,14 @@ class TilesClient:
         for node in nodes:
             if node.level < 0 or node.index < 0 or (node.index + 1) << node.level > tree_size:
                 raise ValueError(f"{node} is not a complete subtree of a tree of size {tree_size}")
-        cycle = self._tiles.cycle
-        known = {node: root for node in nodes if (root := self._tiles.root(node, tree_size)) is not None}
+        kept = self._tiles.nodes  # this cycle's, even if the next one starts while the tiles are read
+        known = {node: node_hash for node in nodes if (node_hash := kept.get(node, tree_size)) is not None}
         wanted = list(dict.fromkeys(node.tile() for node in nodes if node not in known))
         fetched = await gather_or_cancel(self.get_tile(level, index, tree_size) for level, index in wanted)
         tiles = dict(zip(wanted, fetched, strict=True))
         for node in nodes:
             if node not in known:
-                under = tiles[node.tile()][node.slice_in_tile()]
-                known[node] = self._tiles.keep_root(node, tree_size, under, cycle=cycle)
+                known[node] = kept.computed(node, tree_size, tiles[node.tile()][node.slice_in_tile()])
         return known
 
     async def _partial_or_full(self, path_for: Callable[[int], str], width: int, endpoint: str) -> _Fetched:
