@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -442,12 +443,7 @@ def test_the_worker_imports_no_database_http_cli_or_config_module() -> None:
 def test_the_judges_sent_to_the_worker_hold_no_config_object_and_no_secret(setup: tuple[Judges, list[bytes]]) -> None:
     """The watch rules cross as plain data: the worker needs no pydantic, and never gets an API key."""
     account = {**WATCH["codefresh"][0], "api_key": "cf-secret-key"}
-    judges = Judges(
-        Policy(WatchSettings.model_validate({"codefresh": [account]})),
-        setup[0].chains,
-        setup[0].ct_chains,
-        setup[0].timestamps,
-    )
+    judges = replace(setup[0], policy=Policy(WatchSettings.model_validate({"codefresh": [account]})))
     sent = pickle.dumps(judges)
     assert b"cf-secret-key" not in sent
     probe = "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); print({m.split('.')[0] for m in sys.modules})"
