@@ -39,9 +39,7 @@ from monitor.tlog.merkle import EMPTY_ROOT, ProofError, leaf_hash, node_hash, ve
 from monitor.tlog.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint, verifier_for_key
 from monitor.tlog.source import FetchedBundles, TileEntry
 from monitor.tlog.tiles import (
-    Node,
     TilesClient,
-    _NodeHashes,
     consistency_ranges,
     encode_index,
     entries_path,
@@ -326,14 +324,17 @@ async def test_hash_tiles_are_read_once_a_cycle(peer: HostilePeer, http: aiohttp
     assert peer.seen == ["/tile/0/000.p/5", "/checkpoint", "/tile/0/000.p/5"]
 
 
-def test_node_hashes_kept_in_a_cycle_are_bounded_and_kept_per_tree_size() -> None:
-    kept = _NodeHashes()
-    hashes = [bytes([n]) * 32 for n in range(2)]
-    for index in range(_NodeHashes.LIMIT + 1):
-        assert kept.computed(Node(1, index), 1 << 20, hashes) == node_hash(*hashes)
-    assert kept.get(Node(1, 0), 1 << 20) is None, "the oldest went"
-    assert kept.get(Node(1, _NodeHashes.LIMIT), 1 << 20) == node_hash(*hashes)
-    assert kept.get(Node(1, _NodeHashes.LIMIT), 1 << 19) is None, "kept for the tiles of its tree size only"
+async def test_node_hashes_are_kept_per_tree_size(peer: HostilePeer, http: aiohttp.ClientSession) -> None:
+    """A node's hash computed from the tiles of one tree is not reused for a proof from another's."""
+    tile = [bytes([n]) * 32 for n in range(6)]
+    peer.answer("/tile/0/000.p/4", Canned(body=b"".join(tile[:4])))
+    peer.answer("/tile/0/000.p/6", Canned(body=b"".join(tile)))
+    client = peer_client(peer, http)
+    pair = node_hash(tile[0], tile[1])
+    assert await client.hashes_at(1, [0], 4) == [pair]
+    assert await client.hashes_at(1, [0], 6) == [pair]
+    assert await client.hashes_at(1, [0], 4) == [pair]
+    assert peer.seen == ["/tile/0/000.p/4", "/tile/0/000.p/6"]
 
 
 async def test_a_node_hash_computed_across_a_new_cycle_is_not_kept(

@@ -19,7 +19,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import aiohttp
@@ -37,6 +36,7 @@ from monitor.codefresh_api.model import (
     parse_build,
 )
 from monitor.config import WatchSettings
+from monitor.lru import LruCache
 from monitor.tlog.http import (
     HTTP_NOT_FOUND,
     HTTP_OK,
@@ -111,7 +111,7 @@ class BuildsClient:
         self._options = options
         self._timeout = aiohttp.ClientTimeout(total=options.timeout)
         self._spacing = RequestSpacing(options.per_second)
-        self._cache: OrderedDict[str, BuildAnswer] = OrderedDict()
+        self._cache: LruCache[str, BuildAnswer] = LruCache(options.cache_size)
         self._log = log.bind(account_id=account_id, api_url=self.api_url)
         self._shape_reported = False
         self._refusal_reported = False
@@ -125,17 +125,11 @@ class BuildsClient:
             raise ValueError("not a workflow id (letters, digits, '_' and '-', at most 64)")
         cached = self._cache.get(workflow_id)
         if cached is not None:
-            self._cache.move_to_end(workflow_id)
             return cached
         answer = await self._with_retries(workflow_id)
         if isinstance(answer, NotFound) or (isinstance(answer, Found) and answer.build.finished is not None):
-            self._remember(workflow_id, answer)
+            self._cache.put(workflow_id, answer)
         return answer
-
-    def _remember(self, workflow_id: str, answer: BuildAnswer) -> None:
-        self._cache[workflow_id] = answer
-        if len(self._cache) > self._options.cache_size:
-            self._cache.popitem(last=False)
 
     async def _with_retries(self, workflow_id: str) -> BuildAnswer:
         attempt = 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from cryptography.x509.verification import (
 )
 
 from monitor.errors import ReasonedError
+from monitor.lru import LruCache
 from monitor.trust import TrustRoot, Validity
 
 FULCIO_OID_PREFIX = "1.3.6.1.4.1.57264.1"
@@ -395,7 +395,7 @@ class ChainVerifier:
         self._clear_caches()
 
     def _clear_caches(self) -> None:
-        self._results: OrderedDict[str, bytes] = OrderedDict()  # b"" when it does not chain
+        self._results: LruCache[str, bytes] = LruCache(self._cache_size)  # b"" when it does not chain
         self._stores: dict[tuple[int, ...], Store] = {}
 
     def verify(self, cert: FulcioCertificate) -> bool:
@@ -405,14 +405,9 @@ class ChainVerifier:
         """SHA-256 of the SubjectPublicKeyInfo of the trust root's CA certificate that signed `cert`
         (CT's issuer_key_hash), or None when `cert` does not chain."""
         cached = self._results.get(cert.sha256)
-        if cached is not None:
-            self._results.move_to_end(cert.sha256)
-            return cached or None
-        result = self._verify_uncached(cert)
-        self._results[cert.sha256] = result or b""
-        if len(self._results) > self._cache_size:
-            self._results.popitem(last=False)
-        return result
+        if cached is None:
+            cached = self._results.put(cert.sha256, self._verify_uncached(cert) or b"")
+        return cached or None
 
     def _verify_uncached(self, cert: FulcioCertificate) -> bytes | None:
         store = self._store_at(cert.not_before)

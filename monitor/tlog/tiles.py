@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 
+from monitor.lru import LruCache
 from monitor.tlog.entry_bundle import (
     EntryBundle,
     TileFormatError,
@@ -216,31 +216,6 @@ def _fold_right(hashes: Sequence[bytes]) -> bytes:
 TileKey = tuple[int, int, int]  # level, index, width
 
 
-class _NodeHashes:
-    """Node hashes computed from the tiles of one cycle, per tree size: each chunk's prefix proof
-    needs the same nodes at the right edge, each up to 255 hashes to compute again (0.8 ms a chunk).
-    At most LIMIT, the least recently used forgotten first."""
-
-    LIMIT = 4096  # of 32 bytes
-
-    def __init__(self) -> None:
-        self._hashes: OrderedDict[tuple[Node, int], bytes] = OrderedDict()
-
-    def get(self, node: Node, tree_size: int) -> bytes | None:
-        """The hash of `node` computed from the tiles of the tree of `tree_size` leaves, if kept."""
-        node_hash = self._hashes.get((node, tree_size))
-        if node_hash is not None:
-            self._hashes.move_to_end((node, tree_size))
-        return node_hash
-
-    def computed(self, node: Node, tree_size: int, hashes: Sequence[bytes]) -> bytes:
-        """The hash of `node` from the `hashes` under it in its tile of the tree of `tree_size`, kept."""
-        node_hash = self._hashes[node, tree_size] = perfect_subtree_root(hashes)
-        if len(self._hashes) > self.LIMIT:
-            self._hashes.popitem(last=False)
-        return node_hash
-
-
 class _TileCache:
     """The hash tiles read in this cycle (since the last checkpoint read), by level, index and width,
     and the node hashes computed from them (`nodes`).
@@ -253,32 +228,29 @@ class _TileCache:
     """
 
     CAPACITY = 64  # tiles of 8 KiB at most: far more than the right edge of any tree
+    NODES = 4096
+    """Node hashes of 32 bytes, per (node, tree size): each chunk's prefix proof needs the same nodes
+    at the right edge, each up to 255 hashes to compute again (0.8 ms a chunk)."""
 
     def __init__(self) -> None:
-        self._reads: OrderedDict[TileKey, asyncio.Task[list[bytes]]] = OrderedDict()
-        self.nodes = _NodeHashes()
+        self.clear()
 
     def clear(self) -> None:
         """A new cycle, with node hashes of its own: one computed from the tiles of the cycle that
         ended (read before this) is kept in that cycle's, which no one reads any more."""
-        self._reads.clear()
-        self.nodes = _NodeHashes()
+        self._reads: LruCache[TileKey, asyncio.Task[list[bytes]]] = LruCache(self.CAPACITY)
+        self.nodes: LruCache[tuple[Node, int], bytes] = LruCache(self.NODES)
 
     async def get(self, key: TileKey, read: Callable[[], Coroutine[Any, Any, list[bytes]]]) -> list[bytes]:
         task = self._reads.get(key)
         if task is None:
-            task = asyncio.ensure_future(read())
+            task = self._reads.put(key, asyncio.ensure_future(read()))
             task.add_done_callback(functools.partial(self._forget_failed, key))
-            self._reads[key] = task
-            if len(self._reads) > self.CAPACITY:
-                self._reads.popitem(last=False)
-        else:
-            self._reads.move_to_end(key)
         return await asyncio.shield(task)  # a reader cancelled (its chunk failed) leaves the read to the others
 
     def _forget_failed(self, key: TileKey, task: asyncio.Task[list[bytes]]) -> None:
-        if (task.cancelled() or task.exception() is not None) and self._reads.get(key) is task:
-            del self._reads[key]
+        if task.cancelled() or task.exception() is not None:
+            self._reads.discard(key, task)
 
 
 class TilesClient:
@@ -405,13 +377,14 @@ class TilesClient:
             if node.level < 0 or node.index < 0 or (node.index + 1) << node.level > tree_size:
                 raise ValueError(f"{node} is not a complete subtree of a tree of size {tree_size}")
         kept = self._tiles.nodes  # this cycle's, even if the next one starts while the tiles are read
-        known = {node: node_hash for node in nodes if (node_hash := kept.get(node, tree_size)) is not None}
+        known = {node: node_hash for node in nodes if (node_hash := kept.get((node, tree_size))) is not None}
         wanted = list(dict.fromkeys(node.tile() for node in nodes if node not in known))
         fetched = await gather_or_cancel(self.get_tile(level, index, tree_size) for level, index in wanted)
         tiles = dict(zip(wanted, fetched, strict=True))
         for node in nodes:
             if node not in known:
-                known[node] = kept.computed(node, tree_size, tiles[node.tile()][node.slice_in_tile()])
+                under = tiles[node.tile()][node.slice_in_tile()]
+                known[node] = kept.put((node, tree_size), perfect_subtree_root(under))
         return known
 
     async def _partial_or_full(self, path_for: Callable[[int], str], width: int, endpoint: str) -> _Fetched:
